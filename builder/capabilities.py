@@ -1,0 +1,239 @@
+"""What a worker can build: found out once, at start.
+
+A worker looks for interpreters (pyenv versions, ``/opt/python/*`` as in the manylinux
+images, ``pythonX.Y`` on PATH, and configured extras), checks that each one has its C
+headers, reads the libc it runs on, and looks for the toolchain. From that it derives
+the build identifiers it serves, and so the Celery queues it subscribes to.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from builder.targets import PURE, SUPPORTED_MINORS, BuildTarget
+
+TOOLS = ("cc", "c++", "gcc", "g++", "clang", "cargo", "rustc", "cmake", "ninja", "pkg-config", "gfortran", "patchelf", "bwrap")
+
+_INTERPRETER_PROBE = r"""
+import json, os, sys, sysconfig
+inc = sysconfig.get_paths().get("include") or ""
+print(json.dumps({
+    "version": list(sys.version_info[:2]),
+    "implementation": sys.implementation.name,
+    "headers": os.path.exists(os.path.join(inc, "Python.h")),
+    "include": inc,
+    "free_threaded": bool(sysconfig.get_config_var("Py_GIL_DISABLED")),
+}))
+"""
+
+
+@dataclass(frozen=True)
+class Interpreter:
+    path: str
+    version: tuple[int, int]
+    implementation: str
+    headers: bool
+
+    @property
+    def tag(self) -> str:
+        return f"cp{self.version[0]}{self.version[1]}"
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    os: str  # linux, macos, windows
+    arch: str  # x86_64, aarch64, arm64, AMD64
+    libc: str | None  # glibc, musl, or None off Linux
+    libc_version: str | None
+    interpreters: tuple[Interpreter, ...]
+    tools: dict[str, str] = field(default_factory=dict)  # name -> version line
+
+    def interpreter_for(self, target: BuildTarget) -> Interpreter | None:
+        if target.is_pure:
+            # Any CPython 3 builds a pure wheel; the newest one is the best bet for modern backends.
+            usable = [i for i in self.interpreters if i.version[0] == 3]
+            return max(usable, key=lambda i: i.version) if usable else None
+        for interpreter in self.interpreters:
+            if interpreter.version == target.python and interpreter.headers:
+                return interpreter
+        return None
+
+    @property
+    def platforms(self) -> list[str]:
+        """The platform ids of the build identifiers this host builds for."""
+        if self.os == "linux":
+            family = {"glibc": "manylinux", "musl": "musllinux"}.get(self.libc or "")
+            return [f"{family}_{self.arch}"] if family else []
+        if self.os == "macos":
+            return [f"macosx_{self.arch}"]
+        if self.os == "windows" and self.arch.lower() in {"amd64", "x86_64"}:
+            return ["win_amd64"]
+        return []
+
+    def targets(self) -> list[BuildTarget]:
+        """Every build identifier this worker can build: native code needs a compiler and headers."""
+        out: list[BuildTarget] = []
+        has_cc = "cc" in self.tools or "gcc" in self.tools or "clang" in self.tools
+        if has_cc:
+            for interpreter in self.interpreters:
+                if interpreter.implementation != "cpython" or not interpreter.headers:
+                    continue
+                if interpreter.version[0] != 3 or interpreter.version[1] not in SUPPORTED_MINORS:
+                    continue
+                for plat in self.platforms:
+                    target = BuildTarget.parse(f"{interpreter.tag}-{plat}")
+                    if target not in out:
+                        out.append(target)
+        if any(i.version[0] == 3 for i in self.interpreters):
+            out.append(BuildTarget.parse(PURE))
+        return sorted(out, key=lambda t: (t.python or (99, 99), t.platform))
+
+    def queues(self) -> list[str]:
+        return [t.queue for t in self.targets()]
+
+    def capability_set(self) -> set[str]:
+        """Capability names as the diagnosis rules speak of them (``tool:cc``, ``headers:cp312``)."""
+        caps = {f"tool:{name}" for name in self.tools}
+        if "tool:gcc" in caps or "tool:clang" in caps:
+            caps.add("tool:cc")
+        if "tool:g++" in caps:
+            caps.add("tool:c++")
+        if "tool:cargo" in caps:
+            caps.add("tool:rust")
+        caps |= {f"headers:{i.tag}" for i in self.interpreters if i.headers}
+        return caps
+
+    def fingerprint(self) -> str:
+        """Stable summary used to decide whether a failed build deserves another try."""
+        return ",".join(sorted(self.capability_set()))
+
+    def to_dict(self) -> dict[str, object]:
+        data = asdict(self)
+        data["targets"] = [t.identifier for t in self.targets()]
+        data["queues"] = self.queues()
+        return data
+
+
+def _version_line(tool: str, path: str) -> str:
+    flag = "--version"
+    try:
+        out = subprocess.run(
+            [path, flag], capture_output=True, text=True, timeout=10, stdin=subprocess.DEVNULL, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    text = (out.stdout or out.stderr).strip().splitlines()
+    return text[0] if text else "unknown"
+
+
+def probe_tools(path: str | None = None, names: Sequence[str] = TOOLS) -> dict[str, str]:
+    found = {}
+    for name in names:
+        location = shutil.which(name, path=path)
+        if location:
+            found[name] = _version_line(name, location)
+    return found
+
+
+def candidate_interpreters(extra: Iterable[Path] = (), path: str | None = None) -> list[str]:
+    """Paths of interpreters to probe, without duplicates, in a stable order."""
+    candidates: list[str] = [str(p) for p in extra]
+    pyenv_root = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
+    candidates += sorted(glob.glob(os.path.join(pyenv_root, "versions", "*", "bin", "python3")))
+    candidates += sorted(glob.glob("/opt/python/cp3*/bin/python3"))
+    search = path if path is not None else os.environ.get("PATH", "")
+    for directory in search.split(os.pathsep):
+        for candidate in sorted(glob.glob(os.path.join(directory, "python3.[0-9]*"))):
+            if re.search(r"python3\.\d+$", candidate):
+                candidates.append(candidate)
+    seen: set[str] = set()
+    unique = []
+    for candidate in candidates:
+        try:
+            real = os.path.realpath(candidate)
+        except OSError:
+            continue
+        if real in seen or not os.access(real, os.X_OK):
+            continue
+        seen.add(real)
+        unique.append(candidate)
+    return unique
+
+
+def probe_interpreter(path: str) -> Interpreter | None:
+    try:
+        out = subprocess.run(
+            [path, "-I", "-c", _INTERPRETER_PROBE],
+            capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL, check=False,
+        )
+        data = json.loads(out.stdout)
+    except (OSError, subprocess.TimeoutExpired, ValueError):
+        return None
+    if data.get("free_threaded"):
+        return None  # free-threaded builds have their own identifiers (cp313t); not served yet
+    return Interpreter(
+        path=path,
+        version=(int(data["version"][0]), int(data["version"][1])),
+        implementation=str(data["implementation"]),
+        headers=bool(data["headers"]),
+    )
+
+
+def host_libc() -> tuple[str | None, str | None]:
+    if sys.platform != "linux":
+        return None, None
+    name, version = platform.libc_ver()
+    if name == "glibc":
+        return "glibc", version
+    # musl has no libc_ver; its loader names itself.
+    for loader in glob.glob("/lib/ld-musl-*.so.1"):
+        try:
+            out = subprocess.run([loader], capture_output=True, text=True, timeout=5, check=False)
+        except OSError:
+            continue
+        match = re.search(r"Version ([\d.]+)", out.stderr)
+        return "musl", match.group(1) if match else None
+    return name or None, version or None
+
+
+def host_os() -> tuple[str, str]:
+    machine = platform.machine()
+    if sys.platform.startswith("linux"):
+        return "linux", machine
+    if sys.platform == "darwin":
+        return "macos", "arm64" if machine == "arm64" else "x86_64"
+    if sys.platform == "win32":
+        return "windows", machine
+    return sys.platform, machine
+
+
+def probe(extra_interpreters: Iterable[Path] = (), path: str | None = None) -> Capabilities:
+    """Find out what this host can build."""
+    osname, arch = host_os()
+    libc, libc_version = host_libc()
+    # Per version, the first interpreter with headers wins (extras and pyenv are probed first);
+    # one without headers is kept only so that --probe can show why its version is not served.
+    chosen: dict[tuple[int, int], Interpreter] = {}
+    for candidate in candidate_interpreters(extra_interpreters, path):
+        interpreter = probe_interpreter(candidate)
+        if interpreter is None:
+            continue
+        current = chosen.get(interpreter.version)
+        if current is None or (interpreter.headers and not current.headers):
+            chosen[interpreter.version] = interpreter
+    interpreters = list(chosen.values())
+    interpreters.sort(key=lambda i: i.version)
+    return Capabilities(
+        os=osname, arch=arch, libc=libc, libc_version=libc_version,
+        interpreters=tuple(interpreters), tools=probe_tools(path),
+    )

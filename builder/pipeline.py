@@ -1,0 +1,419 @@
+"""One build, step by step: the director that turns a request for a target into a wheel on the index.
+
+``BuildDirector.run()`` goes through the steps in order and returns a ``BuildOutcome``;
+it never raises for a failed build. The Celery task only carries the job in and the
+outcome out. Steps:
+
+1. resolve   - the release and its files on the upstream index (Simple API)
+2. mirror    - where upstream has a wheel that fits the target (and the request allows it):
+               download it, hash-checked, verify it, publish it; done
+3. fetch     - download the sdist, hash-checked, and unpack it safely
+4. prepare   - a fresh environment of the target interpreter with the build requirements,
+               installed from wheels only (no stranger's code runs outside the sandbox)
+5. build     - pypa/build's ProjectBuilder, whose hook runner is the sandbox
+6. repair    - auditwheel, to a manylinux/musllinux tag
+7. verify    - a valid wheel whose RECORD, name, version and tags match
+8. prove     - installs into a fresh environment of the interpreter and imports its modules
+9. publish   - upload to the private index; a filename is never replaced
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import warnings
+import zipfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from build import BuildBackendException, BuildException, ProjectBuilder
+from packaging.utils import canonicalize_name, parse_wheel_filename
+
+from builder.capabilities import Capabilities, Interpreter
+from builder.config import Settings
+from builder.errors import AlreadyPublished, BuildFailed, WheelRejected, WheelyardError
+from builder.publish import publish_wheel
+from builder.sandbox import LimitExceeded, Sandbox, build_environment
+from builder.targets import BuildTarget
+from builder.upstream import DistFile, Release, SimpleIndex
+from builder.verify import verify_wheel
+
+Report = Callable[[str, dict[str, Any]], None]
+
+
+class BuildLog:
+    """Where a build's output goes: a file on the worker and, through ``sink``, the shared record."""
+
+    def __init__(self, path: Path, sink: Callable[[bytes], object] | None = None) -> None:
+        self.path = path
+        self._file = path.open("ab")
+        self._sink = sink
+
+    def write(self, data: bytes) -> None:
+        self._file.write(data)
+        self._file.flush()
+        if self._sink is not None:
+            self._sink(data)
+
+    def line(self, text: str) -> None:
+        self.write((text.rstrip("\n") + "\n").encode())
+
+    def close(self) -> None:
+        self._file.close()
+
+
+@dataclass(frozen=True)
+class BuildJob:
+    build_id: str
+    name: str
+    version: str
+    target: BuildTarget
+    from_source: bool = False
+
+
+@dataclass
+class BuildOutcome:
+    status: str  # published, mirrored, failed
+    wheel: str | None = None
+    sha256: str | None = None
+    source: str | None = None
+    error: dict[str, Any] | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    log_path: Path | None = None
+
+
+class StepFailed(WheelyardError):
+    """A step of the pipeline failed for a reason the build log shows."""
+
+    reference = "build-step-failed"
+
+
+class BuildDirector:
+    """Runs the steps of one build for one target."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        capabilities: Capabilities,
+        job: BuildJob,
+        *,
+        workdir: Path,
+        log: BuildLog,
+        report: Report | None = None,
+        index: SimpleIndex | None = None,
+        upload_password: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.capabilities = capabilities
+        self.job = job
+        self.workdir = workdir
+        self.log = log
+        self.report = report or (lambda step, info: None)
+        self.index = index or SimpleIndex(settings.upstream_index)
+        self.upload_password = upload_password if upload_password is not None else settings.index_password
+        self.timings: dict[str, float] = {}
+        self._sandbox: Sandbox | None = None
+
+    # -- the steps -------------------------------------------------------------------------
+    def run(self) -> BuildOutcome:
+        job = self.job
+        self.log.line(f"wheelyard: build {job.build_id}: {job.name}=={job.version} for {job.target}")
+        try:
+            release = self._step("resolve", self._resolve)
+            wheel_file = None if job.from_source else release.wheel_for(
+                job.target, glibc_max=self.settings.manylinux_glibc_max
+            )
+            if wheel_file is not None:
+                return self._mirror(release, wheel_file)
+            return self._build(release)
+        except LimitExceeded as exc:
+            return self._failed(exc, cause=exc.cause)
+        except WheelyardError as exc:
+            return self._failed(exc)
+        except (BuildBackendException, BuildException, subprocess.CalledProcessError) as exc:
+            return self._failed(BuildFailed(f"the build failed: {exc}", "the diagnosis below names the cause"))
+
+    def _resolve(self) -> Release:
+        release = self.index.resolve(f"{self.job.name}=={self.job.version}")
+        self.log.line(f"wheelyard: upstream has {len(release.files)} files for {release.name} {release.version}")
+        return release
+
+    def _mirror(self, release: Release, wheel_file: DistFile) -> BuildOutcome:
+        self.log.line(f"wheelyard: upstream has a wheel for {self.job.target}: {wheel_file.filename}; mirroring it")
+        path = self._step("download", lambda: self.index.download(wheel_file, self.workdir / "dist"))
+        info = self._step(
+            "verify", lambda: verify_wheel(path, name=release.name, version=str(release.version), target=self.job.target)
+        )
+        sha = self._step("publish", lambda: self._publish(path, info.sha256))
+        return BuildOutcome("mirrored", wheel=path.name, sha256=sha, source=wheel_file.filename, timings=self.timings)
+
+    def _build(self, release: Release) -> BuildOutcome:
+        job = self.job
+        sdist = release.sdist
+        if sdist is None:
+            raise StepFailed(
+                f"{release.name} {release.version} has no sdist upstream and no wheel for {job.target}",
+                "no-distribution: ask for a target upstream ships a wheel for, or another version",
+                reference="no-distribution",
+            )
+        interpreter = self.capabilities.interpreter_for(job.target)
+        if interpreter is None:
+            raise StepFailed(
+                f"this worker has no interpreter with headers for {job.target}",
+                "the worker's probe should not have subscribed to this queue; check `wheelyard worker --probe`",
+            )
+        archive = self._step("fetch", lambda: self.index.download(sdist, self.workdir / "dist"))
+        srcdir = self._step("unpack", lambda: unpack_sdist(archive, self.workdir / "src"))
+        env_python = self._step("prepare", lambda: self._create_env(interpreter, self.workdir / "buildenv"))
+        sandbox = self._sandbox_for()
+        builder = ProjectBuilder(srcdir, python_executable=str(env_python), runner=self._hook_runner(sandbox))
+        outdir = self.workdir / "out"
+        outdir.mkdir(exist_ok=True)
+
+        def build_wheel() -> Path:
+            # build reports backend warnings through `warnings`: they belong in the build log.
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                try:
+                    self._install(env_python, sorted(builder.build_system_requires))
+                    extra = sorted(builder.get_requires_for_build("wheel"))
+                    if extra:
+                        self._install(env_python, extra)
+                    return Path(builder.build("wheel", outdir))
+                finally:
+                    for warning in caught:
+                        self.log.line(f"warning: {warning.message}")
+
+        built = self._step("build", build_wheel)
+        self.log.line(f"wheelyard: built {built.name}")
+        repaired = self._step("repair", lambda: self._repair(built))
+        info = self._step(
+            "verify",
+            lambda: verify_wheel(repaired, name=release.name, version=str(release.version), target=job.target),
+        )
+        self._step("prove", lambda: self._prove(interpreter, repaired))
+        sha = self._step("publish", lambda: self._publish(repaired, info.sha256))
+        return BuildOutcome("published", wheel=repaired.name, sha256=sha, source=sdist.filename, timings=self.timings)
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _step(self, name: str, action: Callable[[], Any]) -> Any:
+        self.report(name, {})
+        self.log.line(f"==> {name}")
+        started = time.monotonic()
+        try:
+            return action()
+        finally:
+            self.timings[name] = round(time.monotonic() - started, 3)
+
+    def _failed(self, exc: WheelyardError, cause: str | None = None) -> BuildOutcome:
+        self.log.line(f"wheelyard: build failed: {exc.message}")
+        if exc.hint:
+            self.log.line(f"wheelyard: hint: {exc.hint}")
+        error = exc.to_dict()
+        if cause:
+            error["cause"] = cause
+        return BuildOutcome("failed", error=error, timings=self.timings, log_path=self.log.path)
+
+    def _sandbox_for(self) -> Sandbox:
+        if self._sandbox is None:
+            read_only = [Path(p) for p in (self.settings.cargo_vendor_dir,) if p is not None]
+            self._sandbox = Sandbox(
+                limits=self.settings.limits,
+                workdir=self.workdir,
+                log=self.log,
+                enabled=self.settings.sandbox,
+                read_only=read_only,
+                env=build_environment(self.settings, self._toolchain_env()),
+                hidden=[self.settings.data_dir],
+            )
+        return self._sandbox
+
+    def _toolchain_env(self) -> dict[str, str]:
+        """What a build sees of the worker's toolchain (never its settings): PATH with a rustup
+        toolchain first where the worker has one, and a fixed SOURCE_DATE_EPOCH for reproducible zips."""
+        env = {"SOURCE_DATE_EPOCH": "315532800"}
+        cargo_bin = Path.home() / ".cargo" / "bin"
+        rustup_home = Path(os.environ.get("RUSTUP_HOME", Path.home() / ".rustup"))
+        if (cargo_bin / "cargo").exists():
+            env["PATH"] = f"{cargo_bin}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+            if rustup_home.exists():
+                env["RUSTUP_HOME"] = str(rustup_home)
+                env["RUSTUP_TOOLCHAIN"] = os.environ.get("RUSTUP_TOOLCHAIN", "stable")
+        return env
+
+    def _hook_runner(self, sandbox: Sandbox) -> Callable[..., None]:
+        def run(cmd: Sequence[str], cwd: str | None = None, extra_environ: Mapping[str, str] | None = None) -> None:
+            sandbox.run(cmd, cwd=cwd, extra_environ=extra_environ)
+
+        return run
+
+    def _tool_env(self) -> dict[str, str]:
+        """Environment for the tools the worker runs itself (uv, auditwheel): explicit, no ambient pip config."""
+        venv_bin = str(Path(sys.executable).parent)
+        return {
+            "PATH": os.pathsep.join([venv_bin, "/usr/local/bin", "/usr/bin", "/bin"]),
+            "HOME": str(self.workdir / "home"),
+            "UV_NO_CONFIG": "1",
+            "UV_CACHE_DIR": str(self.settings.data_dir / "cache" / "uv"),
+            "UV_PYTHON_DOWNLOADS": "never",
+            "UV_NATIVE_TLS": "1",  # trust the host's CA store, as pip does
+            "PIP_CONFIG_FILE": os.devnull,
+            "LANG": "C.UTF-8",
+            **{k: os.environ[k] for k in ("SSL_CERT_FILE", "SSL_CERT_DIR") if k in os.environ},
+        }
+
+    def _run_tool(self, cmd: Sequence[str], timeout: float = 600) -> None:
+        self.log.line("$ " + " ".join(str(c) for c in cmd))
+        (self.workdir / "home").mkdir(exist_ok=True)
+        result = subprocess.run(
+            [str(c) for c in cmd],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=self._tool_env(),
+            cwd=self.workdir,
+            timeout=timeout,
+            check=False,
+        )
+        self.log.write(result.stdout)
+        if result.returncode != 0:
+            raise subprocess.CalledProcessError(result.returncode, list(cmd))
+
+    def _create_env(self, interpreter: Interpreter, path: Path) -> Path:
+        self._run_tool([uv_binary(), "venv", "--no-config", "--python", interpreter.path, str(path)])
+        return path / "bin" / "python"
+
+    def _install(self, python: Path, requirements: Sequence[str]) -> None:
+        """Install build requirements from wheels only, from the configured upstream index."""
+        if not requirements:
+            return
+        self._run_tool(
+            [
+                uv_binary(), "pip", "install", "--no-config", "--python", str(python),
+                "--index-url", self.settings.upstream_index, "--only-binary", ":all:", *requirements,
+            ]
+        )
+
+    def _repair(self, wheel: Path) -> Path:
+        tags = parse_wheel_filename(wheel.name)[3]
+        if all(t.platform == "any" for t in tags):
+            return wheel
+        if self.job.target.os != "linux":
+            return wheel  # delocate / delvewheel belong to macOS and Windows workers
+        repaired_dir = self.workdir / "repaired"
+        self._run_tool([sys.executable, "-m", "auditwheel", "repair", "-w", str(repaired_dir), str(wheel)])
+        wheels = sorted(repaired_dir.glob("*.whl"))
+        if len(wheels) != 1:
+            raise StepFailed(f"auditwheel wrote {len(wheels)} wheels", "see the build log")
+        return wheels[0]
+
+    def _prove(self, interpreter: Interpreter, wheel: Path) -> None:
+        """Install the wheel into a fresh environment and import its top-level modules, in the sandbox."""
+        env_python = self._create_env(interpreter, self.workdir / "proveenv")
+        self._run_tool(
+            [
+                uv_binary(), "pip", "install", "--no-config", "--python", str(env_python),
+                "--index-url", self.settings.upstream_index, "--find-links", str(wheel.parent),
+                "--only-binary", ":all:", str(wheel),
+            ]
+        )
+        modules = top_level_modules(wheel)
+        if not modules:
+            self.log.line("wheelyard: the wheel has no importable top-level module; nothing to import")
+            return
+        code = "import importlib, sys\nfor m in sys.argv[1:]:\n    importlib.import_module(m)\n    print('imported', m)\n"
+        sandbox = self._sandbox_for()
+        try:
+            sandbox.run([str(env_python), "-I", "-c", code, *modules], cwd=str(self.workdir))
+        except subprocess.CalledProcessError:
+            raise StepFailed(
+                f"the wheel installed but importing {', '.join(modules)} failed",
+                "the build log shows the import error",
+                reference="proof-failed",
+            ) from None
+
+    def _publish(self, path: Path, sha256: str) -> str:
+        try:
+            publish_wheel(
+                path,
+                index_url=self.settings.index_url,
+                user=self.settings.index_user,
+                password=self.upload_password,
+            )
+        except AlreadyPublished:
+            # A redelivered job (its first worker died after uploading) finds its wheel there:
+            # the index keeps the first file, and that is the one this build points at.
+            self.log.line(f"wheelyard: {path.name} is on the index already; it is kept as it is")
+        self.log.line(f"wheelyard: published {path.name} sha256={sha256}")
+        return sha256
+
+
+def uv_binary() -> str:
+    try:
+        from uv import find_uv_bin
+
+        return str(find_uv_bin())
+    except (ImportError, FileNotFoundError):
+        found = shutil.which("uv")
+        if found:
+            return found
+        raise StepFailed("uv is not installed on this worker", "pip install uv") from None
+
+
+def unpack_sdist(archive: Path, dest: Path) -> Path:
+    """Unpack an sdist without letting it write outside ``dest``; return its project directory."""
+    dest.mkdir(parents=True, exist_ok=True)
+    if archive.name.endswith(".zip"):
+        with zipfile.ZipFile(archive) as zf:
+            for member in zf.namelist():
+                target = (dest / member).resolve()
+                if not str(target).startswith(str(dest.resolve()) + os.sep):
+                    raise StepFailed(f"{archive.name} has a member outside its directory: {member}", None)
+            zf.extractall(dest)
+    else:
+        with tarfile.open(archive) as tf:
+            tf.extractall(dest, filter="data")
+    entries = [p for p in dest.iterdir() if p.is_dir()]
+    if len(entries) == 1 and any((entries[0] / f).exists() for f in ("pyproject.toml", "setup.py")):
+        return entries[0]
+    raise StepFailed(f"{archive.name} does not hold one project directory with pyproject.toml or setup.py", None)
+
+
+def top_level_modules(wheel: Path) -> list[str]:
+    """Importable top-level names of a wheel: top_level.txt where present, else its file layout."""
+    with zipfile.ZipFile(wheel) as zf:
+        names = zf.namelist()
+        listed = [n for n in names if n.endswith(".dist-info/top_level.txt")]
+        if listed:
+            text = zf.read(listed[0]).decode()
+            modules = [m.strip().replace("/", ".") for m in text.splitlines() if m.strip()]
+        else:
+            found: set[str] = set()
+            for n in names:
+                first = n.split("/", 1)[0]
+                if first.endswith((".dist-info", ".data")):
+                    continue
+                if "/" in n:
+                    if n.startswith(first + "/__init__.py"):
+                        found.add(first)
+                elif n.endswith(".py"):
+                    found.add(n[:-3])
+                elif n.endswith(".so") or n.endswith(".pyd"):
+                    found.add(n.split(".", 1)[0])
+            modules = sorted(found)
+    return [m for m in modules if m]
+
+
+def canonical(name: str) -> str:
+    return str(canonicalize_name(name))
+
+
+def work_directory(root: Path | None = None) -> Path:
+    return Path(tempfile.mkdtemp(prefix="wheelyard-build-", dir=root))

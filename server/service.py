@@ -1,0 +1,128 @@
+"""Accepting build requests: validate everything, then create or share one build per target.
+
+All checks run before anything is queued: a bad build identifier, a malformed
+requirement or a release upstream does not have refuses the whole request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from builder.diagnosis import RULESET_VERSION
+from builder.errors import NotFoundUpstream
+from builder.records import ACTIVE, BuildRecord, BuildStore, target_key
+from builder.targets import BuildTarget, parse_targets
+from builder.tasks import MIRROR_QUEUE
+from builder.upstream import SimpleIndex, parse_requirement
+
+Send = Callable[[str, str], None]  # (build id, queue)
+
+
+@dataclass
+class Submission:
+    record: BuildRecord
+    created: bool
+
+
+class BuildService:
+    def __init__(
+        self,
+        store: BuildStore,
+        index: SimpleIndex,
+        send: Send,
+        *,
+        from_source_default: bool = False,
+        glibc_max: tuple[int, int] = (2, 28),
+    ) -> None:
+        self.store = store
+        self.index = index
+        self.send = send
+        self.from_source_default = from_source_default
+        self.glibc_max = glibc_max
+
+    def submit(
+        self,
+        requirement: str,
+        targets: Sequence[str],
+        *,
+        from_source: bool | None = None,
+        retry: bool = False,
+    ) -> list[Submission]:
+        req = parse_requirement(requirement)
+        parsed = parse_targets(targets)
+        release = self.index.resolve(req)
+        source = self.from_source_default if from_source is None else from_source
+        plans: list[tuple[BuildTarget, str]] = []
+        for target in parsed:
+            wheel = None if source else release.wheel_for(target, glibc_max=self.glibc_max)
+            if wheel is None and release.sdist is None:
+                raise NotFoundUpstream(
+                    f"{release.name} {release.version} has no sdist and no wheel for {target} upstream",
+                    "choose a target upstream has a wheel for, or another version",
+                    reference="no-distribution",
+                )
+            plans.append((target, MIRROR_QUEUE if wheel is not None else target.queue))
+        version = str(release.version)
+        return [self._one(release.name, version, t, queue, str(req), source, retry) for t, queue in plans]
+
+    def _one(
+        self, name: str, version: str, target: BuildTarget, queue: str, requirement: str, from_source: bool, retry: bool
+    ) -> Submission:
+        key = target_key(name, version, target.identifier)
+        with self.store.lock(key):
+            existing = self.store.for_key(key)
+            if existing is not None and not self._needs_new_build(existing, from_source, retry):
+                return Submission(existing, created=False)
+            record = self.store.create(
+                name=name, version=version, target=target.identifier, requirement=requirement,
+                from_source=from_source, queue=queue,
+            )
+        self.send(record.id, queue)
+        return Submission(record, created=True)
+
+    def _needs_new_build(self, existing: BuildRecord, from_source: bool, retry: bool) -> bool:
+        if existing.status in ACTIVE or existing.status == "published":
+            return False
+        if existing.status == "mirrored":
+            # A team that runs only wheels built in-house asks for a build from source.
+            return from_source
+        # failed: not again and again; only when asked, or when something that matters changed.
+        if retry:
+            return True
+        if existing.ruleset != RULESET_VERSION:
+            return True
+        current = self.store.capabilities_for(existing.queue)
+        return bool(current) and current != existing.capabilities
+
+
+def present(record: BuildRecord, served: dict[str, list[str]], base_url: str = "") -> dict[str, Any]:
+    """A record as the API shows it: a queued build no live worker serves is waiting for one."""
+    status = record.status
+    if status == "queued" and record.queue not in served:
+        status = "waiting-for-worker"
+    return {
+        "id": record.id,
+        "name": record.name,
+        "version": record.version,
+        "target": record.target,
+        "requirement": record.requirement,
+        "from_source": record.from_source,
+        "status": status,
+        "step": record.step,
+        "queue": record.queue,
+        "created_at": record.created_at,
+        "started_at": record.started_at,
+        "finished_at": record.finished_at,
+        "duration": record.duration,
+        "worker": record.worker,
+        "attempts": record.attempts,
+        "wheel": record.wheel,
+        "sha256": record.sha256,
+        "source": record.source,
+        "error": record.error,
+        "diagnosis": record.diagnosis,
+        "timings": record.timings,
+        "log_url": f"{base_url}/api/builds/{record.id}/log",
+    }

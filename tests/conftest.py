@@ -1,0 +1,208 @@
+"""Shared fixtures: the real Redis, real service processes, isolated pip clients.
+
+Tests talk to the Redis on 127.0.0.1:6379 (``.ci/run`` starts one if none answers), in a
+database of their own that is emptied at the start of the session.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import requests
+
+REDIS_DB = int(os.environ.get("WHEELYARD_TEST_REDIS_DB", "9"))
+REDIS_URL = os.environ.get("WHEELYARD_TEST_REDIS_URL", f"redis://127.0.0.1:6379/{REDIS_DB}")
+PYENV = Path(os.environ.get("PYENV_ROOT", "/root/.pyenv")) / "versions"
+
+
+def interpreter(version: str) -> str:
+    """Path of the CPython ``version`` (e.g. "3.12") under pyenv."""
+    for candidate in sorted(PYENV.glob(f"{version}.*")):
+        python = candidate / "bin" / "python3"
+        if python.exists():
+            return str(python)
+    found = shutil.which(f"python{version}")
+    if found:
+        return found
+    pytest.skip(f"no CPython {version} on this machine")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def isolated_pip_env(**extra: str) -> dict[str, str]:
+    """An environment in which pip and uv see no configuration of this machine."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_", "WHEELYARD_"))}
+    env.update(PIP_CONFIG_FILE=os.devnull, PIP_DISABLE_PIP_VERSION_CHECK="1", UV_NO_CONFIG="1",
+               PIP_NO_INPUT="1")
+    env.update(extra)
+    return env
+
+
+def wait_until(predicate: Any, timeout: float, what: str, interval: float = 0.2) -> Any:
+    """Poll a real condition until it holds; fail with ``what`` when it never does."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.ping()
+    except redis.ConnectionError:
+        pytest.fail(f"no Redis at {REDIS_URL}: start one (`.ci/run` does)")
+    client.flushdb()
+    return REDIS_URL
+
+
+class Stack:
+    """wheelyard's processes, started as a deployment would: index, API, workers."""
+
+    def __init__(self, root: Path, redis_url: str, **settings: str) -> None:
+        self.root = root
+        self.data_dir = root / "data"
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.redis_url = redis_url
+        self.index_port = free_port()
+        self.api_port = free_port()
+        self.password = "test-upload-secret"
+        self.env = isolated_pip_env(
+            WHEELYARD_DATA_DIR=str(self.data_dir),
+            WHEELYARD_REDIS_URL=redis_url,
+            WHEELYARD_INDEX_PORT=str(self.index_port),
+            WHEELYARD_INDEX_URL=f"http://127.0.0.1:{self.index_port}",
+            WHEELYARD_INDEX_PASSWORD=self.password,
+            WHEELYARD_API_PORT=str(self.api_port),
+            WHEELYARD_API_URL=f"http://127.0.0.1:{self.api_port}",
+            PYTHONUNBUFFERED="1",
+        )
+        self.env.update(settings)
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    @property
+    def api(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    @property
+    def simple(self) -> str:
+        return f"http://127.0.0.1:{self.index_port}/simple/"
+
+    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        log = (self.root / f"{name}.log").open("ab")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "server.cli", *args], env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+        self.procs[name] = proc
+        return proc
+
+    def log(self, name: str) -> str:
+        path = self.root / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def start_index_and_api(self) -> None:
+        self.start("index", "index")
+        self._wait_http(f"http://127.0.0.1:{self.index_port}/health", "index")
+        self.start("api", "api")
+        self._wait_http(f"{self.api}/api/health", "api")
+
+    def start_worker(self, name: str, targets: str) -> subprocess.Popen[bytes]:
+        proc = self.start(name, "worker", "--targets", targets, "--name", f"{name}-{os.getpid()}@test")
+        wait_until(
+            lambda: self._worker_listed(name) or proc.poll() is not None, 120, f"worker {name} to register"
+        )
+        assert proc.poll() is None, self.log(name)
+        return proc
+
+    def _worker_listed(self, name: str) -> bool:
+        workers = requests.get(f"{self.api}/api/workers", timeout=10).json()["workers"]
+        return any(w.startswith(f"{name}-") for w in workers)
+
+    def _wait_http(self, url: str, name: str) -> None:
+        def up() -> bool:
+            assert self.procs[name].poll() is None, self.log(name)
+            try:
+                return requests.get(url, timeout=2).status_code == 200
+            except requests.RequestException:
+                return False
+
+        wait_until(up, 60, f"{name} at {url}")
+
+    def stop(self, name: str, sig: int = signal.SIGTERM) -> None:
+        proc = self.procs.pop(name, None)
+        if proc is None or proc.poll() is not None:
+            return
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+    def stop_all(self) -> None:
+        for name in list(self.procs):
+            self.stop(name)
+
+    # -- API helpers ---------------------------------------------------------------------------
+    def request(self, requirement: str, targets: list[str], **extra: Any) -> requests.Response:
+        return requests.post(f"{self.api}/api/builds", json={"requirement": requirement, "targets": targets, **extra},
+                             timeout=120)
+
+    def build(self, build_id: str) -> dict[str, Any]:
+        response = requests.get(f"{self.api}/api/builds/{build_id}", timeout=30)
+        response.raise_for_status()
+        return dict(response.json())
+
+    def wait_done(self, build_id: str, timeout: float = 600) -> dict[str, Any]:
+        def done() -> dict[str, Any] | None:
+            b = self.build(build_id)
+            return b if b["status"] in ("published", "mirrored", "failed") else None
+
+        return dict(wait_until(done, timeout, f"build {build_id} to finish", interval=0.5))
+
+
+@pytest.fixture
+def make_stack(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[Any]:
+    stacks: list[Stack] = []
+
+    def make(db: int | None = None, **settings: str) -> Stack:
+        url = redis_url if db is None else redis_url.rsplit("/", 1)[0] + f"/{db}"
+        if db is not None:
+            redis.Redis.from_url(url).flushdb()
+        stack = Stack(tmp_path_factory.mktemp("stack"), url, **settings)
+        stacks.append(stack)
+        return stack
+
+    yield make
+    for stack in stacks:
+        stack.stop_all()
+
+
+def make_venv(python: str, path: Path) -> Path:
+    """A fresh virtual environment of ``python`` with the real pip in it."""
+    subprocess.run([python, "-m", "venv", str(path)], check=True, env=isolated_pip_env())
+    return path / "bin" / "python"
