@@ -16,7 +16,6 @@ from typing import Any
 
 from builder.capabilities import Capabilities
 from builder.config import Settings
-from builder.diagnosis import RULESET_VERSION, diagnose
 from builder.pipeline import BuildDirector, BuildJob, BuildLog, BuildOutcome, work_directory
 from builder.records import DONE, BuildStore
 from builder.targets import BuildTarget
@@ -74,6 +73,8 @@ def run_build(
             "timings": outcome.timings,
         }
         if outcome.status == "failed":
+            from builder.diagnosis import RULESET_VERSION
+
             diagnosis = diagnose_log(log.path)
             changes.update(
                 diagnosis=diagnosis,
@@ -93,6 +94,8 @@ def run_build(
 
 
 def diagnose_log(path: Path) -> dict[str, Any] | None:
+    from builder.diagnosis import diagnose
+
     try:
         with path.open(encoding="utf-8", errors="replace") as fh:
             return diagnose(fh).to_dict()

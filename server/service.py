@@ -10,7 +10,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from builder.diagnosis import RULESET_VERSION
 from builder.errors import NotFoundUpstream
 from builder.records import ACTIVE, BuildRecord, BuildStore, target_key
 from builder.targets import BuildTarget, parse_targets
@@ -91,6 +90,8 @@ class BuildService:
         # failed: not again and again; only when asked, or when something that matters changed.
         if retry:
             return True
+        from builder.diagnosis import RULESET_VERSION
+
         if existing.ruleset != RULESET_VERSION:
             return True
         current = self.store.capabilities_for(existing.queue)
