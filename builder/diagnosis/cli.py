@@ -1,0 +1,131 @@
+"""``wheelyard diagnose FILE|- [--json] [--platform P]``.
+
+Exit codes: 0 a cause was found, 1 nothing matched (the best excerpt is still printed),
+2 bad input (unreadable file, bad arguments).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import BinaryIO, TextIO
+
+from .engine import diagnose_blocks, diagnose_file, diagnose_stream
+from .render import render_json, render_text, use_color
+from .rules import PLATFORMS, RuleSetError
+
+
+class _ArgError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise _ArgError(message)
+
+
+def _parser() -> _Parser:
+    p = _Parser(
+        prog="wheelyard diagnose",
+        description="Find the first real error in a failed Python package build log, "
+        "name its cause and say how to fix it.",
+    )
+    p.add_argument("file", help="build log to read, or - for standard input")
+    p.add_argument("--json", action="store_true", help="print the stable JSON document")
+    p.add_argument(
+        "--platform",
+        choices=PLATFORMS,
+        help="give remedies for this platform first (default: detect from the log)",
+    )
+    return p
+
+
+def main(
+    argv: list[str] | None = None,
+    stdin: TextIO | BinaryIO | None = None,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+) -> int:
+    out = stdout if stdout is not None else sys.stdout
+    err = stderr if stderr is not None else sys.stderr
+    parser = _parser()
+    try:
+        args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    except _ArgError as exc:
+        err.write(parser.format_usage())
+        err.write(f"wheelyard diagnose: error: {exc}\n")
+        return 2
+    except SystemExit as exc:  # --help
+        return 0 if exc.code in (0, None) else 2
+    try:
+        if args.file == "-":
+            src = stdin if stdin is not None else sys.stdin
+            buf = getattr(src, "buffer", None)
+            if buf is not None:
+                d = diagnose_stream(buf, platform=args.platform)
+            elif isinstance(src.read(0), bytes):
+                d = diagnose_stream(src, platform=args.platform)  # type: ignore[arg-type]
+            else:
+                text_src: TextIO = src  # type: ignore[assignment]
+                d = diagnose_blocks(_text_blocks(text_src), platform=args.platform)
+        else:
+            d = diagnose_file(args.file, platform=args.platform)
+    except IsADirectoryError:
+        err.write(f"wheelyard diagnose: {args.file}: is a directory, not a build log\n")
+        return 2
+    except FileNotFoundError:
+        err.write(f"wheelyard diagnose: {args.file}: no such file\n")
+        return 2
+    except PermissionError:
+        err.write(f"wheelyard diagnose: {args.file}: permission denied\n")
+        return 2
+    except OSError as exc:
+        err.write(f"wheelyard diagnose: {args.file}: cannot read: {exc.strerror or exc}\n")
+        return 2
+    except RuleSetError as exc:
+        err.write(f"wheelyard diagnose: the rule set is invalid: {exc}\n")
+        return 2
+    if args.json:
+        out.write(render_json(d))
+    else:
+        out.write(render_text(d, color=use_color(out)))
+    return 0 if d.diagnosed else 1
+
+
+def _text_blocks(src: TextIO) -> list[str] | _Chunks:
+    return _Chunks(src)
+
+
+class _Chunks:
+    """Read a text stream in blocks of whole lines."""
+
+    def __init__(self, src: TextIO) -> None:
+        self.src = src
+
+    def __iter__(self) -> _Chunks:
+        self.carry = ""
+        self.done = False
+        return self
+
+    def __next__(self) -> str:
+        while not self.done:
+            chunk = self.src.read(1 << 20)
+            if not chunk:
+                self.done = True
+                break
+            data = self.carry + chunk
+            cut = data.rfind("\n")
+            if cut < 0:
+                self.carry = data
+                continue
+            self.carry = data[cut + 1 :]
+            text = data[:cut]
+            return text.replace("\r\n", "\n") if "\r" in text else text
+        if self.carry:
+            text, self.carry = self.carry, ""
+            return text
+        raise StopIteration
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

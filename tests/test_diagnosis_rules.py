@@ -1,0 +1,690 @@
+# ruff: noqa: E501  (tables of real log lines)
+"""Every rule has a realistic snippet; the rule set is validated; the engine's ordering."""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+
+import pytest
+
+from builder.diagnosis import (
+    CATEGORIES,
+    RULESET_VERSION,
+    RuleSetError,
+    diagnose,
+    diagnose_stream,
+    fitting_wheels,
+    load_rules,
+)
+from builder.diagnosis.rules import parse_rules, rules_text
+
+# (rule id, log snippet, 1-based root-cause line in the snippet, category)
+CASES: list[tuple[str, str, int, str]] = [
+    (
+        "sandbox-timeout",
+        "building...\nwheelyard: build killed: timeout after 3600 s\n",
+        2,
+        "timeout",
+    ),
+    (
+        "sandbox-memory",
+        "cc1plus\nwheelyard: build killed: out of memory (limit 4294967296 bytes)\n",
+        2,
+        "out-of-memory",
+    ),
+    (
+        "sandbox-processes",
+        "make -j\nwheelyard: build killed: too many processes (limit 512)\n",
+        2,
+        "out-of-memory",
+    ),
+    (
+        "sandbox-log-size",
+        "warning: x\nwheelyard: build killed: log too large (limit 104857600 bytes)\n",
+        2,
+        "disk-full",
+    ),
+    (
+        "sandbox-disk",
+        "copying\nwheelyard: build killed: disk full (limit 10737418240 bytes)\n",
+        2,
+        "disk-full",
+    ),
+    (
+        "disk-no-space",
+        "  Building wheel for torch (setup.py) ... \n"
+        "ERROR: Could not install packages due to an OSError: [Errno 28] No space left on device\n",
+        2,
+        "disk-full",
+    ),
+    (
+        "oom-compiler-killed",
+        "      c++ -O2 -c a.cpp\n      c++: fatal error: Killed signal terminated program cc1plus\n"
+        "      compilation terminated.\n      error: command '/usr/bin/c++' failed with exit code 1\n",
+        2,
+        "out-of-memory",
+    ),
+    (
+        "oom-allocation-failed",
+        "  gcc -O2 -c big.c\n  cc1: out of memory allocating 1920048 bytes after a total of 88 bytes\n",
+        2,
+        "out-of-memory",
+    ),
+    ("timeout-ci", "Step 4/9\nERROR: Build timed out after 60 minutes\n", 2, "timeout"),
+    (
+        "py-capi-removed",
+        "      multidict/_multidict.c:1:1: warning: unused\n"
+        "      multidict/_multidict.c:5:23: error: 'PyLongObject' {aka 'struct _longobject'} has no "
+        "member named 'ob_digit'\n      error: command '/usr/bin/gcc' failed with exit code 1\n",
+        2,
+        "python-version-incompat",
+    ),
+    (
+        "py-capi-removed-note",
+        "      a.c:3:70: error: too few arguments to function call, expected 6, have 5\n"
+        "                   is_little, !is_unsigned);\n"
+        "      /usr/include/python3.13/cpython/longobject.h:111:17: note: '_PyLong_AsByteArray' "
+        "declared here\n",
+        1,
+        "python-version-incompat",
+    ),
+    (
+        "py-longintrepr-moved",
+        "  gcc -I/usr/include/python3.11 -c pkg/_speedups.c\n"
+        "  pkg/_speedups.c:12:10: fatal error: longintrepr.h: No such file or directory\n",
+        2,
+        "python-version-incompat",
+    ),
+    (
+        "py-stdlib-removed",
+        '      File "setup.py", line 3, in <module>\n'
+        "        from distutils.core import setup\n"
+        "    ModuleNotFoundError: No module named 'distutils'\n",
+        3,
+        "python-version-incompat",
+    ),
+    (
+        "py-requires-python",
+        "Collecting numpy==1.26.4\nERROR: Package 'numpy' requires a different Python: 3.8.10 not in '>=3.9'\n",
+        2,
+        "python-version-incompat",
+    ),
+    (
+        "msvc-missing",
+        "    building 'markupsafe._speedups' extension\n"
+        '    error: Microsoft Visual C++ 14.0 or greater is required. Get it with "Microsoft C++ '
+        'Build Tools": https://visualstudio.microsoft.com/visual-cpp-build-tools/\n',
+        2,
+        "missing-msvc",
+    ),
+    (
+        "cxx-compiler-missing",
+        "  building 'x' extension\n  gcc -c x.cpp\n  error: command 'g++' failed: No such file or directory\n",
+        3,
+        "missing-cxx-compiler",
+    ),
+    (
+        "c-compiler-missing",
+        "  building 'x' extension\n  error: command 'gcc' failed: No such file or directory\n",
+        2,
+        "missing-c-compiler",
+    ),
+    (
+        "fortran-missing",
+        "  Could not locate executable gfortran\n  Could not locate executable f95\n"
+        "  error: library dfftpack has Fortran sources but no Fortran compiler found\n",
+        3,
+        "missing-fortran",
+    ),
+    (
+        "blas-missing",
+        '    ../meson.build:1:0: ERROR: Dependency "OpenBLAS" not found, tried pkgconfig and cmake\n',
+        1,
+        "missing-blas",
+    ),
+    (
+        "rust-too-old",
+        "      error: Rust 1.48.0 does not match extension requirement >=1.56.0\n",
+        1,
+        "missing-rust",
+    ),
+    (
+        "rust-missing",
+        "      running build_rust\n      error: can't find Rust compiler\n",
+        2,
+        "missing-rust",
+    ),
+    (
+        "python-headers-missing",
+        "  gcc -I/usr/include/python3.10 -c a.c\n"
+        "  a.c:1:10: fatal error: Python.h: No such file or directory\n"
+        "  compilation terminated.\n  error: command 'x86_64-linux-gnu-gcc' failed with exit "
+        "status 1\n",
+        2,
+        "missing-python-headers",
+    ),
+    (
+        "build-dep-header-missing",
+        "  src/fast.c:4:10: fatal error: numpy/arrayobject.h: No such file or directory\n",
+        1,
+        "missing-build-dependency",
+    ),
+    (
+        "header-missing",
+        "  c/_cffi_backend.c:15:10: fatal error: ffi.h: No such file or directory\n     15 | #include <ffi.h>\n",
+        1,
+        "missing-library-header",
+    ),
+    (
+        "library-dependency-missing",
+        "  Package libffi was not found in the pkg-config search path.\n",
+        1,
+        "missing-library-header",
+    ),
+    (
+        "linker-library-missing",
+        "  gcc -shared a.o -lssl -o a.so\n  /usr/bin/ld: cannot find -lssl: No such file or directory\n"
+        "  collect2: error: ld returned 1 exit status\n",
+        2,
+        "linker-missing-library",
+    ),
+    (
+        "config-tool-missing",
+        "    /bin/sh: 1: mysql_config: not found\n    OSError: mysql_config not found\n",
+        1,
+        "missing-config-tool",
+    ),
+    (
+        "build-tool-missing",
+        "      running build_ext\n      RuntimeError: CMake must be installed to build qdldl\n",
+        2,
+        "missing-build-tool",
+    ),
+    (
+        "cmake-too-new",
+        "      CMake Error at CMakeLists.txt:1 (cmake_minimum_required):\n"
+        "        Compatibility with CMake < 3.5 has been removed from CMake.\n",
+        2,
+        "incompatible-build-tool",
+    ),
+    (
+        "build-tool-too-old",
+        "  CMake Error at CMakeLists.txt:1 (cmake_minimum_required):\n"
+        "    CMake 3.18 or higher is required.  You are running version 3.10.2\n",
+        2,
+        "incompatible-build-tool",
+    ),
+    (
+        "setuptools-too-new",
+        "    error in anyjson setup command: use_2to3 is invalid.\n",
+        1,
+        "incompatible-build-tool",
+    ),
+    (
+        "build-module-missing",
+        '      File "setup.py", line 2, in <module>\n        import numpy\n'
+        "  ModuleNotFoundError: No module named 'numpy'\n",
+        3,
+        "missing-build-dependency",
+    ),
+    (
+        "network-error",
+        "  WARNING: Retrying (Retry(total=4, connect=None, read=None, redirect=None, status=None)) "
+        "after connection broken by 'NewConnectionError('<x>: Failed to establish a new connection: "
+        "[Errno -3] Temporary failure in name resolution')': /simple/setuptools/\n"
+        "  ERROR: Could not find a version that satisfies the requirement setuptools>=40.8.0 "
+        "(from versions: none)\n",
+        1,
+        "network-failure",
+    ),
+    (
+        "no-matching-distribution",
+        "ERROR: Could not find a version that satisfies the requirement torch==1.4.0 (from "
+        "versions: 2.2.0, 2.3.0)\nERROR: No matching distribution found for torch==1.4.0\n",
+        1,
+        "no-distribution",
+    ),
+    (
+        "compile-newer-compiler-defaults",
+        "src/x.c:10:20: error: call to undeclared function 'readlink'; ISO C99 and later do not "
+        "support implicit function declarations [-Wimplicit-function-declaration]\n",
+        1,
+        "compile-error",
+    ),
+    (
+        "source-file-missing",
+        "  gcc -c src/missing.c\n  gcc: error: src/missing.c: No such file or directory\n",
+        2,
+        "compile-error",
+    ),
+    (
+        "compile-error-generic",
+        "  src/a.cpp:12:5: error: 'string_view' is not a member of 'std'\n"
+        "  error: command '/usr/bin/g++' failed with exit code 1\n",
+        1,
+        "compile-error",
+    ),
+]
+
+
+def _lines(snippet: str) -> list[str]:
+    return snippet.splitlines()
+
+
+@pytest.mark.parametrize(("rule_id", "snippet", "line", "category"), CASES, ids=[c[0] for c in CASES])
+def test_rule(rule_id: str, snippet: str, line: int, category: str) -> None:
+    d = diagnose(_lines(snippet))
+    assert d.primary.rule == rule_id, d.primary
+    assert d.primary.category == category
+    assert d.primary.line == line
+    assert d.primary.text == _lines(snippet)[line - 1]
+    assert d.primary.explanation and "{" not in d.primary.explanation
+    assert all("{" not in r.text for r in d.primary.remedies)
+
+
+def test_every_rule_has_a_case() -> None:
+    tested = {c[0] for c in CASES}
+    missing = [r.id for r in load_rules().rules if r.id not in tested]
+    assert not missing, f"rules without a test case: {missing}"
+
+
+# -- wordings: the same failure said by other tools ------------------------------------
+
+WORDINGS: list[tuple[str, str]] = [
+    (
+        "  scs/include/glbopts.h:51:10: fatal error: 'Python.h' file not found",
+        "missing-python-headers",
+    ),
+    (
+        "  C:\\x\\a.c(3): fatal error C1083: Cannot open include file: 'Python.h': No such file or directory",
+        "missing-python-headers",
+    ),
+    ("  a.c:1:10: fatal error: Python.h: Нет такого файла или каталога", "missing-python-headers"),
+    (
+        "  src\\zip.h(43) : fatal error C1083: Cannot open include file: 'zlib.h': No such file or directory",
+        "missing-library-header",
+    ),
+    ("  src/a.c:2:10: fatal error: 'openssl/ssl.h' file not found", "missing-library-header"),
+    ("  The headers or library files could not be found for zlib,", "missing-library-header"),
+    ("  ld: library not found for -lssl", "linker-missing-library"),
+    ("  LINK : fatal error LNK1181: cannot open input file 'libssl.lib'", "linker-missing-library"),
+    (
+        "   unable to execute 'x86_64-linux-gnu-gcc': No such file or directory",
+        "missing-c-compiler",
+    ),
+    ("  error: [Errno 2] No such file or directory: 'clang'", "missing-c-compiler"),
+    (
+        "  xcrun: error: invalid active developer path (/Library/Developer/CommandLineTools), "
+        "missing xcrun at: /Library/Developer/CommandLineTools/usr/bin/xcrun",
+        "missing-c-compiler",
+    ),
+    ("  -- No CMAKE_CXX_COMPILER could be found.", "missing-cxx-compiler"),
+    (
+        "  CMake Error at CMakeLists.txt:2 (project): No CMAKE_CXX_COMPILER could be found.",
+        "missing-cxx-compiler",
+    ),
+    (
+        "  ../meson.build:1:0: ERROR: Unknown compiler(s): [['cc'], ['gcc'], ['clang']]",
+        "missing-c-compiler",
+    ),
+    (
+        "  ../meson.build:1:0: ERROR: Unknown compiler(s): [['gfortran'], ['flang']]",
+        "missing-fortran",
+    ),
+    ("  error: Unable to find vcvarsall.bat", "missing-msvc"),
+    ("  Cargo, the Rust package manager, is not installed or is not on PATH.", "missing-rust"),
+    (
+        "  error: package `pyo3 v0.22.0` cannot be built because it requires rustc 1.63 or newer, "
+        "while the currently active rustc version is 1.59.0",
+        "missing-rust",
+    ),
+    ("  Error: pg_config executable not found.", "missing-config-tool"),
+    ("  /bin/sh: 1: krb5-config: not found", "missing-config-tool"),
+    ("  sh: xml2-config: command not found", "missing-config-tool"),
+    ("                   CMake is not installed on your system!", "missing-build-tool"),
+    ("  error: command 'swig' failed: No such file or directory", "missing-build-tool"),
+    ("  numpy.distutils.system_info.NotFoundError: no lapack/blas resources found", "missing-blas"),
+    ("gcc: internal compiler error: Killed (program cc1plus)", "out-of-memory"),
+    ("  collect2: fatal error: ld terminated with signal 9 [Killed]", "out-of-memory"),
+    (
+        "  AttributeError: module 'pkgutil' has no attribute 'ImpImporter'. Did you mean: 'zipimporter'?",
+        "python-version-incompat",
+    ),
+    (
+        "  error: the configured Python interpreter version (3.13) is newer than PyO3's maximum "
+        "supported version (3.12)",
+        "python-version-incompat",
+    ),
+    (
+        "      uvloop/loop.c:177586:27: error: too few arguments to function ‘_PyLong_AsByteArray’",
+        "python-version-incompat",
+    ),
+    (
+        "  pyo3/x.c:5:1: error: ‘PyThreadState’ {aka ‘struct _ts’} has no member named ‘curexc_traceback’",
+        "python-version-incompat",
+    ),
+    ("  ModuleNotFoundError: No module named 'setuptools'", "missing-build-dependency"),
+    (
+        "  pip._vendor.pyproject_hooks._impl.BackendUnavailable: Cannot import 'setuptools.build_meta'",
+        "missing-build-dependency",
+    ),
+    (
+        "  ERROR: Could not install packages due to an OSError: [Errno 28] No space left on device",
+        "disk-full",
+    ),
+    (
+        "  WARNING: Retrying (Retry(total=4, connect=None, read=None, redirect=None, status=None)) "
+        "after connection broken by 'ProxyError('Cannot connect to proxy.', "
+        "ConnectionResetError(54, 'Connection reset by peer'))': /simple/setuptools/",
+        "network-failure",
+    ),
+    (
+        "  Could not fetch URL https://pypi.org/simple/pip/: There was a problem confirming the ssl certificate",
+        "network-failure",
+    ),
+    ("  ERROR: No matching distribution found for tensorflow==1.15", "no-distribution"),
+    ("error[E0425]: cannot find value `x` in this scope", "compile-error"),
+    ("  x.c(10): error C2065: 'ssize_t': undeclared identifier", "compile-error"),
+]
+
+
+@pytest.mark.parametrize(("line", "category"), WORDINGS)
+def test_wordings(line: str, category: str) -> None:
+    d = diagnose([line])
+    assert d.primary.category == category, d.primary
+    assert d.primary.line == 1
+
+
+# -- what is NOT a cause ----------------------------------------------------------------
+
+NOT_CAUSES = [
+    "  error: subprocess-exited-with-error",
+    "  ERROR: Failed building wheel for markupsafe",
+    "error: metadata-generation-failed",
+    "error: legacy-install-failure",
+    "  error: command 'x86_64-linux-gnu-gcc' failed with exit code 1",
+    "  error: command '/usr/bin/gcc' failed with exit status 1",
+    "  note: This error originates from a subprocess, and is likely not a problem with pip.",
+    "  Could not locate executable gfortran",
+    "  x.c:3:1: warning: implicit declaration of function 'foo' [-Wimplicit-function-declaration]",
+    "  gcc -Werror=format-security -c a.c",
+    "  pip._internal.exceptions.InstallationSubprocessError: Command errored out with exit status 1",
+]
+
+
+@pytest.mark.parametrize("line", NOT_CAUSES)
+def test_generic_lines_are_not_causes(line: str) -> None:
+    d = diagnose([line])
+    assert not d.causes, d.causes
+
+
+def test_generic_gcc_exit_is_not_missing_compiler() -> None:
+    d = diagnose(
+        [
+            "  a.c:1:2: error: expected ';' before '}' token",
+            "  error: command 'x86_64-linux-gnu-gcc' failed with exit code 1",
+        ]
+    )
+    assert d.primary.category == "compile-error"
+    assert d.primary.line == 1
+
+
+def test_specific_cause_beats_earlier_generic_error() -> None:
+    log = [
+        "  a.c:10:5: error: unknown type name 'foo_t'",
+        "  b.c:1:10: fatal error: ffi.h: No such file or directory",
+        "  error: command 'gcc' failed with exit status 1",
+    ]
+    d = diagnose(log)
+    assert d.primary.category == "missing-library-header"
+    assert d.primary.line == 2
+    assert [c.line for c in d.causes] == [2, 1]
+
+
+def test_first_of_equal_causes_wins() -> None:
+    d = diagnose(["  /bin/sh: 1: mysql_config: not found", "  /bin/sh: 1: krb5-config: not found"])
+    assert d.primary.line == 1
+    assert d.primary.detail.startswith("mysql_config")
+
+
+def test_unknown_keeps_best_excerpt() -> None:
+    d = diagnose(["step 1", "  RuntimeError: the frobnicator is out of flux", "step 3"])
+    assert d.primary.category == "unknown"
+    assert d.primary.line == 2
+    assert not d.diagnosed
+    assert "frobnicator" in d.primary.excerpt
+
+
+def test_empty_log() -> None:
+    d = diagnose([])
+    assert d.primary.category == "unknown" and d.primary.line == 0
+
+
+def test_header_table_and_platform_remedy_order() -> None:
+    log = [
+        "  /tmp/x/c/_cffi_backend.c:15:10: fatal error: 'ffi.h' file not found",
+        "  clang -bundle -undefined dynamic_lookup -L/opt/homebrew/lib x.o -o x.so",
+    ]
+    d = diagnose(log)
+    assert d.platform == "macos" and d.platform_source == "log"
+    assert d.primary.remedies[0].platform == "macos"
+    assert d.primary.remedies[0].text.startswith("brew install libffi")
+    assert d.primary.capability == "lib:libffi"
+    forced = diagnose(log, platform="fedora")
+    assert forced.primary.remedies[0].text == "sudo dnf install libffi-devel"
+
+
+def test_unknown_header_falls_back() -> None:
+    d = diagnose(["  a.c:1:10: fatal error: frobnicate/frob.h: No such file or directory"])
+    assert d.primary.category == "missing-library-header"
+    assert d.primary.capability == "header:frobnicate/frob.h"
+    assert "apt-file search frobnicate/frob.h" in " ".join(r.text for r in d.primary.remedies)
+
+
+def test_python_headers_version_from_log() -> None:
+    d = diagnose(
+        [
+            "  x86_64-linux-gnu-gcc -I/usr/include/python3.11 -c a.c -o build/temp.linux-x86_64-cpython-311/a.o",
+            "  a.c:1:10: fatal error: Python.h: No such file or directory",
+        ]
+    )
+    assert d.python == "3.11"
+    assert d.primary.capability == "headers:cp311"
+    assert d.primary.remedies[0].text.startswith("sudo apt-get install python3.11-dev")
+
+
+def test_windows_platform_detected() -> None:
+    d = diagnose(
+        [
+            "  C:\\Users\\me\\AppData\\Local\\Temp\\pip-build\\x.c(3): fatal error C1083: "
+            "Cannot open include file: 'zlib.h': No such file or directory"
+        ]
+    )
+    assert d.platform == "windows"
+    assert d.primary.remedies[0].platform == "windows"
+
+
+def test_package_version_and_rerun_advice() -> None:
+    log = [
+        "Collecting markupsafe==2.1.5",
+        "  Downloading MarkupSafe-2.1.5.tar.gz (19 kB)",
+        "Building wheels for collected packages: markupsafe",
+        "  Building wheel for markupsafe (pyproject.toml): started",
+        "  src/markupsafe/_speedups.c:1:10: fatal error: Python.h: No such file or directory",
+        "  Building wheel for markupsafe (pyproject.toml): finished with status 'error'",
+        "  ERROR: Failed building wheel for markupsafe",
+    ]
+    d = diagnose(log)
+    assert d.package == "markupsafe" and d.version == "2.1.5"
+    assert d.advice[-1] == "Re-run to confirm: python -m pip install --no-cache-dir -v markupsafe==2.1.5"
+    assert any("from source" in a for a in d.advice)
+
+
+def test_wheel_lookup_finds_fitting_wheel() -> None:
+    log = [
+        "Collecting markupsafe==2.1.5",
+        "  Downloading MarkupSafe-2.1.5.tar.gz (19 kB)",
+        "  Building wheel for markupsafe (pyproject.toml): started",
+        "  gcc -I/usr/include/python3.12 -c src/markupsafe/_speedups.c -o build/temp.linux-"
+        "x86_64-cpython-312/_speedups.o",
+        "  src/markupsafe/_speedups.c:1:10: fatal error: Python.h: No such file or directory",
+    ]
+    calls: list[tuple[str, str]] = []
+
+    def lookup(name: str, version: str) -> list[str]:
+        calls.append((name, version))
+        return [
+            "MarkupSafe-2.1.5-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+            "MarkupSafe-2.1.5-cp312-cp312-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+            "MarkupSafe-2.1.5-cp312-cp312-win_amd64.whl",
+        ]
+
+    d = diagnose(log, wheel_lookup=lookup)
+    assert calls == [("markupsafe", "2.1.5")]
+    text = " ".join(d.advice)
+    assert "cp312-cp312-manylinux_2_17_x86_64" in text
+    assert "upgrade pip" in text
+
+
+def test_wheel_lookup_errors_do_not_break_diagnosis() -> None:
+    def lookup(name: str, version: str) -> list[str]:
+        raise OSError("offline")
+
+    log = [
+        "  Downloading foo-1.0.tar.gz (1 kB)",
+        "  Building wheel for foo (setup.py): started",
+        "  a.c:1:10: fatal error: Python.h: No such file or directory",
+    ]
+    d = diagnose(log, wheel_lookup=lookup)
+    assert d.primary.category == "missing-python-headers"
+    assert any("Could not ask upstream" in a for a in d.advice)
+
+
+def test_fitting_wheels() -> None:
+    files = ["x-1-cp310-cp310-macosx_11_0_arm64.whl", "x-1-py3-none-any.whl", "not a wheel"]
+    assert fitting_wheels(files, "3.12", "linux", "x86_64") == ["x-1-py3-none-any.whl"]
+    assert fitting_wheels(files[:1], "3.10", "macos", "arm64") == files[:1]
+
+
+def test_causes_are_capped_and_deduplicated() -> None:
+    log = [f"  f{i}.c:1:1: error: thing {i} went wrong" for i in range(500)]
+    log.append("  z.c:1:10: fatal error: ffi.h: No such file or directory")
+    log += ["  a.c:1:10: fatal error: ffi.h: No such file or directory"] * 20
+    d = diagnose(log)
+    assert d.primary.category == "missing-library-header" and d.primary.line == 501
+    assert len(d.causes) <= 50
+    assert sum(c.rule == "header-missing" for c in d.causes) == 1
+
+
+def test_excerpt_crosses_block_boundaries() -> None:
+    from builder.diagnosis import engine
+
+    n = engine.BLOCK_LINES
+    log = [f"line {i}" for i in range(1, n)] + [
+        "  a.c:1:10: fatal error: ffi.h: No such file or directory",  # line n: last of block 1
+        "     1 | #include <ffi.h>",
+        "       |          ^~~~~~~",
+    ]
+    d = diagnose(log)
+    assert d.primary.line == n
+    assert d.primary.excerpt_start == n - 2
+    assert d.primary.excerpt.split("\n") == [f"line {n - 2}", f"line {n - 1}", *log[n - 1 :]]
+
+
+def test_stream_and_lines_agree(tmp_path: Path) -> None:
+    text = "a\r\nb\r\n  x.c:1:10: fatal error: ffi.h: No such file or directory\r\nc\r\n"
+    d1 = diagnose_stream(io.BytesIO(text.encode()))
+    d2 = diagnose(io.StringIO(text))
+    assert d1.primary.line == d2.primary.line == 3
+    assert d1.primary.text == d2.primary.text == "  x.c:1:10: fatal error: ffi.h: No such file or directory"
+
+
+def test_huge_line_is_bounded() -> None:
+    from builder.diagnosis import engine
+
+    blob = b"x" * (engine.MAX_CARRY * 3) + b"\n"
+    data = blob + b"  a.c:1:10: fatal error: ffi.h: No such file or directory\n"
+    d = diagnose_stream(io.BytesIO(data))
+    assert d.primary.line == 2
+
+
+def test_ruleset_version() -> None:
+    assert re.fullmatch(r"[0-9a-f]{12}", RULESET_VERSION)
+    assert load_rules() is load_rules()
+    assert load_rules().version == RULESET_VERSION
+
+
+def test_categories_in_rules_are_known() -> None:
+    assert {r.category for r in load_rules().rules} <= set(CATEGORIES)
+
+
+def test_unknown_platform_rejected() -> None:
+    with pytest.raises(ValueError):
+        diagnose([], platform="beos")
+
+
+# -- validation -----------------------------------------------------------------------
+
+GOOD = """
+schema = 1
+[[rule]]
+id = "x-rule"
+category = "compile-error"
+keywords = ["boom"]
+patterns = ['boom (?P<what>\\w+)']
+explanation = "It went boom: {what}."
+capability = ""
+[rule.remedies]
+any = "Do not {what}."
+"""
+
+
+def test_minimal_rules_parse() -> None:
+    rs = parse_rules(GOOD)
+    assert rs.rules[0].id == "x-rule"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            lambda s: s.replace('category = "compile-error"', 'category = "oops"'),
+            "unknown category",
+        ),
+        (lambda s: s.replace("'boom (?P<what>\\w+)'", "'boom ((?P<what>\\w+)'"), "bad regex"),
+        (
+            lambda s: s.replace('explanation = "It went boom: {what}."\n', ""),
+            "missing field 'explanation'",
+        ),
+        (lambda s: s.replace('keywords = ["boom"]\n', ""), "missing field 'keywords'"),
+        (lambda s: s + s[s.index("[[rule]]") :], "duplicate rule id"),
+        (lambda s: s.replace("{what}.", "{where}."), "which not every pattern captures"),
+        (lambda s: s.replace('any = "', 'beos = "'), "unknown platform"),
+        (lambda s: s.replace('id = "x-rule"', 'id = "X Rule"'), "'id' must be"),
+        (lambda s: s.replace("schema = 1", "schema = 2"), "schema = 1"),
+        (
+            lambda s: s.replace('capability = ""', 'capability = ""\ncolour = "red"'),
+            "unknown field",
+        ),
+        (lambda s: s.replace('keywords = ["boom"]', "keywords = []"), "must not be empty"),
+        (lambda s: s + "\n[[rule]]\nid = ", "not valid TOML"),
+        (lambda s: s.replace('capability = ""', 'capability = ""\npriority = 500'), "priority"),
+    ],
+)
+def test_validation_rejects(change: object, message: str) -> None:
+    assert callable(change)
+    with pytest.raises(RuleSetError, match=re.escape(message)):
+        parse_rules(change(GOOD))
+
+
+def test_library_validation() -> None:
+    bad = GOOD + '\n[[library]]\nname = "z"\nheaders = ["z.h"]\ndebian = "zlib1g-dev"\n'
+    with pytest.raises(RuleSetError, match="missing package name"):
+        parse_rules(bad)
+
+
+def test_shipped_rules_text_is_the_package_file() -> None:
+    path = Path(__file__).resolve().parents[1] / "builder" / "diagnosis" / "rules.toml"
+    assert rules_text() == path.read_text("utf-8")
