@@ -1,0 +1,1014 @@
+"""Run untrusted build hooks in a sandbox, under the limits of one build.
+
+A build runs code written by strangers (``setup.py``, build backends). Every PEP 517 hook
+goes through :meth:`Sandbox.run`, which is a pyproject_hooks subprocess runner, so
+``build.ProjectBuilder(srcdir, python_executable=..., runner=sandbox.run)`` puts each hook
+call in the sandbox. Build requirements are installed outside it (pip needs the network).
+
+Isolation (bubblewrap, when ``enabled``):
+
+* no network (``--unshare-net``: only a loopback that nothing listens on);
+* the system read-only (``--ro-bind / /``); ``workdir`` is the one writable host directory;
+* a private ``/tmp``, ``/home`` (``HOME=/home/build``) and ``/dev/shm``: size-capped tmpfs;
+* the worker's own home, ``/run`` and every path in ``hidden`` (the data and config
+  directories, which hold secrets) covered by an empty tmpfs (a file: by ``/dev/null``);
+  paths the build needs from under them (the interpreter, ``read_only``) are bound back
+  read-only;
+* a new pid namespace, a new session, ``--die-with-parent``, a fresh ``/proc`` and ``/dev``;
+* an environment built from scratch (``--clearenv``; see :func:`build_environment`);
+  variables whose name looks like a secret are dropped even from ``extra_environ``;
+* when the worker is root, the hook runs as ``nobody`` (uid 65534) with no capabilities
+  (``setpriv``), so the host's root-only files stay unreadable and ``RLIMIT_NPROC``
+  applies; ``workdir`` is chowned to that uid before each hook. A non-root worker runs
+  bubblewrap in a user namespace as itself.
+
+Limits (:class:`builder.config.Limits`), checked by a monitor loop while the output streams:
+
+* wall time: one deadline for the whole build, from the first hook call;
+* CPU time: the cgroup's total CPU time when a ``cpuacct``/``cpu`` controller is available,
+  and ``RLIMIT_CPU`` on every process in any case;
+* memory: the cgroup memory limit (v2 ``memory.max``, v1 ``memory.limit_in_bytes``), an OOM
+  kill seen in ``memory.events``/``memory.oom_control``; without a memory cgroup,
+  ``RLIMIT_AS`` per process and a ``MemoryError``/``ENOMEM`` in the failed hook's output;
+* processes: the cgroup ``pids.max``, a refused fork seen in ``pids.events``; without a pids
+  cgroup, ``RLIMIT_NPROC`` (effective only for a non-root uid, as in the bubblewrap case)
+  and a count of the process tree;
+* disk: the size of ``workdir`` (every hook's files, sdist, env and wheel) measured while
+  the build runs, ``RLIMIT_FSIZE`` for any one file, and the size of each tmpfs;
+* log: bytes are counted as they stream to the :class:`BuildLog`, never held in memory.
+
+A build that breaks a limit has its whole process tree terminated (SIGTERM, then SIGKILL
+after a grace period; the cgroup, the pid namespace and the process group are all used), gets
+one ``wheelyard: build killed: ...`` line in its log, and :class:`LimitExceeded` is raised.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import re
+import resource
+import select
+import shutil
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from builder.config import Limits, Settings
+from builder.errors import WheelyardError
+
+__all__ = [
+    "BUILD_HOME",
+    "BUILD_UID",
+    "BuildLog",
+    "FileBuildLog",
+    "LimitExceeded",
+    "Sandbox",
+    "build_environment",
+    "sandbox_available",
+]
+
+BUILD_UID = 65534  # nobody
+BUILD_GID = 65534  # nogroup
+BUILD_HOME = "/home/build"
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# How long a terminated build gets to exit before SIGKILL.
+TERMINATE_GRACE_SECONDS = 2.0
+# How often the limits are checked while output streams.
+POLL_SECONDS = 0.1
+
+CAUSES = ("timeout", "out-of-memory", "too-many-processes", "log-too-large", "disk-full")
+_MARKERS = {
+    "timeout": "timeout after {limit} s",
+    "out-of-memory": "out of memory (limit {limit} bytes)",
+    "too-many-processes": "too many processes (limit {limit})",
+    "log-too-large": "log too large (limit {limit} bytes)",
+    "disk-full": "disk full (limit {limit} bytes)",
+}
+_HINTS = {
+    "timeout": "the build ran longer than allowed; raise WHEELYARD_BUILD_TIMEOUT or "
+    "WHEELYARD_BUILD_CPU_SECONDS if it is a big project",
+    "out-of-memory": "the build used more memory than allowed; raise WHEELYARD_BUILD_MEMORY "
+    "or limit the build's parallelism",
+    "too-many-processes": "the build started more processes than allowed; raise "
+    "WHEELYARD_BUILD_PROCESSES if its parallelism needs it",
+    "log-too-large": "the build printed more output than allowed; raise WHEELYARD_BUILD_LOG_BYTES",
+    "disk-full": "the build wrote more data than allowed; raise WHEELYARD_BUILD_DISK",
+}
+
+
+class LimitExceeded(WheelyardError):
+    """A build broke one of its limits and was killed with its whole process tree."""
+
+    reference = "build-limit-exceeded"
+    status_code = 422
+
+    def __init__(self, cause: str, limit: int):
+        if cause not in _MARKERS:
+            raise ValueError(f"unknown limit cause {cause!r}")
+        super().__init__(f"build killed: {marker_text(cause, limit)}", _HINTS[cause])
+        self.cause = cause
+        self.limit = limit
+
+    def __reduce__(self) -> tuple[type[LimitExceeded], tuple[str, int]]:
+        return (type(self), (self.cause, self.limit))
+
+
+def marker_text(cause: str, limit: int) -> str:
+    return _MARKERS[cause].format(limit=limit)
+
+
+def marker_line(cause: str, limit: int) -> str:
+    """The one line written into the log of a killed build (the diagnosis rules match it)."""
+    return f"wheelyard: build killed: {marker_text(cause, limit)}"
+
+
+class BuildLog(Protocol):
+    """Where a build's output goes: stdout and stderr of every hook, merged, as it comes."""
+
+    def write(self, data: bytes) -> None: ...
+
+
+class FileBuildLog:
+    """A build log appended to a file, written through (not buffered), counting bytes."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.bytes_written = 0
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            n = os.write(self._fd, view)
+            view = view[n:]
+            self.bytes_written += n
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> FileBuildLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# --- the environment -----------------------------------------------------------------------
+
+_SECRET_NAME = re.compile(r"TOKEN|PASSWORD|PASSWD|SECRET|KEY|CREDENTIAL|AUTH|COOKIE|SESSION|PRIVATE", re.IGNORECASE)
+# The worker's own settings, its broker, and package-index clients (index credentials).
+_SECRET_PREFIXES = (
+    "WHEELYARD_",
+    "REDIS",
+    "CELERY_",
+    "PIP_",
+    "UV_",
+    "TWINE_",
+    "AWS_",
+    "GH_",
+    "GITHUB_",
+)
+_URL_WITH_USERINFO = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s@]+@", re.IGNORECASE)
+
+
+def is_secret_variable(name: str, value: str = "") -> bool:
+    """Whether a variable must not reach a build: by its name, or a URL with credentials."""
+    upper = name.upper()
+    if upper.startswith(_SECRET_PREFIXES) or _SECRET_NAME.search(upper):
+        return True
+    return bool(_URL_WITH_USERINFO.search(value))
+
+
+def build_environment(
+    settings: Settings | None = None,
+    extra: Mapping[str, str] | None = None,
+    *,
+    home: str = BUILD_HOME,
+    path: str = DEFAULT_PATH,
+) -> dict[str, str]:
+    """The base environment of a build, made from scratch (nothing is inherited from the worker).
+
+    ``extra`` adds variables (a compiler flag, a ``PATH`` with a toolchain first); secrets
+    are refused there too. With ``settings.cargo_vendor_dir`` set, cargo is pointed at the
+    vendored crates (a directory source replacing crates.io); cargo is always offline.
+    """
+    env = {
+        "PATH": path,
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+        "HOME": home,
+        "TMPDIR": "/tmp",
+        "USER": "build",
+        "LOGNAME": "build",
+        "SHELL": "/bin/sh",
+        "CARGO_HOME": f"{home}/.cargo",
+        "CARGO_NET_OFFLINE": "true",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    if settings is not None and settings.cargo_vendor_dir is not None:
+        env["CARGO_SOURCE_CRATES_IO_REPLACE_WITH"] = "vendored-sources"
+        env["CARGO_SOURCE_VENDORED_SOURCES_DIRECTORY"] = str(settings.cargo_vendor_dir)
+    for name, value in (extra or {}).items():
+        if is_secret_variable(name, value):
+            raise ValueError(f"refusing to pass {name} to a build: it looks like a secret")
+        env[name] = value
+    return env
+
+
+def _clean_extra(extra: Mapping[str, str] | None) -> dict[str, str]:
+    return {k: v for k, v in (extra or {}).items() if not is_secret_variable(k, v)}
+
+
+# --- bubblewrap ------------------------------------------------------------------------------
+
+
+def sandbox_available() -> bool:
+    """Whether bubblewrap is installed and can make a sandbox without network here."""
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        return False
+    argv = [
+        bwrap,
+        "--ro-bind",
+        "/",
+        "/",
+        "--dev",
+        "/dev",
+        "--proc",
+        "/proc",
+        "--unshare-net",
+        "--unshare-pid",
+        "--die-with-parent",
+        "--new-session",
+    ]
+    if os.geteuid() != 0:
+        argv.append("--unshare-user")
+    argv += ["--", "true"]
+    try:
+        done = subprocess.run(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=30,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
+
+
+def _is_within(path: Path, parent: Path) -> bool:
+    return path == parent or parent in path.parents
+
+
+def interpreter_paths(python: str) -> list[Path]:
+    """The directories a Python interpreter needs to run: its prefix and a venv's base prefix."""
+    exe = Path(python)
+    out: list[Path] = []
+    if not exe.is_absolute():
+        return out
+    prefix = exe.parent.parent
+    out.append(prefix)
+    cfg = prefix / "pyvenv.cfg"
+    if cfg.is_file():
+        with contextlib.suppress(OSError):
+            for line in cfg.read_text().splitlines():
+                key, _, value = line.partition("=")
+                if key.strip() == "home" and value.strip():
+                    out.append(Path(value.strip()).resolve().parent)
+    with contextlib.suppress(OSError):
+        out.append(exe.resolve().parent.parent)
+    return out
+
+
+# --- cgroups -------------------------------------------------------------------------------
+
+
+@dataclass
+class _Cgroup:
+    """A child cgroup per hook call: memory, pids and CPU accounting, v1 or v2."""
+
+    dirs: list[Path]  # one per hierarchy; the processes are put in each
+    memory: Path | None = None
+    memory_v2: bool = False
+    pids: Path | None = None
+    cpu: Path | None = None
+    cpu_v2: bool = False
+    v2: Path | None = None
+
+    @staticmethod
+    def _ours() -> dict[str, tuple[Path, bool]]:
+        """Controller name -> (directory of this process's cgroup, is v2)."""
+        try:
+            own = Path("/proc/self/cgroup").read_text().splitlines()
+            mountinfo = Path("/proc/self/mountinfo").read_text().splitlines()
+        except OSError:
+            return {}
+        paths: dict[str, str] = {}
+        for line in own:
+            _, controllers, path = line.split(":", 2)
+            for c in controllers.split(",") if controllers else [""]:
+                paths[c] = path
+        found: dict[str, tuple[Path, bool]] = {}
+        for line in mountinfo:
+            left, _, right = line.partition(" - ")
+            fields_l, fields_r = left.split(), right.split()
+            if len(fields_l) < 5 or len(fields_r) < 3:
+                continue
+            root, mountpoint, fstype = fields_l[3], fields_l[4], fields_r[0]
+            if fstype == "cgroup":
+                for c in fields_r[2].split(","):
+                    if c in ("memory", "pids", "cpuacct") and c in paths:
+                        rel = os.path.relpath(paths[c], root)
+                        found.setdefault(c, (Path(mountpoint) / rel, False))
+            elif fstype == "cgroup2" and "" in paths:
+                base = Path(mountpoint) / os.path.relpath(paths[""], root)
+                try:
+                    available = (base / "cgroup.controllers").read_text().split()
+                except OSError:
+                    continue
+                for c in ("memory", "pids", "cpu"):
+                    if c in available:
+                        found.setdefault("cpuacct" if c == "cpu" else c, (base, True))
+        return found
+
+    @classmethod
+    def create(cls, limits: Limits) -> _Cgroup | None:
+        ours = cls._ours()
+        name = f"wheelyard-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        made: dict[Path, Path] = {}
+        group = cls(dirs=[])
+        for controller, (base, v2) in ours.items():
+            try:
+                if v2:
+                    # Controllers must be enabled for children; refused (EBUSY) where the
+                    # worker's own cgroup holds processes and is not the root.
+                    wanted = "cpu" if controller == "cpuacct" else controller
+                    enabled = (base / "cgroup.subtree_control").read_text().split()
+                    if wanted not in enabled:
+                        (base / "cgroup.subtree_control").write_text(f"+{wanted}")
+                if base not in made:
+                    child = base / name
+                    child.mkdir()
+                    made[base] = child
+                    group.dirs.append(child)
+                child = made[base]
+                if controller == "memory":
+                    if v2:
+                        (child / "memory.max").write_text(str(limits.memory_bytes))
+                        with contextlib.suppress(OSError):
+                            (child / "memory.swap.max").write_text("0")
+                    else:
+                        (child / "memory.limit_in_bytes").write_text(str(limits.memory_bytes))
+                        with contextlib.suppress(OSError):
+                            memsw = child / "memory.memsw.limit_in_bytes"
+                            memsw.write_text(str(limits.memory_bytes))
+                    group.memory, group.memory_v2 = child, v2
+                elif controller == "pids":
+                    (child / "pids.max").write_text(str(limits.processes))
+                    group.pids = child
+                elif controller == "cpuacct":
+                    group.cpu, group.cpu_v2 = child, v2
+                if v2:
+                    group.v2 = child
+            except OSError:
+                continue
+        if not group.dirs:
+            return None
+        return group
+
+    def procs_files(self) -> list[str]:
+        return [str(d / "cgroup.procs") for d in self.dirs]
+
+    @staticmethod
+    def _keyed(path: Path, key: str) -> int:
+        try:
+            for line in path.read_text().splitlines():
+                name, _, value = line.partition(" ")
+                if name == key:
+                    return int(value)
+        except (OSError, ValueError):
+            pass
+        return 0
+
+    def oom_kills(self) -> int:
+        if self.memory is None:
+            return 0
+        if self.memory_v2:
+            return self._keyed(self.memory / "memory.events", "oom_kill")
+        return self._keyed(self.memory / "memory.oom_control", "oom_kill")
+
+    def fork_refusals(self) -> int:
+        if self.pids is None:
+            return 0
+        return self._keyed(self.pids / "pids.events", "max")
+
+    def cpu_seconds(self) -> float:
+        if self.cpu is None:
+            return 0.0
+        if self.cpu_v2:
+            return self._keyed(self.cpu / "cpu.stat", "usage_usec") / 1e6
+        try:
+            return int((self.cpu / "cpuacct.usage").read_text()) / 1e9
+        except (OSError, ValueError):
+            return 0.0
+
+    def pids_in(self) -> set[int]:
+        out: set[int] = set()
+        for d in self.dirs:
+            with contextlib.suppress(OSError, ValueError):
+                out.update(int(p) for p in (d / "cgroup.procs").read_text().split())
+        return out
+
+    def kill(self, sig: int, spare: frozenset[int] | set[int] = frozenset()) -> None:
+        if sig == signal.SIGKILL and self.v2 is not None:
+            with contextlib.suppress(OSError):
+                (self.v2 / "cgroup.kill").write_text("1")
+        for pid in self.pids_in() - spare:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+
+    def remove(self) -> None:
+        """Remove the cgroup; killed processes may take a moment to leave it (bounded)."""
+        end = time.monotonic() + 10
+        for d in self.dirs:
+            while True:
+                try:
+                    d.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError as exc:
+                    if exc.errno != errno.EBUSY or time.monotonic() > end:
+                        break
+                    time.sleep(0.01)  # wait for the kernel to release exiting tasks
+
+
+# --- process trees without a cgroup ----------------------------------------------------------
+
+
+def _proc_stat(pid: int) -> tuple[int, int, int] | None:
+    """(ppid, pgrp, session) of a process, or None when it is gone."""
+    try:
+        data = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return None
+    rest = data[data.rfind(b")") + 2 :].split()
+    return int(rest[1]), int(rest[2]), int(rest[3])
+
+
+def _children(parent: int) -> list[int]:
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            st = _proc_stat(int(entry))
+            if st is not None and st[0] == parent:
+                out.append(int(entry))
+    return out
+
+
+def _process_tree(leader: int, alive: bool = True) -> set[int]:
+    """The leader, its descendants, and anything left in its process group or session.
+
+    Once the leader is reaped (``alive`` false) its number may be reused, so only its
+    group and session (which keep the number while they have members) are followed.
+    """
+    stats: dict[int, tuple[int, int, int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            st = _proc_stat(int(entry))
+            if st is not None:
+                stats[int(entry)] = st
+    tree = {pid for pid, (_, pgrp, sid) in stats.items() if pgrp == leader or sid == leader}
+    if alive and leader in stats:
+        tree.add(leader)
+    changed = True
+    while changed:
+        changed = False
+        for pid, (ppid, _, _) in stats.items():
+            if ppid in tree and pid not in tree:
+                tree.add(pid)
+                changed = True
+    return tree
+
+
+def _disk_usage(root: Path) -> int:
+    """Bytes allocated under ``root`` (du-style, hard links once, symlinks not followed)."""
+    total = 0
+    seen: set[tuple[int, int]] = set()
+    stack = [str(root)]
+    while stack:
+        top = stack.pop()
+        try:
+            entries = os.scandir(top)
+        except OSError:
+            continue
+        with entries:
+            for entry in entries:
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                if st.st_nlink > 1:
+                    key = (st.st_dev, st.st_ino)
+                    if key in seen:
+                        continue
+                    seen.add(key)
+                total += st.st_blocks * 512
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(entry.path)
+    return total
+
+
+# --- the sandbox -----------------------------------------------------------------------------
+
+
+class _Breach(Exception):
+    def __init__(self, cause: str, limit: int):
+        self.cause = cause
+        self.limit = limit
+
+
+@dataclass
+class Sandbox:
+    """Runs the hooks of one build in a sandbox, under one set of limits (see the module doc).
+
+    ``workdir`` is the only writable host directory: the sdist is unpacked there, the isolated
+    build environment lives there, the wheel is written there. ``hidden`` lists host paths the
+    build must not read (the data and config directories); the worker's home and ``/run`` are
+    always hidden. ``read_only`` lists paths to bind back read-only (an interpreter or a cargo
+    vendor directory under a hidden path). ``enabled=False`` keeps every limit and the
+    process-tree kill but runs without bubblewrap (a host without it); the log says so.
+    """
+
+    limits: Limits
+    workdir: Path
+    log: BuildLog
+    enabled: bool = True
+    read_only: Sequence[Path] = ()
+    hidden: Sequence[Path] = ()
+    env: Mapping[str, str] = field(default_factory=build_environment)
+    # The limit this build broke, once it has: ``build`` wraps every runner exception in its
+    # BuildBackendException (``.exception`` is the LimitExceeded), so it is kept here too.
+    exceeded: LimitExceeded | None = field(default=None, init=False)
+    _deadline: float | None = field(default=None, init=False, repr=False)
+    _log_bytes: int = field(default=0, init=False, repr=False)
+    _log_newline: bool = field(default=True, init=False, repr=False)
+    _noted: bool = field(default=False, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.workdir = Path(self.workdir).resolve()
+        self.env = {k: v for k, v in self.env.items() if not is_secret_variable(k, v)}
+
+    # The pyproject_hooks runner.
+    def run(
+        self,
+        cmd: Sequence[str],
+        cwd: str | None = None,
+        extra_environ: Mapping[str, str] | None = None,
+    ) -> None:
+        """Run one hook; raise CalledProcessError on a nonzero exit, LimitExceeded on a limit."""
+        code = self.run_command(cmd, cwd, extra_environ)
+        if code != 0:
+            raise subprocess.CalledProcessError(code, list(cmd))
+
+    def run_command(
+        self,
+        cmd: Sequence[str],
+        cwd: str | None = None,
+        extra_environ: Mapping[str, str] | None = None,
+    ) -> int:
+        """Run a command in the same sandbox and under the same limits; return its exit code."""
+        if self._deadline is None:
+            self._deadline = time.monotonic() + self.limits.wall_seconds
+        if not self._noted:
+            self._noted = True
+            if not self.enabled:
+                self._write(
+                    b"wheelyard: sandbox disabled: no bubblewrap isolation (limits and process-tree kill still apply)\n"
+                )
+        env = dict(self.env)
+        env.update(_clean_extra(extra_environ))
+        cmd = [str(c) for c in cmd]
+        run_cwd = str(Path(cwd).resolve()) if cwd else str(self.workdir)
+        cgroup = _Cgroup.create(self.limits)
+        try:
+            return self._supervise(cmd, run_cwd, env, cgroup)
+        finally:
+            if cgroup is not None:
+                cgroup.remove()
+
+    # -- building the command line --------------------------------------------------------
+
+    def _drop_privileges(self) -> bool:
+        return self.enabled and os.geteuid() == 0
+
+    def _hook_dirs(self, cmd: Sequence[str]) -> tuple[list[Path], list[Path]]:
+        """Paths named on the command line outside workdir: (read-only, writable).
+
+        pyproject_hooks passes its control directory (``input.json`` in, ``output.json``
+        out) as the last argument, and the in-process script; both live outside workdir.
+        """
+        ro: list[Path] = []
+        rw: list[Path] = []
+        for arg in cmd:
+            if not arg.startswith("/"):
+                continue
+            p = Path(arg)
+            if not p.exists() or _is_within(p.resolve(), self.workdir):
+                continue
+            if p.is_dir() and (p / "input.json").is_file():
+                rw.append(p.resolve())
+            else:
+                ro.append(p)
+        return ro, rw
+
+    def _bwrap_argv(
+        self,
+        cmd: list[str],
+        cwd: str,
+        env: Mapping[str, str],
+        rw_extra: list[Path],
+        ro_extra: list[Path],
+    ) -> list[str]:
+        size = str(max(self.limits.disk_bytes, 1024 * 1024))
+        tmpfs_roots = [Path("/tmp"), Path("/home"), Path("/dev/shm")]
+        hidden = [Path(h).absolute() for h in (Path.home(), Path("/run"), *self.hidden)]
+        argv = [
+            "bwrap",
+            "--ro-bind",
+            "/",
+            "/",
+            "--dev",
+            "/dev",
+            "--proc",
+            "/proc",
+            "--perms",
+            "1777",
+            "--size",
+            size,
+            "--tmpfs",
+            "/tmp",
+            "--perms",
+            "0755",
+            "--size",
+            size,
+            "--tmpfs",
+            "/home",
+            "--perms",
+            "0777",
+            "--dir",
+            BUILD_HOME,
+            "--perms",
+            "1777",
+            "--size",
+            size,
+            "--tmpfs",
+            "/dev/shm",
+        ]
+        for h in hidden:
+            if not h.exists() or _is_within(h, self.workdir):
+                continue
+            if h.is_dir():
+                argv += ["--perms", "0755", "--tmpfs", str(h)]
+                tmpfs_roots.append(h)
+            else:
+                argv += ["--ro-bind", "/dev/null", str(h)]
+        # Bind back what the build needs from under a hidden or private path.
+        wanted_ro = [*interpreter_paths(cmd[0]), *self.read_only, *ro_extra]
+        binds: list[tuple[str, Path]] = []
+        bound: list[Path] = [self.workdir, *rw_extra]
+        for p in sorted({Path(p).absolute() for p in wanted_ro}, key=lambda p: len(p.parts)):
+            covered = any(_is_within(p, t) for t in tmpfs_roots)
+            if p.exists() and covered and not any(_is_within(p, b) for b in bound):
+                binds.append(("--ro-bind", p))
+                bound.append(p)
+        binds += [("--bind", self.workdir)] + [("--bind", p) for p in rw_extra]
+        made: set[Path] = set()
+        for flag, p in binds:
+            # Mount points bubblewrap makes on a tmpfs are 0700: make them traversable.
+            for anc in reversed(p.parents):
+                if anc in made or not any(_is_within(anc, t) and anc != t for t in tmpfs_roots):
+                    continue
+                argv += ["--perms", "0755", "--dir", str(anc)]
+                made.add(anc)
+            argv += [flag, str(p), str(p)]
+        argv += [
+            "--unshare-net",
+            "--unshare-pid",
+            "--unshare-ipc",
+            "--unshare-uts",
+            "--hostname",
+            "build",
+            "--die-with-parent",
+            "--new-session",
+            "--chdir",
+            cwd,
+            "--clearenv",
+        ]
+        if not self._drop_privileges():
+            argv.append("--unshare-user")
+        for name, value in env.items():
+            argv += ["--setenv", name, value]
+        argv.append("--")
+        if self._drop_privileges():
+            argv += [
+                "setpriv",
+                f"--reuid={BUILD_UID}",
+                f"--regid={BUILD_GID}",
+                "--clear-groups",
+                "--inh-caps=-all",
+                "--bounding-set=-all",
+                "--no-new-privs",
+                "--",
+            ]
+        argv += cmd
+        return argv
+
+    def _give_to_build(self, paths: Sequence[Path]) -> None:
+        """Make paths writable by the build uid (root worker only)."""
+        for top in paths:
+            os.lchown(top, BUILD_UID, BUILD_GID)
+            for dirpath, dirnames, filenames in os.walk(top):
+                for name in (*dirnames, *filenames):
+                    with contextlib.suppress(FileNotFoundError):
+                        st = os.lstat(os.path.join(dirpath, name))
+                        if st.st_uid != BUILD_UID:
+                            os.lchown(os.path.join(dirpath, name), BUILD_UID, BUILD_GID)
+
+    # -- running and watching ---------------------------------------------------------------
+
+    def _preexec(self, cgroup: _Cgroup | None) -> Callable[[], None]:
+        procs = cgroup.procs_files() if cgroup is not None else []
+        limits = self.limits
+        nproc = cgroup is None or cgroup.pids is None
+        fsize = max(limits.disk_bytes, 1)
+        cpu = max(limits.cpu_seconds, 1)
+        memory = max(limits.memory_bytes, 1)
+        use_as = cgroup is None or cgroup.memory is None
+
+        def preexec() -> None:  # runs in the child between fork and exec: syscalls only
+            pid = str(os.getpid()).encode()
+            for f in procs:
+                fd = os.open(f, os.O_WRONLY)
+                try:
+                    os.write(fd, pid)
+                finally:
+                    os.close(fd)
+            resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))
+            resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+            if use_as:
+                resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+            if nproc:
+                resource.setrlimit(resource.RLIMIT_NPROC, (limits.processes, limits.processes))
+
+        return preexec
+
+    def _write(self, data: bytes) -> None:
+        if data:
+            self.log.write(data)
+            self._log_newline = data.endswith(b"\n")
+
+    def _mark(self, cause: str, limit: int) -> None:
+        line = marker_line(cause, limit) + "\n"
+        self._write((b"" if self._log_newline else b"\n") + line.encode())
+
+    def _supervise(self, cmd: list[str], cwd: str, env: dict[str, str], cgroup: _Cgroup | None) -> int:
+        assert self._deadline is not None
+        if self.enabled:
+            ro_extra, rw_extra = self._hook_dirs(cmd)
+            if self._drop_privileges():
+                self._give_to_build([self.workdir, *rw_extra])
+            argv = self._bwrap_argv(cmd, cwd, env, rw_extra, ro_extra)
+            popen_env: dict[str, str] = {"PATH": DEFAULT_PATH, "LANG": "C.UTF-8"}
+        else:
+            argv, popen_env = cmd, env
+        if self.exceeded is not None:
+            raise self.exceeded
+        if time.monotonic() >= self._deadline:
+            self._mark("timeout", self.limits.wall_seconds)
+            self.exceeded = LimitExceeded("timeout", self.limits.wall_seconds)
+            raise self.exceeded
+        tail = bytearray()
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+            env=popen_env,
+            start_new_session=True,
+            close_fds=True,
+            preexec_fn=self._preexec(cgroup),  # noqa: PLW1509 - syscalls only, see _preexec
+        )
+        assert proc.stdout is not None
+        breach: _Breach | None = None
+        try:
+            breach = self._watch(proc, cgroup, tail)
+        except BaseException:
+            self._kill_tree(proc, cgroup)
+            raise
+        finally:
+            if breach is not None or proc.poll() is None:
+                self._kill_tree(proc, cgroup)
+            else:
+                # The hook is done: nothing it started may outlive it.
+                self._kill_tree(proc, cgroup, grace=0.0)
+            self._drain(proc)
+            proc.stdout.close()
+        if breach is None:
+            breach = self._after(proc.returncode, cgroup, tail)
+        if breach is not None:
+            self._mark(breach.cause, breach.limit)
+            self.exceeded = LimitExceeded(breach.cause, breach.limit)
+            raise self.exceeded
+        return proc.returncode
+
+    def _watch(self, proc: subprocess.Popen[bytes], cgroup: _Cgroup | None, tail: bytearray) -> _Breach | None:
+        assert proc.stdout is not None and self._deadline is not None
+        fd = proc.stdout.fileno()
+        os.set_blocking(fd, False)
+        poller = select.poll()
+        poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+        limits = self.limits
+        open_pipe = True
+        next_check = 0.0
+        next_disk = 0.0
+        while True:
+            now = time.monotonic()
+            if now >= self._deadline:
+                return _Breach("timeout", limits.wall_seconds)
+            if open_pipe:
+                for _ in poller.poll(int(min(POLL_SECONDS, self._deadline - now) * 1000) + 1):
+                    try:
+                        data = os.read(fd, 1 << 16)
+                    except BlockingIOError:
+                        continue
+                    if not data:
+                        open_pipe = False
+                        poller.unregister(fd)
+                        break
+                    room = limits.log_bytes - self._log_bytes
+                    if len(data) > room:
+                        self._write(data[: max(room, 0)])
+                        self._log_bytes = limits.log_bytes
+                        return _Breach("log-too-large", limits.log_bytes)
+                    self._write(data)
+                    self._log_bytes += len(data)
+                    tail += data[-4096:]
+                    del tail[:-4096]
+            else:
+                # The output is closed; wait for the leader to exit.
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=min(POLL_SECONDS, max(self._deadline - now, 0.001)))
+            now = time.monotonic()
+            if now >= next_check:
+                next_check = now + POLL_SECONDS
+                breach = self._check(proc, cgroup)
+                if breach is not None:
+                    return breach
+            if now >= next_disk:
+                started = time.monotonic()
+                if _disk_usage(self.workdir) > limits.disk_bytes:
+                    return _Breach("disk-full", limits.disk_bytes)
+                # Keep the du cost to a few percent of the time.
+                next_disk = time.monotonic() + max(1.0, 20 * (time.monotonic() - started))
+            if proc.poll() is not None:
+                return None
+
+    def _check(self, proc: subprocess.Popen[bytes], cgroup: _Cgroup | None) -> _Breach | None:
+        limits = self.limits
+        if cgroup is not None:
+            if cgroup.oom_kills() > 0:
+                return _Breach("out-of-memory", limits.memory_bytes)
+            if cgroup.fork_refusals() > 0:
+                return _Breach("too-many-processes", limits.processes)
+            if cgroup.cpu_seconds() > limits.cpu_seconds:
+                return _Breach("timeout", limits.cpu_seconds)
+        if (
+            (cgroup is None or cgroup.pids is None)
+            and proc.poll() is None
+            and len(_process_tree(proc.pid)) >= limits.processes
+        ):
+            return _Breach("too-many-processes", limits.processes)
+        return None
+
+    def _after(self, code: int, cgroup: _Cgroup | None, tail: bytearray) -> _Breach | None:
+        """Limits that show only once the hook has ended."""
+        limits = self.limits
+        if cgroup is not None:
+            breach = self._check_final(cgroup)
+            if breach is not None:
+                return breach
+        if code == 0:
+            return None
+        if code in (-signal.SIGXCPU, 128 + signal.SIGXCPU):
+            return _Breach("timeout", limits.cpu_seconds)
+        if code in (-signal.SIGXFSZ, 128 + signal.SIGXFSZ) or (_disk_usage(self.workdir) >= limits.disk_bytes):
+            return _Breach("disk-full", limits.disk_bytes)
+        if (cgroup is None or cgroup.memory is None) and (
+            b"MemoryError" in tail or os.strerror(errno.ENOMEM).encode() in tail
+        ):
+            return _Breach("out-of-memory", limits.memory_bytes)
+        return None
+
+    def _check_final(self, cgroup: _Cgroup) -> _Breach | None:
+        limits = self.limits
+        if cgroup.oom_kills() > 0:
+            return _Breach("out-of-memory", limits.memory_bytes)
+        if cgroup.fork_refusals() > 0:
+            return _Breach("too-many-processes", limits.processes)
+        if cgroup.cpu_seconds() > limits.cpu_seconds:
+            return _Breach("timeout", limits.cpu_seconds)
+        return None
+
+    def _members(self, proc: subprocess.Popen[bytes], cgroup: _Cgroup | None) -> set[int]:
+        members = _process_tree(proc.pid, alive=proc.returncode is None)
+        if cgroup is not None:
+            members |= cgroup.pids_in()
+        return members
+
+    def _signal_all(self, proc: subprocess.Popen[bytes], cgroup: _Cgroup | None, sig: int) -> None:
+        spare: set[int] = set()
+        if self.enabled and sig != signal.SIGKILL and proc.poll() is None:
+            # bubblewrap and its pid-1 stay up while the build gets SIGTERM, so that the
+            # SIGKILL that follows tears the pid namespace down in order (see _kill_tree).
+            spare = {proc.pid, *_children(proc.pid)}
+        if cgroup is not None:
+            cgroup.kill(sig, spare)
+        if proc.returncode is None and not spare:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, sig)
+        for pid in self._members(proc, cgroup) - spare:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+
+    def _kill_tree(
+        self,
+        proc: subprocess.Popen[bytes],
+        cgroup: _Cgroup | None,
+        grace: float = TERMINATE_GRACE_SECONDS,
+    ) -> None:
+        """SIGTERM the whole tree, SIGKILL what is left after ``grace``, reap, and wait until
+        no process of it remains (bounded)."""
+        if grace > 0 and (proc.poll() is None or self._members(proc, cgroup)):
+            self._signal_all(proc, cgroup, signal.SIGTERM)
+            end = time.monotonic() + grace
+            while time.monotonic() < end:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=0.05)
+                if proc.returncode is not None and not self._members(proc, cgroup):
+                    break
+        if self.enabled and proc.poll() is None:
+            # Kill bubblewrap's pid-1 first: the kernel then kills every process of the pid
+            # namespace and bubblewrap exits only once they are all gone. Killing bubblewrap
+            # itself first would leave that teardown running after we return.
+            for pid in _children(proc.pid):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=10)
+        end = time.monotonic() + 30
+        while True:
+            proc.poll()
+            members = self._members(proc, cgroup)
+            if proc.returncode is not None and not members:
+                return
+            self._signal_all(proc, cgroup, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=0.05)
+            if time.monotonic() > end:
+                return
+
+    def _drain(self, proc: subprocess.Popen[bytes]) -> None:
+        """Read what is left in the pipe (the writers are gone), within the log limit."""
+        assert proc.stdout is not None
+        fd = proc.stdout.fileno()
+        end = time.monotonic() + 5
+        while time.monotonic() < end:
+            ready, _, _ = select.select([fd], [], [], 0.1)
+            if not ready:
+                if proc.returncode is not None:
+                    break
+                continue
+            try:
+                data = os.read(fd, 1 << 16)
+            except BlockingIOError:
+                continue
+            if not data:
+                break
+            room = self.limits.log_bytes - self._log_bytes
+            if room > 0:
+                self._write(data[:room])
+                self._log_bytes += min(len(data), room)
