@@ -1,0 +1,243 @@
+"""Upload wheels to the private index, and ask it what it has.
+
+``publish_wheel`` speaks the upload protocol twine speaks (a multipart POST to the
+index root with ``:action=file_upload``), so it works with pypiserver and with any
+index that accepts twine. The index never replaces a file: an upload of a filename it
+has already is ``AlreadyPublished``. Passwords are sent as HTTP basic auth only; they
+appear in no message, log line or exception.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
+
+import requests
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+
+from builder.errors import AlreadyPublished, WheelyardError
+from builder.verify import verify_wheel
+
+_TIMEOUT = (10.0, 300.0)
+_ALREADY_EXISTS = re.compile(r"already exists|file exists|already been (uploaded|published)", re.I)
+
+
+class IndexAuthenticationFailed(WheelyardError):
+    """The index refused the credentials (or none were given)."""
+
+    reference = "index-authentication-failed"
+    status_code = 502
+
+
+class PublishFailed(WheelyardError):
+    """The index did not take the upload, for a reason other than credentials or a duplicate."""
+
+    reference = "publish-failed"
+    status_code = 502
+
+
+class IndexUnavailable(WheelyardError):
+    """The index could not be reached or did not answer as an index does."""
+
+    reference = "index-unavailable"
+    status_code = 502
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    filename: str
+    name: str
+    version: str
+    sha256: str
+    size: int
+    index_url: str
+
+
+def publish_wheel(
+    path: Path,
+    *,
+    index_url: str,
+    user: str,
+    password: str | None,
+    session: requests.Session | None = None,
+) -> PublishResult:
+    """Upload the wheel at ``path`` to the index at ``index_url`` (its root, not /simple/)."""
+    info = verify_wheel(path)
+    python_tags = sorted({tag.interpreter for tag in info.tags})
+    form = {
+        ":action": "file_upload",
+        "protocol_version": "1",
+        "metadata_version": "2.1",
+        "name": info.name,
+        "version": info.version,
+        "filetype": "bdist_wheel",
+        "pyversion": ".".join(python_tags),
+        "sha256_digest": info.sha256,
+    }
+    upload_url = _index_root(index_url)
+    shown = redact_url(upload_url)
+    auth = (user, password) if password is not None else None
+    http = session or requests.Session()
+    try:
+        with path.open("rb") as fh:
+            response = http.post(
+                upload_url,
+                data=form,
+                files={"content": (info.filename, fh, "application/octet-stream")},
+                auth=auth,
+                timeout=_TIMEOUT,
+                allow_redirects=False,
+            )
+    except requests.RequestException as exc:
+        raise IndexUnavailable(
+            f"cannot upload {info.filename} to {shown}: {type(exc).__name__}",
+            "check that the index is running and that index_url points at it",
+        ) from None
+    finally:
+        if session is None:
+            http.close()
+
+    status = response.status_code
+    body = _first_line(response.text)
+    if 200 <= status < 300:
+        return PublishResult(
+            filename=info.filename,
+            name=info.name,
+            version=info.version,
+            sha256=info.sha256,
+            size=info.size,
+            index_url=shown,
+        )
+    if status == 409 or (status == 400 and _ALREADY_EXISTS.search(response.text)):
+        raise AlreadyPublished(
+            f"{info.filename} is on {shown} already",
+            "files on the index are never replaced; publish a new version instead",
+        )
+    if status in (401, 403):
+        raise IndexAuthenticationFailed(
+            f"{shown} refused the upload of {info.filename}: HTTP {status}"
+            + (" (no credentials were sent)" if auth is None else ""),
+            f"check the index user ({user!r}) and password: WHEELYARD_INDEX_USER, "
+            "WHEELYARD_INDEX_PASSWORD (or WHEELYARD_INDEX_PASSWORD_FILE)",
+        )
+    if status in (301, 302, 303, 307, 308):
+        raise PublishFailed(
+            f"{shown} redirected the upload of {info.filename} (HTTP {status})",
+            "index_url must be the index root that accepts uploads, not its /simple/ page",
+        )
+    raise PublishFailed(f"{shown} refused {info.filename}: HTTP {status}" + (f": {body}" if body else ""))
+
+
+def wheel_on_index(
+    filename: str,
+    *,
+    index_url: str,
+    user: str | None = None,
+    password: str | None = None,
+    session: requests.Session | None = None,
+) -> bool:
+    """Whether the index's simple page for the project lists ``filename``."""
+    return filename in _simple_links(filename, index_url, user, password, session)
+
+
+def published_sha256(
+    filename: str,
+    *,
+    index_url: str,
+    user: str | None = None,
+    password: str | None = None,
+    session: requests.Session | None = None,
+) -> str | None:
+    """The sha256 the index gives for ``filename`` (None if it lists the file without one).
+
+    Raises ``LookupError`` if the index does not list the file.
+    """
+    links = _simple_links(filename, index_url, user, password, session)
+    if filename not in links:
+        raise LookupError(f"{filename} is not on {redact_url(index_url)}")
+    return links[filename]
+
+
+def redact_url(url: str) -> str:
+    """``url`` without any password in it, for messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    user = f"{parts.username}:***@" if parts.username else "***@"
+    return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))
+
+
+def _index_root(index_url: str) -> str:
+    url = index_url.rstrip("/")
+    if url.endswith("/simple"):
+        url = url[: -len("/simple")]
+    return url + "/"
+
+
+def _first_line(text: str) -> str:
+    for line in text.splitlines():
+        if line.strip():
+            return line.strip()[:300]
+    return ""
+
+
+class _LinkParser(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.hrefs: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "a":
+            href = dict(attrs).get("href")
+            if href:
+                self.hrefs.append(href)
+
+
+def _simple_links(
+    filename: str,
+    index_url: str,
+    user: str | None,
+    password: str | None,
+    session: requests.Session | None,
+) -> dict[str, str | None]:
+    """Filenames on the project's simple page, each with its sha256 if the link carries one."""
+    try:
+        project = parse_wheel_filename(filename)[0]
+    except InvalidWheelFilename:
+        project = canonicalize_name(re.split(r"-\d", filename, maxsplit=1)[0])
+    page = _index_root(index_url) + f"simple/{project}/"
+    shown = redact_url(page)
+    auth = (user, password) if user is not None and password is not None else None
+    http = session or requests.Session()
+    try:
+        response = http.get(page, auth=auth, timeout=_TIMEOUT)
+    except requests.RequestException as exc:
+        raise IndexUnavailable(f"cannot read {shown}: {type(exc).__name__}") from None
+    finally:
+        if session is None:
+            http.close()
+    if response.status_code == 404:
+        return {}
+    if response.status_code in (401, 403):
+        raise IndexAuthenticationFailed(
+            f"{shown} refused to list files: HTTP {response.status_code}",
+            "the index needs a read password: pass user and password",
+        )
+    if response.status_code != 200:
+        raise IndexUnavailable(f"{shown} answered HTTP {response.status_code}")
+    parser = _LinkParser()
+    parser.feed(response.text)
+    links: dict[str, str | None] = {}
+    for href in parser.hrefs:
+        absolute = urljoin(response.url, href)
+        parts = urlsplit(absolute)
+        name = unquote(parts.path.rsplit("/", 1)[-1])
+        algorithm, _, digest = parts.fragment.partition("=")
+        links[name] = digest.lower() if algorithm == "sha256" and digest else None
+    return links
