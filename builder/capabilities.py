@@ -22,7 +22,21 @@ from pathlib import Path
 
 from builder.targets import PURE, SUPPORTED_MINORS, BuildTarget
 
-TOOLS = ("cc", "c++", "gcc", "g++", "clang", "cargo", "rustc", "cmake", "ninja", "pkg-config", "gfortran", "patchelf", "bwrap")
+TOOLS = (
+    "cc",
+    "c++",
+    "gcc",
+    "g++",
+    "clang",
+    "cargo",
+    "rustc",
+    "cmake",
+    "ninja",
+    "pkg-config",
+    "gfortran",
+    "patchelf",
+    "bwrap",
+)
 
 _INTERPRETER_PROBE = r"""
 import json, os, sys, sysconfig
@@ -128,7 +142,12 @@ def _version_line(tool: str, path: str) -> str:
     flag = "--version"
     try:
         out = subprocess.run(
-            [path, flag], capture_output=True, text=True, timeout=10, stdin=subprocess.DEVNULL, check=False
+            [path, flag],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            stdin=subprocess.DEVNULL,
+            check=False,
         )
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
@@ -174,7 +193,11 @@ def probe_interpreter(path: str) -> Interpreter | None:
     try:
         out = subprocess.run(
             [path, "-I", "-c", _INTERPRETER_PROBE],
-            capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL, check=False,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            stdin=subprocess.DEVNULL,
+            check=False,
         )
         data = json.loads(out.stdout)
     except (OSError, subprocess.TimeoutExpired, ValueError):
@@ -234,6 +257,10 @@ def probe(extra_interpreters: Iterable[Path] = (), path: str | None = None) -> C
     interpreters = list(chosen.values())
     interpreters.sort(key=lambda i: i.version)
     return Capabilities(
-        os=osname, arch=arch, libc=libc, libc_version=libc_version,
-        interpreters=tuple(interpreters), tools=probe_tools(path),
+        os=osname,
+        arch=arch,
+        libc=libc,
+        libc_version=libc_version,
+        interpreters=tuple(interpreters),
+        tools=probe_tools(path),
     )

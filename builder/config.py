@@ -13,13 +13,18 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tomllib
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from builder.errors import ConfigurationError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
 
 DEFAULT_UPSTREAM = "https://pypi.org/simple/"
 SECRET_FIELDS = frozenset({"index_password", "api_token", "index_read_password"})
@@ -64,6 +69,9 @@ class Settings:
     # Newest manylinux glibc a mirrored wheel may need (the manylinux_2_28 images' default).
     manylinux_glibc_max: tuple[int, int] = (2, 28)
     worker_concurrency: int = 1
+    # Scheduled prebuilds: a file of "REQUIREMENT TARGET[,TARGET...]" lines, submitted every interval.
+    prebuild_file: Path | None = None
+    prebuild_interval: int = 3600
     # Interpreters a worker may use besides those it discovers (paths to python executables).
     extra_interpreters: tuple[Path, ...] = ()
 
@@ -164,7 +172,8 @@ def load_settings(
                 values[key] = value
             else:
                 raise ConfigurationError(
-                    f"unknown setting {key!r} in {path}", f"known settings: {', '.join(sorted(known))}"
+                    f"unknown setting {key!r} in {path}",
+                    f"known settings: {', '.join(sorted(known))}",
                 )
 
     def env_str(name: str, key: str) -> None:
@@ -180,6 +189,9 @@ def load_settings(
     env_str("WHEELYARD_API_URL", "api_url")
     env_str("WHEELYARD_API_HOST", "api_host")
     env_str("WHEELYARD_CARGO_VENDOR_DIR", "cargo_vendor_dir")
+    env_str("WHEELYARD_PREBUILD_FILE", "prebuild_file")
+    if env.get("WHEELYARD_PREBUILD_INTERVAL"):
+        values["prebuild_interval"] = _int("WHEELYARD_PREBUILD_INTERVAL", env["WHEELYARD_PREBUILD_INTERVAL"])
     if env.get("WHEELYARD_INDEX_PORT"):
         values["index_port"] = _int("WHEELYARD_INDEX_PORT", env["WHEELYARD_INDEX_PORT"])
     if env.get("WHEELYARD_API_PORT"):
@@ -208,7 +220,7 @@ def load_settings(
     if isinstance(cli.get("limits"), dict):
         limits.update(cli["limits"])
 
-    for key in ("data_dir", "cargo_vendor_dir"):
+    for key in ("data_dir", "cargo_vendor_dir", "prebuild_file"):
         if values.get(key) is not None:
             values[key] = Path(values[key]).expanduser().resolve()
     if "manylinux_glibc_max" in values:
@@ -216,7 +228,10 @@ def load_settings(
     known_limits = {f.name for f in fields(Limits)}
     unknown = set(limits) - known_limits
     if unknown:
-        raise ConfigurationError(f"unknown limit(s): {', '.join(sorted(unknown))}", f"known: {', '.join(sorted(known_limits))}")
+        raise ConfigurationError(
+            f"unknown limit(s): {', '.join(sorted(unknown))}",
+            f"known: {', '.join(sorted(known_limits))}",
+        )
     values["limits"] = Limits(**{k: _int(k, v) for k, v in limits.items()})
     # Derived URLs follow the host/port unless they were set on their own.
     if "index_url" not in values:

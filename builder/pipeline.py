@@ -38,7 +38,7 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from builder.capabilities import Capabilities, Interpreter
 from builder.config import Settings
-from builder.errors import AlreadyPublished, BuildFailed, WheelRejected, WheelyardError
+from builder.errors import AlreadyPublished, BuildFailed, WheelyardError
 from builder.publish import publish_wheel
 from builder.sandbox import LimitExceeded, Sandbox, build_environment
 from builder.targets import BuildTarget
@@ -127,8 +127,8 @@ class BuildDirector:
         self.log.line(f"wheelyard: build {job.build_id}: {job.name}=={job.version} for {job.target}")
         try:
             release = self._step("resolve", self._resolve)
-            wheel_file = None if job.from_source else release.wheel_for(
-                job.target, glibc_max=self.settings.manylinux_glibc_max
+            wheel_file = (
+                None if job.from_source else release.wheel_for(job.target, glibc_max=self.settings.manylinux_glibc_max)
             )
             if wheel_file is not None:
                 return self._mirror(release, wheel_file)
@@ -137,7 +137,13 @@ class BuildDirector:
             return self._failed(exc, cause=exc.cause)
         except WheelyardError as exc:
             return self._failed(exc)
-        except (BuildBackendException, BuildException, subprocess.CalledProcessError) as exc:
+        except BuildBackendException as exc:
+            # build wraps whatever the runner raised: a broken sandbox limit arrives inside it.
+            inner = exc.exception
+            if isinstance(inner, LimitExceeded):
+                return self._failed(inner, cause=inner.cause)
+            return self._failed(BuildFailed(f"the build failed: {exc}", "the diagnosis below names the cause"))
+        except (BuildException, subprocess.CalledProcessError) as exc:
             return self._failed(BuildFailed(f"the build failed: {exc}", "the diagnosis below names the cause"))
 
     def _resolve(self) -> Release:
@@ -149,10 +155,17 @@ class BuildDirector:
         self.log.line(f"wheelyard: upstream has a wheel for {self.job.target}: {wheel_file.filename}; mirroring it")
         path = self._step("download", lambda: self.index.download(wheel_file, self.workdir / "dist"))
         info = self._step(
-            "verify", lambda: verify_wheel(path, name=release.name, version=str(release.version), target=self.job.target)
+            "verify",
+            lambda: verify_wheel(path, name=release.name, version=str(release.version), target=self.job.target),
         )
         sha = self._step("publish", lambda: self._publish(path, info.sha256))
-        return BuildOutcome("mirrored", wheel=path.name, sha256=sha, source=wheel_file.filename, timings=self.timings)
+        return BuildOutcome(
+            "mirrored",
+            wheel=path.name,
+            sha256=sha,
+            source=wheel_file.filename,
+            timings=self.timings,
+        )
 
     def _build(self, release: Release) -> BuildOutcome:
         job = self.job
@@ -173,7 +186,11 @@ class BuildDirector:
         srcdir = self._step("unpack", lambda: unpack_sdist(archive, self.workdir / "src"))
         env_python = self._step("prepare", lambda: self._create_env(interpreter, self.workdir / "buildenv"))
         sandbox = self._sandbox_for()
-        builder = ProjectBuilder(srcdir, python_executable=str(env_python), runner=self._hook_runner(sandbox))
+        builder = ProjectBuilder(
+            srcdir,
+            python_executable=str(env_python),
+            runner=self._hook_runner(sandbox, env_python.parent),
+        )
         outdir = self.workdir / "out"
         outdir.mkdir(exist_ok=True)
 
@@ -200,7 +217,13 @@ class BuildDirector:
         )
         self._step("prove", lambda: self._prove(interpreter, repaired))
         sha = self._step("publish", lambda: self._publish(repaired, info.sha256))
-        return BuildOutcome("published", wheel=repaired.name, sha256=sha, source=sdist.filename, timings=self.timings)
+        return BuildOutcome(
+            "published",
+            wheel=repaired.name,
+            sha256=sha,
+            source=sdist.filename,
+            timings=self.timings,
+        )
 
     # -- helpers ---------------------------------------------------------------------------
     def _step(self, name: str, action: Callable[[], Any]) -> Any:
@@ -224,6 +247,7 @@ class BuildDirector:
     def _sandbox_for(self) -> Sandbox:
         if self._sandbox is None:
             read_only = [Path(p) for p in (self.settings.cargo_vendor_dir,) if p is not None]
+            read_only += [p for p in rust_toolchain_paths() if p.exists()]
             self._sandbox = Sandbox(
                 limits=self.settings.limits,
                 workdir=self.workdir,
@@ -239,8 +263,17 @@ class BuildDirector:
         """What a build sees of the worker's toolchain (never its settings): PATH with a rustup
         toolchain first where the worker has one, and a fixed SOURCE_DATE_EPOCH for reproducible zips."""
         env = {"SOURCE_DATE_EPOCH": "315532800"}
-        cargo_bin = Path.home() / ".cargo" / "bin"
-        rustup_home = Path(os.environ.get("RUSTUP_HOME", Path.home() / ".rustup"))
+        if self.settings.cargo_vendor_dir is not None:
+            # cargo reads source replacement from a config file only, not from the environment.
+            cargo_home = self.workdir / "cargo-home"
+            cargo_home.mkdir(exist_ok=True)
+            (cargo_home / "config.toml").write_text(
+                '[source.crates-io]\nreplace-with = "vendored-sources"\n\n'
+                f'[source.vendored-sources]\ndirectory = "{self.settings.cargo_vendor_dir}"\n\n'
+                "[net]\noffline = true\n"
+            )
+            env["CARGO_HOME"] = str(cargo_home)
+        cargo_bin, rustup_home = rust_toolchain_paths()
         if (cargo_bin / "cargo").exists():
             env["PATH"] = f"{cargo_bin}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
             if rustup_home.exists():
@@ -248,9 +281,17 @@ class BuildDirector:
                 env["RUSTUP_TOOLCHAIN"] = os.environ.get("RUSTUP_TOOLCHAIN", "stable")
         return env
 
-    def _hook_runner(self, sandbox: Sandbox) -> Callable[..., None]:
-        def run(cmd: Sequence[str], cwd: str | None = None, extra_environ: Mapping[str, str] | None = None) -> None:
-            sandbox.run(cmd, cwd=cwd, extra_environ=extra_environ)
+    def _hook_runner(self, sandbox: Sandbox, scripts: Path) -> Callable[..., None]:
+        """The ProjectBuilder runner: the sandbox, with the build environment's scripts first on PATH
+        (backends such as maturin call their own executable)."""
+        path = f"{scripts}{os.pathsep}{sandbox.env.get('PATH', '/usr/bin:/bin')}"
+
+        def run(
+            cmd: Sequence[str],
+            cwd: str | None = None,
+            extra_environ: Mapping[str, str] | None = None,
+        ) -> None:
+            sandbox.run(cmd, cwd=cwd, extra_environ={**(extra_environ or {}), "PATH": path})
 
         return run
 
@@ -263,7 +304,7 @@ class BuildDirector:
             "UV_NO_CONFIG": "1",
             "UV_CACHE_DIR": str(self.settings.data_dir / "cache" / "uv"),
             "UV_PYTHON_DOWNLOADS": "never",
-            "UV_NATIVE_TLS": "1",  # trust the host's CA store, as pip does
+            "UV_SYSTEM_CERTS": "1",  # trust the host's CA store, as pip does
             "PIP_CONFIG_FILE": os.devnull,
             "LANG": "C.UTF-8",
             **{k: os.environ[k] for k in ("SSL_CERT_FILE", "SSL_CERT_DIR") if k in os.environ},
@@ -296,8 +337,17 @@ class BuildDirector:
             return
         self._run_tool(
             [
-                uv_binary(), "pip", "install", "--no-config", "--python", str(python),
-                "--index-url", self.settings.upstream_index, "--only-binary", ":all:", *requirements,
+                uv_binary(),
+                "pip",
+                "install",
+                "--no-config",
+                "--python",
+                str(python),
+                "--index-url",
+                self.settings.upstream_index,
+                "--only-binary",
+                ":all:",
+                *requirements,
             ]
         )
 
@@ -319,16 +369,28 @@ class BuildDirector:
         env_python = self._create_env(interpreter, self.workdir / "proveenv")
         self._run_tool(
             [
-                uv_binary(), "pip", "install", "--no-config", "--python", str(env_python),
-                "--index-url", self.settings.upstream_index, "--find-links", str(wheel.parent),
-                "--only-binary", ":all:", str(wheel),
+                uv_binary(),
+                "pip",
+                "install",
+                "--no-config",
+                "--python",
+                str(env_python),
+                "--index-url",
+                self.settings.upstream_index,
+                "--find-links",
+                str(wheel.parent),
+                "--only-binary",
+                ":all:",
+                str(wheel),
             ]
         )
         modules = top_level_modules(wheel)
         if not modules:
             self.log.line("wheelyard: the wheel has no importable top-level module; nothing to import")
             return
-        code = "import importlib, sys\nfor m in sys.argv[1:]:\n    importlib.import_module(m)\n    print('imported', m)\n"
+        code = (
+            "import importlib, sys\nfor m in sys.argv[1:]:\n    importlib.import_module(m)\n    print('imported', m)\n"
+        )
         sandbox = self._sandbox_for()
         try:
             sandbox.run([str(env_python), "-I", "-c", code, *modules], cwd=str(self.workdir))
@@ -353,6 +415,12 @@ class BuildDirector:
             self.log.line(f"wheelyard: {path.name} is on the index already; it is kept as it is")
         self.log.line(f"wheelyard: published {path.name} sha256={sha256}")
         return sha256
+
+
+def rust_toolchain_paths() -> tuple[Path, Path]:
+    """Where a rustup-installed toolchain lives on the worker: its proxies, and the toolchains."""
+    cargo_home = Path(os.environ.get("CARGO_HOME", Path.home() / ".cargo"))
+    return cargo_home / "bin", Path(os.environ.get("RUSTUP_HOME", Path.home() / ".rustup"))
 
 
 def uv_binary() -> str:

@@ -101,13 +101,22 @@ class BuildStore:
 
     def for_key(self, key: str) -> BuildRecord | None:
         build_id = self.redis.get(f"{PREFIX}key:{key}")
-        return self.get(build_id.decode() if isinstance(build_id, bytes) else build_id) if build_id else None
+        if not build_id:
+            return None
+        return self.get(build_id.decode() if isinstance(build_id, bytes) else str(build_id))
 
     def lock(self, key: str) -> Any:
         return self.redis.lock(f"{PREFIX}lock:{key}", timeout=30, blocking_timeout=30)
 
     def create(
-        self, *, name: str, version: str, target: str, requirement: str, from_source: bool, queue: str
+        self,
+        *,
+        name: str,
+        version: str,
+        target: str,
+        requirement: str,
+        from_source: bool,
+        queue: str,
     ) -> BuildRecord:
         """A new record, registered as the one build of its key. Call under ``lock(key)``."""
         record = BuildRecord(
@@ -127,11 +136,11 @@ class BuildStore:
         pipe.execute()
         return record
 
-    def list(self, *, limit: int = 100, offset: int = 0) -> Iterator[BuildRecord]:
+    def records(self, *, limit: int = 100, offset: int = 0) -> Iterator[BuildRecord]:
         ids = self.redis.zrevrange(f"{PREFIX}builds", offset, offset + limit - 1)
         if not ids:
             return
-        raws = self.redis.mget([f"{PREFIX}build:{i.decode()}" for i in ids])
+        raws = self.redis.mget([f"{PREFIX}build:{_text(i)}" for i in ids])
         for raw in raws:
             if raw:
                 yield BuildRecord.from_json(raw)
@@ -150,7 +159,8 @@ class BuildStore:
         return True
 
     def read_log(self, build_id: str, start: int = 0) -> bytes:
-        return bytes(self.redis.getrange(f"{PREFIX}log:{build_id}", start, -1) or b"")
+        data = self.redis.getrange(f"{PREFIX}log:{build_id}", start, -1) or b""
+        return data if isinstance(data, bytes) else str(data).encode()
 
     def clear_log(self, build_id: str) -> None:
         self.redis.delete(f"{PREFIX}log:{build_id}")
@@ -184,6 +194,10 @@ class BuildStore:
             info.get("fingerprint", "") for info in self.workers().values() if queue in info.get("queues", [])
         )
         return "|".join(prints)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def connect(url: str) -> redis.Redis:

@@ -114,8 +114,10 @@ class BuildTarget:
             tags = [f"manylinux_{glibc_max[0]}_{m}_{arch}" for m in range(glibc_max[1], 4, -1)]
             legacy = {17: "manylinux2014", 12: "manylinux2010", 5: "manylinux1"}
             for minor, alias in legacy.items():
-                if minor <= glibc_max[1] and (alias != "manylinux2010" or arch == "x86_64") and (
-                    alias != "manylinux1" or arch == "x86_64"
+                if (
+                    minor <= glibc_max[1]
+                    and (alias != "manylinux2010" or arch == "x86_64")
+                    and (alias != "manylinux1" or arch == "x86_64")
                 ):
                     tags.append(f"{alias}_{arch}")
             return tags

@@ -87,7 +87,12 @@ def register_tasks(
     def build(self: Any, build_id: str) -> str | None:
         store = BuildStore(connect(redis_url), log_limit=settings.limits.log_bytes)
         outcome = run_build(
-            settings, store, capabilities, build_id, worker_name=worker_name, upload_password=upload_password
+            settings,
+            store,
+            capabilities,
+            build_id,
+            worker_name=worker_name,
+            upload_password=upload_password,
         )
         if outcome is None:
             return None

@@ -299,7 +299,8 @@ class SimpleIndex:
                                 progress(done, total)
                 except requests.RequestException as exc:
                     raise UpstreamUnavailable(
-                        f"downloading {dist.filename} failed: {exc}", "check the network and the upstream index"
+                        f"downloading {dist.filename} failed: {exc}",
+                        "check the network and the upstream index",
                     ) from exc
             if digest.hexdigest() != dist.sha256:
                 raise IntegrityError(

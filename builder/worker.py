@@ -6,6 +6,7 @@ other runners can call it too.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import socket
@@ -38,8 +39,15 @@ def run_build(
         return None
     store.clear_log(build_id)
     store.update(
-        build_id, status="building", step="start", started_at=time.time(), worker=worker_name,
-        attempts=record.attempts + 1, finished_at=None, error=None, diagnosis=None,
+        build_id,
+        status="building",
+        step="start",
+        started_at=time.time(),
+        worker=worker_name,
+        attempts=record.attempts + 1,
+        finished_at=None,
+        error=None,
+        diagnosis=None,
     )
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     workroot = settings.data_dir / "work"
@@ -59,7 +67,13 @@ def run_build(
 
     try:
         director = BuildDirector(
-            settings, capabilities, job, workdir=workdir, log=log, report=report, upload_password=upload_password
+            settings,
+            capabilities,
+            job,
+            workdir=workdir,
+            log=log,
+            report=report,
+            upload_password=upload_password,
         )
         outcome = director.run()
         changes: dict[str, Any] = {
@@ -131,10 +145,8 @@ class Heartbeat:
 
     def stop(self) -> None:
         self._stop.set()
-        try:
+        with contextlib.suppress(Exception):  # Redis may be gone already; the key expires anyway
             self.store.unregister_worker(self.name)
-        except Exception:  # noqa: BLE001
-            pass
 
 
 def default_worker_name() -> str:

@@ -74,7 +74,10 @@ def create_app(
             celery.send_task(BUILD_TASK, args=[build_id], queue=queue)
 
     service = BuildService(
-        store, upstream, send, from_source_default=settings.from_source_default,
+        store,
+        upstream,
+        send,
+        from_source_default=settings.from_source_default,
         glibc_max=settings.manylinux_glibc_max,
     )
 
@@ -91,20 +94,26 @@ def create_app(
             where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
             problems.append(f"{where}: {err.get('msg', 'invalid')}")
         return _render_error(
-            422, "invalid-request", "; ".join(problems)[:2000],
+            422,
+            "invalid-request",
+            "; ".join(problems)[:2000],
             'send JSON like {"requirement": "markupsafe==3.0.2", "targets": ["cp312-manylinux_x86_64"]}',
         )
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        reference = {404: "not-found", 405: "method-not-allowed", 401: "unauthorized"}.get(exc.status_code, "http-error")
+        reference = {404: "not-found", 405: "method-not-allowed", 401: "unauthorized"}.get(
+            exc.status_code, "http-error"
+        )
         return _render_error(exc.status_code, reference, str(exc.detail), None)
 
     @app.exception_handler(redis.RedisError)
     async def redis_down(request: Request, exc: redis.RedisError) -> JSONResponse:
         logger.warning("redis unavailable: %s", exc.__class__.__name__)
         return _render_error(
-            503, "redis-unavailable", "the build queue (Redis) is not reachable; nothing was queued",
+            503,
+            "redis-unavailable",
+            "the build queue (Redis) is not reachable; nothing was queued",
             "try again shortly; operators: check that Redis is running",
         )
 
@@ -146,9 +155,7 @@ def create_app(
     def create_builds(body: BuildRequest, request: Request) -> dict[str, Any]:
         submissions = service.submit(body.requirement, body.targets, from_source=body.from_source, retry=body.retry)
         served = store.served_queues()
-        return {
-            "builds": [present(s.record, served, _base(request)) | {"created": s.created} for s in submissions]
-        }
+        return {"builds": [present(s.record, served, _base(request)) | {"created": s.created} for s in submissions]}
 
     @app.get("/api/builds")
     def list_builds(
@@ -159,13 +166,17 @@ def create_app(
         limit: Annotated[int, Query(ge=1, le=500)] = 100,
     ) -> dict[str, Any]:
         if status is not None and status not in STATUSES:
-            raise WheelyardError(f"unknown status {status!r}", f"one of: {', '.join(STATUSES)}", reference="invalid-filter")
+            raise WheelyardError(
+                f"unknown status {status!r}",
+                f"one of: {', '.join(STATUSES)}",
+                reference="invalid-filter",
+            )
         served = store.served_queues()
         out = []
         from packaging.utils import canonicalize_name
 
         wanted = canonicalize_name(name) if name else None
-        for record in store.list(limit=2000):
+        for record in store.records(limit=2000):
             view = present(record, served, _base(request))
             if wanted and record.name != wanted:
                 continue
@@ -190,7 +201,11 @@ def create_app(
         if store.get(build_id) is None:
             raise _no_build(build_id)
         data = store.read_log(build_id, offset)
-        return Response(data, media_type="text/plain; charset=utf-8", headers={"X-Log-Offset": str(offset + len(data))})
+        return Response(
+            data,
+            media_type="text/plain; charset=utf-8",
+            headers={"X-Log-Offset": str(offset + len(data))},
+        )
 
     @app.get("/api/workers")
     def workers() -> dict[str, Any]:
@@ -214,7 +229,9 @@ def _id_path() -> Any:
 
 def _no_build(build_id: str) -> WheelyardError:
     return WheelyardError(
-        f"there is no build {build_id!r}", "list builds with GET /api/builds", reference="build-not-found"
+        f"there is no build {build_id!r}",
+        "list builds with GET /api/builds",
+        reference="build-not-found",
     ).with_status(404)
 
 

@@ -29,7 +29,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Builds the wheels pip cannot find, diagnoses failed builds, publishes them to a private index.",
     )
     parser.add_argument("--config", type=Path, help="a TOML file with a [wheelyard] table")
-    parser.add_argument("--data-dir", type=Path, help="wheels, logs and the embedded Redis's files (default ~/.wheelyard)")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        help="wheels, logs and the embedded Redis's files (default ~/.wheelyard)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -37,7 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--api-port", type=int)
     up.add_argument("--index-port", type=int)
     up.add_argument("--no-worker", action="store_true", help="run the API and index only")
-    up.add_argument("--targets", help="comma-separated build identifiers the local worker serves (default: all it can)")
+    up.add_argument(
+        "--targets",
+        help="comma-separated build identifiers the local worker serves (default: all it can)",
+    )
 
     api = sub.add_parser("api", help="run the HTTP API and dashboard")
     api.add_argument("--host")
@@ -55,11 +62,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     request = sub.add_parser("request", help="ask for the wheels of a requirement")
     request.add_argument("requirement", help="e.g. markupsafe==3.0.2")
-    request.add_argument("-t", "--target", action="append", required=True, dest="targets",
-                         help="a build identifier, e.g. cp312-manylinux_x86_64 (repeat for more)")
-    request.add_argument("--from-source", action="store_true", default=None, help="build even where upstream has a wheel")
+    request.add_argument(
+        "-t",
+        "--target",
+        action="append",
+        required=True,
+        dest="targets",
+        help="a build identifier, e.g. cp312-manylinux_x86_64 (repeat for more)",
+    )
+    request.add_argument(
+        "--from-source",
+        action="store_true",
+        default=None,
+        help="build even where upstream has a wheel",
+    )
     request.add_argument("--retry", action="store_true", help="build again a target whose last build failed")
-    request.add_argument("--wait", action="store_true", help="follow the builds; exit 0 only if every target is on the index")
+    request.add_argument(
+        "--wait",
+        action="store_true",
+        help="follow the builds; exit 0 only if every target is on the index",
+    )
     request.add_argument("--timeout", type=float, default=3600, help="seconds --wait waits (default 3600)")
     request.add_argument("--api-url", help="default http://127.0.0.1:8000 (WHEELYARD_API_URL)")
     request.add_argument("--json", action="store_true", help="print the builds as JSON")
@@ -69,8 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--api-url")
     status.add_argument("--json", action="store_true")
 
-    diagnose = sub.add_parser("diagnose", help="say what broke in a failed build log (a file, or - for stdin)",
-                              add_help=False)
+    diagnose = sub.add_parser(
+        "diagnose",
+        help="say what broke in a failed build log (a file, or - for stdin)",
+        add_help=False,
+    )
     diagnose.add_argument("args", nargs=argparse.REMAINDER)
 
     sub.add_parser("beat", help="run the scheduler of prebuild jobs")
@@ -191,10 +216,23 @@ def cmd_worker(args: argparse.Namespace, settings: Settings, out: TextIO, err: T
     heartbeat.start()
     err.write(f"wheelyard worker {name}: serving {', '.join(queues)}\n")
     try:
-        app.worker_main([
-            "worker", "-Q", ",".join(queues), "-n", name, "-c", str(concurrency), "-P", "prefork",
-            "--loglevel", "INFO", "--without-gossip", "--without-mingle",
-        ])
+        app.worker_main(
+            [
+                "worker",
+                "-Q",
+                ",".join(queues),
+                "-n",
+                name,
+                "-c",
+                str(concurrency),
+                "-P",
+                "prefork",
+                "--loglevel",
+                "INFO",
+                "--without-gossip",
+                "--without-mingle",
+            ]
+        )
     finally:
         heartbeat.stop()
     return EXIT_OK
@@ -259,7 +297,8 @@ class ApiClient:
             if time.monotonic() > deadline:
                 raise WheelyardError(
                     f"the wheelyard API at {self.base} was not ready within {timeout:.0f} s",
-                    "check `wheelyard up`'s output", reference="api-unreachable",
+                    "check `wheelyard up`'s output",
+                    reference="api-unreachable",
                 )
             if not said:
                 err.write(f"waiting for the wheelyard API at {self.base} ...\n")
@@ -271,7 +310,11 @@ def cmd_request(args: argparse.Namespace, settings: Settings, out: TextIO, err: 
     client = ApiClient(args.api_url or settings.api_url, settings.api_token)
     if args.wait:
         client.wait_ready(min(args.timeout, 300), err)
-    body: dict[str, Any] = {"requirement": args.requirement, "targets": args.targets, "retry": args.retry}
+    body: dict[str, Any] = {
+        "requirement": args.requirement,
+        "targets": args.targets,
+        "retry": args.retry,
+    }
     if args.from_source:
         body["from_source"] = True
     builds = client.call("POST", "/api/builds", json=body)["builds"]
@@ -323,8 +366,9 @@ def _summary(b: dict[str, Any]) -> str:
         line += f"\n  error: {error.get('message', 'the build failed')}"
         if primary:
             line += f"\n  cause: {primary.get('category')} ({primary.get('rule')}): {primary.get('explanation') or ''}"
-            if primary.get("excerpt"):
-                line += f"\n  line {primary.get('line')}: {str(primary.get('excerpt')).splitlines()[0] if primary.get('excerpt') else ''}"
+            text = primary.get("text") or ""
+            if text:
+                line += f"\n  line {primary.get('line')}: {text.strip()}"
         line += f"\n  log: {b.get('log_url')}"
     return line
 

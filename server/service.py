@@ -67,7 +67,14 @@ class BuildService:
         return [self._one(release.name, version, t, queue, str(req), source, retry) for t, queue in plans]
 
     def _one(
-        self, name: str, version: str, target: BuildTarget, queue: str, requirement: str, from_source: bool, retry: bool
+        self,
+        name: str,
+        version: str,
+        target: BuildTarget,
+        queue: str,
+        requirement: str,
+        from_source: bool,
+        retry: bool,
     ) -> Submission:
         key = target_key(name, version, target.identifier)
         with self.store.lock(key):
@@ -75,8 +82,12 @@ class BuildService:
             if existing is not None and not self._needs_new_build(existing, from_source, retry):
                 return Submission(existing, created=False)
             record = self.store.create(
-                name=name, version=version, target=target.identifier, requirement=requirement,
-                from_source=from_source, queue=queue,
+                name=name,
+                version=version,
+                target=target.identifier,
+                requirement=requirement,
+                from_source=from_source,
+                queue=queue,
             )
         self.send(record.id, queue)
         return Submission(record, created=True)

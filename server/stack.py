@@ -39,15 +39,22 @@ def _wait_http(url: str, proc: subprocess.Popen[bytes], what: str, timeout: floa
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise WheelyardError(f"the {what} exited with status {proc.returncode} while starting",
-                                 "its output above says why", reference="stack-start-failed")
+            raise WheelyardError(
+                f"the {what} exited with status {proc.returncode} while starting",
+                "its output above says why",
+                reference="stack-start-failed",
+            )
         try:
             if requests.get(url, timeout=2).status_code == 200:
                 return
         except requests.RequestException:
             pass
         time.sleep(0.2)
-    raise WheelyardError(f"the {what} did not answer {url} within {timeout:.0f} s", None, reference="stack-start-failed")
+    raise WheelyardError(
+        f"the {what} did not answer {url} within {timeout:.0f} s",
+        None,
+        reference="stack-start-failed",
+    )
 
 
 def run_stack(settings: Settings, *, worker: bool, targets: str | None, out: TextIO, err: TextIO) -> int:
@@ -94,9 +101,12 @@ def run_stack(settings: Settings, *, worker: bool, targets: str | None, out: Tex
                 if value:
                     env[name] = str(value)
             for field_name, var in (
-                ("wall_seconds", "WHEELYARD_BUILD_TIMEOUT"), ("cpu_seconds", "WHEELYARD_BUILD_CPU_SECONDS"),
-                ("memory_bytes", "WHEELYARD_BUILD_MEMORY"), ("processes", "WHEELYARD_BUILD_PROCESSES"),
-                ("disk_bytes", "WHEELYARD_BUILD_DISK"), ("log_bytes", "WHEELYARD_BUILD_LOG_BYTES"),
+                ("wall_seconds", "WHEELYARD_BUILD_TIMEOUT"),
+                ("cpu_seconds", "WHEELYARD_BUILD_CPU_SECONDS"),
+                ("memory_bytes", "WHEELYARD_BUILD_MEMORY"),
+                ("processes", "WHEELYARD_BUILD_PROCESSES"),
+                ("disk_bytes", "WHEELYARD_BUILD_DISK"),
+                ("log_bytes", "WHEELYARD_BUILD_LOG_BYTES"),
             ):
                 env[var] = str(getattr(settings.limits, field_name))
 

@@ -6,6 +6,7 @@ database of their own that is emptied at the start of the session.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import signal
@@ -38,6 +39,12 @@ def interpreter(version: str) -> str:
     pytest.skip(f"no CPython {version} on this machine")
 
 
+def die_with_parent() -> None:
+    """In a child: its own process group, and SIGTERM when the test process dies (no orphans)."""
+    os.setsid()
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -47,8 +54,12 @@ def free_port() -> int:
 def isolated_pip_env(**extra: str) -> dict[str, str]:
     """An environment in which pip and uv see no configuration of this machine."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_", "WHEELYARD_"))}
-    env.update(PIP_CONFIG_FILE=os.devnull, PIP_DISABLE_PIP_VERSION_CHECK="1", UV_NO_CONFIG="1",
-               PIP_NO_INPUT="1")
+    env.update(
+        PIP_CONFIG_FILE=os.devnull,
+        PIP_DISABLE_PIP_VERSION_CHECK="1",
+        UV_NO_CONFIG="1",
+        PIP_NO_INPUT="1",
+    )
     env.update(extra)
     return env
 
@@ -111,8 +122,12 @@ class Stack:
     def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
         log = (self.root / f"{name}.log").open("ab")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "server.cli", *args], env=self.env, stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
+            [sys.executable, "-m", "server.cli", *args],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=die_with_parent,
         )
         self.procs[name] = proc
         return proc
@@ -130,7 +145,9 @@ class Stack:
     def start_worker(self, name: str, targets: str) -> subprocess.Popen[bytes]:
         proc = self.start(name, "worker", "--targets", targets, "--name", f"{name}-{os.getpid()}@test")
         wait_until(
-            lambda: self._worker_listed(name) or proc.poll() is not None, 120, f"worker {name} to register"
+            lambda: self._worker_listed(name) or proc.poll() is not None,
+            120,
+            f"worker {name} to register",
         )
         assert proc.poll() is None, self.log(name)
         return proc
@@ -169,8 +186,11 @@ class Stack:
 
     # -- API helpers ---------------------------------------------------------------------------
     def request(self, requirement: str, targets: list[str], **extra: Any) -> requests.Response:
-        return requests.post(f"{self.api}/api/builds", json={"requirement": requirement, "targets": targets, **extra},
-                             timeout=120)
+        return requests.post(
+            f"{self.api}/api/builds",
+            json={"requirement": requirement, "targets": targets, **extra},
+            timeout=120,
+        )
 
     def build(self, build_id: str) -> dict[str, Any]:
         response = requests.get(f"{self.api}/api/builds/{build_id}", timeout=30)

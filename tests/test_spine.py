@@ -18,7 +18,7 @@ import redis
 import requests
 from packaging.utils import parse_wheel_filename
 
-from tests.conftest import Stack, interpreter, isolated_pip_env, make_venv, wait_until
+from tests.conftest import Stack, interpreter, isolated_pip_env, make_venv
 
 pytestmark = pytest.mark.slow
 
@@ -28,7 +28,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Any:
     """One stack for the module: index, API, and a worker for cp311, cp312, cp313 and pure wheels."""
     s = Stack(tmp_path_factory.mktemp("spine"), redis_url)
     s.start_index_and_api()
-    s.start_worker("worker-main", "cp311-manylinux_x86_64,cp312-manylinux_x86_64,cp313-manylinux_x86_64,py3-none-any")
+    s.start_worker(
+        "worker-main",
+        "cp311-manylinux_x86_64,cp312-manylinux_x86_64,cp313-manylinux_x86_64,py3-none-any",
+    )
     yield s
     s.stop_all()
 
@@ -38,9 +41,24 @@ def pip_install_from_index(stack: Stack, version: str, requirement: str, tmp: Pa
     python = make_venv(interpreter(version), tmp / f"venv{version}")
     report = tmp / f"report{version}.json"
     subprocess.run(
-        [str(python), "-m", "pip", "install", "--no-cache-dir", "--index-url", stack.simple,
-         "--only-binary", ":all:", "--report", str(report), requirement],
-        check=True, env=isolated_pip_env(), capture_output=True, text=True,
+        [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "--no-cache-dir",
+            "--index-url",
+            stack.simple,
+            "--only-binary",
+            ":all:",
+            "--report",
+            str(report),
+            requirement,
+        ],
+        check=True,
+        env=isolated_pip_env(),
+        capture_output=True,
+        text=True,
     )
     installed = json.loads(report.read_text())["install"]
     urls = [item["download_info"]["url"] for item in installed]
@@ -48,8 +66,9 @@ def pip_install_from_index(stack: Stack, version: str, requirement: str, tmp: Pa
 
 
 def test_from_source_for_two_interpreters_then_pip_installs_without_compiling(stack: Stack, tmp_path: Path) -> None:
-    response = stack.request("markupsafe==3.0.2", ["cp311-manylinux_x86_64", "cp312-manylinux_x86_64"],
-                             from_source=True)
+    response = stack.request(
+        "markupsafe==3.0.2", ["cp311-manylinux_x86_64", "cp312-manylinux_x86_64"], from_source=True
+    )
     assert response.status_code == 202, response.text
     builds = response.json()["builds"]
     assert [b["target"] for b in builds] == ["cp311-manylinux_x86_64", "cp312-manylinux_x86_64"]
@@ -69,7 +88,10 @@ def test_from_source_for_two_interpreters_then_pip_installs_without_compiling(st
         assert "manylinux" in url
         out = subprocess.run(
             [str(python), "-c", "import markupsafe._speedups as s, markupsafe; print(s.__file__)"],
-            check=True, capture_output=True, text=True, env=isolated_pip_env(),
+            check=True,
+            capture_output=True,
+            text=True,
+            env=isolated_pip_env(),
         )
         assert ".so" in out.stdout
 
@@ -134,16 +156,36 @@ def test_target_without_worker_waits_until_one_joins(stack: Stack) -> None:
 @pytest.mark.parametrize(
     ("body", "status", "reference", "says"),
     [
-        ({"requirement": "markupsafe==3.0.2", "targets": ["cp312-linux_x86_64"]}, 422, "invalid-build-identifier",
-         "unknown platform"),
-        ({"requirement": "markupsafe==3.0.2", "targets": ["cp27-manylinux_x86_64"]}, 422, "invalid-build-identifier",
-         "cpXY"),
-        ({"requirement": "markupsafe[==3.0.2", "targets": ["cp312-manylinux_x86_64"]}, 422, "invalid-requirement",
-         "not a valid requirement"),
-        ({"requirement": "wheelyard-no-such-package-x9q", "targets": ["cp312-manylinux_x86_64"]}, 404,
-         "not-found-upstream", "does not exist"),
-        ({"requirement": "markupsafe==99.0.0", "targets": ["cp312-manylinux_x86_64"]}, 404, "not-found-upstream",
-         "no release"),
+        (
+            {"requirement": "markupsafe==3.0.2", "targets": ["cp312-linux_x86_64"]},
+            422,
+            "invalid-build-identifier",
+            "unknown platform",
+        ),
+        (
+            {"requirement": "markupsafe==3.0.2", "targets": ["cp27-manylinux_x86_64"]},
+            422,
+            "invalid-build-identifier",
+            "cpXY",
+        ),
+        (
+            {"requirement": "markupsafe[==3.0.2", "targets": ["cp312-manylinux_x86_64"]},
+            422,
+            "invalid-requirement",
+            "not a valid requirement",
+        ),
+        (
+            {"requirement": "wheelyard-no-such-package-x9q", "targets": ["cp312-manylinux_x86_64"]},
+            404,
+            "not-found-upstream",
+            "does not exist",
+        ),
+        (
+            {"requirement": "markupsafe==99.0.0", "targets": ["cp312-manylinux_x86_64"]},
+            404,
+            "not-found-upstream",
+            "no release",
+        ),
         ({"requirement": "markupsafe==3.0.2", "targets": []}, 422, "invalid-request", "targets"),
         ({"requirement": "markupsafe==3.0.2"}, 422, "invalid-request", "targets"),
     ],
@@ -187,16 +229,42 @@ def test_cli_request_waits_and_reports(stack: Stack, capsys: pytest.CaptureFixtu
     from server.cli import main
 
     out, err = io.StringIO(), io.StringIO()
-    code = main(["request", "markupsafe==3.0.2", "-t", "cp312-manylinux_x86_64", "--from-source", "--wait",
-                 "--api-url", stack.api], stdout=out, stderr=err)
+    code = main(
+        [
+            "request",
+            "markupsafe==3.0.2",
+            "-t",
+            "cp312-manylinux_x86_64",
+            "--from-source",
+            "--wait",
+            "--api-url",
+            stack.api,
+        ],
+        stdout=out,
+        stderr=err,
+    )
     assert code == 0, err.getvalue()
     assert "cp312-manylinux_x86_64: published markupsafe-3.0.2-cp312-cp312-manylinux" in out.getvalue()
 
     out, err = io.StringIO(), io.StringIO()
-    code = main(["request", "markupsafe==3.0.2", "-t", "cp312-nope", "--api-url", stack.api], stdout=out, stderr=err)
+    code = main(
+        ["request", "markupsafe==3.0.2", "-t", "cp312-nope", "--api-url", stack.api],
+        stdout=out,
+        stderr=err,
+    )
     assert code == 1
     assert "error:" in err.getvalue() and "hint:" in err.getvalue() and "Traceback" not in err.getvalue()
 
-    code = main(["request", "markupsafe==3.0.2", "-t", "cp312-manylinux_x86_64", "--api-url", "http://127.0.0.1:9"],
-                stdout=out, stderr=err)
+    code = main(
+        [
+            "request",
+            "markupsafe==3.0.2",
+            "-t",
+            "cp312-manylinux_x86_64",
+            "--api-url",
+            "http://127.0.0.1:9",
+        ],
+        stdout=out,
+        stderr=err,
+    )
     assert code == 1 and "does not answer" in err.getvalue()

@@ -1,0 +1,216 @@
+"""Rust and C++ extensions build the same way as C ones, on real compilers.
+
+No crates registry is reachable here, as in many air-gapped build farms: the worker takes
+a configured cargo source replacement. The Rust sdist is made by this test and builds
+against Debian's packaged pyo3 crates (``/usr/share/cargo/registry``, from librust-pyo3-dev).
+It is served to the worker by a local upstream index, which redirects every other project
+(maturin, the build backend) to PyPI, as a devpi or Artifactory in front of PyPI would.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import (
+    die_with_parent,
+    free_port,
+    interpreter,
+    isolated_pip_env,
+    make_venv,
+    wait_until,
+)
+
+pytestmark = pytest.mark.slow
+
+CRATES = Path("/usr/share/cargo/registry")
+
+RUST_PROJECT = {
+    "pyproject.toml": """
+[build-system]
+requires = ["maturin>=1.4,<2"]
+build-backend = "maturin"
+
+[project]
+name = "wheelyard-rust-demo"
+version = "0.1.0"
+requires-python = ">=3.8"
+
+[tool.maturin]
+module-name = "wheelyard_rust_demo"
+""",
+    "Cargo.toml": """
+[package]
+name = "wheelyard-rust-demo"
+version = "0.1.0"
+edition = "2021"
+
+[lib]
+name = "wheelyard_rust_demo"
+crate-type = ["cdylib"]
+
+[dependencies]
+pyo3 = { version = "0.17", features = ["extension-module"] }
+""",
+    "src/lib.rs": """
+use pyo3::prelude::*;
+
+#[pyfunction]
+fn add(a: i64, b: i64) -> i64 { a + b }
+
+#[pymodule]
+fn wheelyard_rust_demo(_py: Python, m: &PyModule) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(add, m)?)?;
+    Ok(())
+}
+""",
+}
+
+
+def make_sdist(root: Path, name: str, version: str, files: dict[str, str]) -> Path:
+    project = root / f"{name}-{version}"
+    for rel, text in files.items():
+        path = project / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text.lstrip())
+    (project / "PKG-INFO").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    archive = root / "packages" / f"{name}-{version}.tar.gz"
+    archive.parent.mkdir(exist_ok=True)
+    with tarfile.open(archive, "w:gz") as tf:
+        tf.add(project, arcname=project.name)
+    return archive
+
+
+@pytest.fixture
+def local_upstream(tmp_path: Path) -> Any:
+    """A pypiserver holding the test's sdists, redirecting everything else to PyPI."""
+    packages = tmp_path / "upstream"
+    packages.mkdir()
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pypiserver",
+            "run",
+            "-p",
+            str(port),
+            "-i",
+            "127.0.0.1",
+            "-a",
+            ".",
+            "-P",
+            ".",
+            "--hash-algo",
+            "sha256",
+            "--fallback-url",
+            "https://pypi.org/simple/",
+            str(packages),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=die_with_parent,
+    )
+    import requests
+
+    def up() -> bool:
+        try:
+            return requests.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200
+        except requests.RequestException:
+            return False
+
+    wait_until(up, 30, "the local upstream index")
+    yield packages, f"http://127.0.0.1:{port}/simple/"
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.mark.skipif(not (CRATES / "pyo3-0.17.3").exists(), reason="needs Debian's librust-pyo3-dev")
+def test_rust_extension_builds_against_a_cargo_source_replacement(
+    make_stack: Any, local_upstream: tuple[Path, str], tmp_path: Path
+) -> None:
+    packages, upstream = local_upstream
+    archive = make_sdist(tmp_path, "wheelyard_rust_demo", "0.1.0", RUST_PROJECT)
+    archive.rename(packages / archive.name)
+    s = make_stack(
+        db=11,
+        WHEELYARD_UPSTREAM_INDEX=upstream,
+        WHEELYARD_CARGO_VENDOR_DIR=str(CRATES),
+        WHEELYARD_BUILD_TIMEOUT="900",
+    )
+    s.start_index_and_api()
+    s.start_worker("worker-rust", "cp311-manylinux_x86_64")
+    response = s.request("wheelyard-rust-demo==0.1.0", ["cp311-manylinux_x86_64"])
+    assert response.status_code == 202, response.text
+    done = s.wait_done(response.json()["builds"][0]["id"], timeout=900)
+    assert done["status"] == "published", (done, s.log("worker-rust"))
+    assert "-cp311-cp311-manylinux" in done["wheel"]
+
+    python = make_venv(interpreter("3.11"), tmp_path / "venv")
+    subprocess.run(
+        [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "--no-cache-dir",
+            "--index-url",
+            s.simple,
+            "--only-binary",
+            ":all:",
+            "wheelyard-rust-demo==0.1.0",
+        ],
+        check=True,
+        env=isolated_pip_env(),
+        capture_output=True,
+    )
+    out = subprocess.run(
+        [str(python), "-c", "import wheelyard_rust_demo as m; print(m.add(2, 40))"],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=isolated_pip_env(),
+    )
+    assert out.stdout.strip() == "42"
+
+
+def test_cxx_extension_builds_from_source(make_stack: Any, tmp_path: Path) -> None:
+    # murmurhash: a small C++ extension (Cython-generated C++, compiled by g++).
+    s = make_stack(db=12)
+    s.start_index_and_api()
+    s.start_worker("worker-cxx", "cp312-manylinux_x86_64")
+    response = s.request("murmurhash==1.0.13", ["cp312-manylinux_x86_64"], from_source=True)
+    assert response.status_code == 202, response.text
+    done = s.wait_done(response.json()["builds"][0]["id"], timeout=900)
+    assert done["status"] == "published", (done, s.log("worker-cxx"))
+    log = subprocess.run(["curl", "-s", done["log_url"]], capture_output=True, text=True).stdout
+    assert "g++" in log or "c++" in log
+    python = make_venv(interpreter("3.12"), tmp_path / "venv")
+    subprocess.run(
+        [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "--no-cache-dir",
+            "--index-url",
+            s.simple,
+            "--only-binary",
+            ":all:",
+            "--no-deps",
+            "murmurhash==1.0.13",
+        ],
+        check=True,
+        env=isolated_pip_env(),
+        capture_output=True,
+    )
+    subprocess.run(
+        [str(python), "-c", "from murmurhash import mrmr; assert mrmr.hash('wheelyard') != 0"],
+        check=True,
+        env=isolated_pip_env(),
+    )
