@@ -197,15 +197,26 @@ def _worker_queues(settings: Settings, selected: str | None) -> tuple[Any, list[
 
 def cmd_worker(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
     from builder.records import BuildStore, connect
+    from builder.sandbox import sandbox_available
     from builder.tasks import create_celery_app, register_tasks
     from builder.worker import Heartbeat, default_worker_name, worker_info
 
     capabilities, queues = _worker_queues(settings, args.targets)
+    sandbox_ok = sandbox_available()
     if args.probe:
         data = capabilities.to_dict()
         data["queues"] = queues
+        data["sandbox"] = {"enabled": settings.sandbox, "available": sandbox_ok}
         out.write(json.dumps(data, indent=2) + "\n")
         return EXIT_OK
+    if settings.sandbox and not sandbox_ok:
+        # Refuse to start rather than fail every build: strangers' code must not run unconfined by accident.
+        raise WheelyardError(
+            "the build sandbox (bubblewrap) cannot run on this host",
+            "install bubblewrap (apt-get install bubblewrap) and allow user namespaces, or set "
+            "WHEELYARD_SANDBOX=false where the host itself is the sandbox",
+            reference="sandbox-unavailable",
+        )
     redis_url = resolve_redis_url(settings)
     name = args.name or default_worker_name()
     concurrency = args.concurrency or settings.worker_concurrency
