@@ -33,6 +33,7 @@ from packaging.version import InvalidVersion, Version
 
 from builder.errors import IntegrityError, InvalidRequirement, NotFoundUpstream, UpstreamUnavailable
 from builder.targets import BuildTarget
+from builder.verify import sha256_file
 
 JSON_ACCEPT = "application/vnd.pypi.simple.v1+json, text/html;q=0.1"
 USER_AGENT = "wheelyard (+internal wheel cache)"
@@ -280,7 +281,7 @@ class SimpleIndex:
             )
         dest_dir.mkdir(parents=True, exist_ok=True)
         final = dest_dir / dist.filename
-        if final.exists() and _sha256(final) == dist.sha256:
+        if final.exists() and sha256_file(final) == dist.sha256:
             return final
         digest = hashlib.sha256()
         fd, tmp = tempfile.mkstemp(prefix=".download-", dir=dest_dir)
@@ -313,14 +314,6 @@ class SimpleIndex:
             if os.path.exists(tmp):
                 os.unlink(tmp)
         return final
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def fitting_wheels(files: Iterable[DistFile], target: BuildTarget) -> list[DistFile]:

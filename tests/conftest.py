@@ -226,3 +226,35 @@ def make_venv(python: str, path: Path) -> Path:
     """A fresh virtual environment of ``python`` with the real pip in it."""
     subprocess.run([python, "-m", "venv", str(path)], check=True, env=isolated_pip_env())
     return path / "bin" / "python"
+
+
+def pip_install_from_index(simple_url: str, version: str, requirement: str, tmp: Path, *extra: str) -> tuple[Path, str]:
+    """A fresh venv of CPython ``version`` installs ``requirement`` with the real pip, from the index only
+    and binary only; returns the venv's python and the URL the wheel came from."""
+    import json
+
+    python = make_venv(interpreter(version), tmp / f"venv{version}")
+    report = tmp / f"report{version}.json"
+    subprocess.run(
+        [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "--no-cache-dir",
+            "--index-url",
+            simple_url,
+            "--only-binary",
+            ":all:",
+            "--report",
+            str(report),
+            *extra,
+            requirement,
+        ],
+        check=True,
+        env=isolated_pip_env(),
+        capture_output=True,
+        text=True,
+    )
+    installed = json.loads(report.read_text())["install"]
+    return python, str(installed[0]["download_info"]["url"])

@@ -7,7 +7,6 @@ without a compiler.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import threading
 from pathlib import Path
@@ -18,7 +17,8 @@ import redis
 import requests
 from packaging.utils import parse_wheel_filename
 
-from tests.conftest import Stack, interpreter, isolated_pip_env, make_venv
+from tests.conftest import Stack, isolated_pip_env
+from tests.conftest import pip_install_from_index as install_from_index
 
 pytestmark = pytest.mark.slow
 
@@ -37,32 +37,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Any:
 
 
 def pip_install_from_index(stack: Stack, version: str, requirement: str, tmp: Path) -> tuple[Path, str]:
-    """A fresh venv of ``version`` installs ``requirement`` from the index only, binary only."""
-    python = make_venv(interpreter(version), tmp / f"venv{version}")
-    report = tmp / f"report{version}.json"
-    subprocess.run(
-        [
-            str(python),
-            "-m",
-            "pip",
-            "install",
-            "--no-cache-dir",
-            "--index-url",
-            stack.simple,
-            "--only-binary",
-            ":all:",
-            "--report",
-            str(report),
-            requirement,
-        ],
-        check=True,
-        env=isolated_pip_env(),
-        capture_output=True,
-        text=True,
-    )
-    installed = json.loads(report.read_text())["install"]
-    urls = [item["download_info"]["url"] for item in installed]
-    return python, urls[0]
+    return install_from_index(stack.simple, version, requirement, tmp)
 
 
 def test_from_source_for_two_interpreters_then_pip_installs_without_compiling(stack: Stack, tmp_path: Path) -> None:

@@ -17,14 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import (
-    die_with_parent,
-    free_port,
-    interpreter,
-    isolated_pip_env,
-    make_venv,
-    wait_until,
-)
+from tests.conftest import die_with_parent, free_port, isolated_pip_env, pip_install_from_index, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -151,24 +144,8 @@ def test_rust_extension_builds_against_a_cargo_source_replacement(
     assert done["status"] == "published", (done, s.log("worker-rust"))
     assert "-cp311-cp311-manylinux" in done["wheel"]
 
-    python = make_venv(interpreter("3.11"), tmp_path / "venv")
-    subprocess.run(
-        [
-            str(python),
-            "-m",
-            "pip",
-            "install",
-            "--no-cache-dir",
-            "--index-url",
-            s.simple,
-            "--only-binary",
-            ":all:",
-            "wheelyard-rust-demo==0.1.0",
-        ],
-        check=True,
-        env=isolated_pip_env(),
-        capture_output=True,
-    )
+    python, url = pip_install_from_index(s.simple, "3.11", "wheelyard-rust-demo==0.1.0", tmp_path)
+    assert url.startswith(f"http://127.0.0.1:{s.index_port}/")
     out = subprocess.run(
         [str(python), "-c", "import wheelyard_rust_demo as m; print(m.add(2, 40))"],
         check=True,
@@ -190,25 +167,8 @@ def test_cxx_extension_builds_from_source(make_stack: Any, tmp_path: Path) -> No
     assert done["status"] == "published", (done, s.log("worker-cxx"))
     log = subprocess.run(["curl", "-s", done["log_url"]], capture_output=True, text=True).stdout
     assert "g++" in log or "c++" in log
-    python = make_venv(interpreter("3.12"), tmp_path / "venv")
-    subprocess.run(
-        [
-            str(python),
-            "-m",
-            "pip",
-            "install",
-            "--no-cache-dir",
-            "--index-url",
-            s.simple,
-            "--only-binary",
-            ":all:",
-            "--no-deps",
-            "murmurhash==1.0.13",
-        ],
-        check=True,
-        env=isolated_pip_env(),
-        capture_output=True,
-    )
+    python, url = pip_install_from_index(s.simple, "3.12", "murmurhash==1.0.13", tmp_path, "--no-deps")
+    assert url.startswith(f"http://127.0.0.1:{s.index_port}/")
     subprocess.run(
         [str(python), "-c", "from murmurhash import mrmr; assert mrmr.hash('wheelyard') != 0"],
         check=True,
