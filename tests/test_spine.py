@@ -243,3 +243,25 @@ def test_cli_request_waits_and_reports(stack: Stack, capsys: pytest.CaptureFixtu
         stderr=err,
     )
     assert code == 1 and "does not answer" in err.getvalue()
+
+
+def test_failed_build_is_diagnosed_and_not_rebuilt_unless_asked(stack: Stack) -> None:
+    # PyAudio needs portaudio.h, which this machine does not have: a real compiler failure.
+    response = stack.request("pyaudio==0.2.14", ["cp312-manylinux_x86_64"], from_source=True)
+    assert response.status_code == 202, response.text
+    first = stack.wait_done(response.json()["builds"][0]["id"])
+    assert first["status"] == "failed"
+    primary = first["diagnosis"]["primary"]
+    assert primary["category"] == "missing-library-header"
+    assert "portaudio" in (primary["detail"] or "").lower()
+    log = requests.get(first["log_url"], timeout=10).text
+    assert "wheelyard: diagnosis: missing-library-header" in log
+    assert log.splitlines()[primary["line"] - 1].strip() == primary["text"].strip()
+    # Asked again with nothing changed: the same failed build answers, nothing is queued.
+    again = stack.request("pyaudio==0.2.14", ["cp312-manylinux_x86_64"], from_source=True).json()["builds"][0]
+    assert again["id"] == first["id"] and again["created"] is False and again["status"] == "failed"
+    # --retry builds it again.
+    retried = stack.request("pyaudio==0.2.14", ["cp312-manylinux_x86_64"], from_source=True, retry=True)
+    build = retried.json()["builds"][0]
+    assert build["id"] != first["id"] and build["created"] is True
+    assert stack.wait_done(build["id"])["status"] == "failed"
