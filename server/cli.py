@@ -112,7 +112,7 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None, stderr
         if all(a.startswith("-") for a in args_list[:position]):
             from builder.diagnosis.cli import main as diagnose_main
 
-            return int(diagnose_main(args_list[position + 1 :], stdout=out, stderr=err))
+            return int(diagnose_main(args_list[position + 1 :], stdout=out, stderr=err, wheel_lookup=_upstream_wheels))
     parser = build_parser()
     try:
         args = parser.parse_args(args_list)
@@ -128,6 +128,18 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None, stderr
     except KeyboardInterrupt:
         err.write("interrupted\n")
         return 130
+
+
+def _upstream_wheels(name: str, version: str) -> list[str]:
+    """Wheel filenames the upstream index has for a release; nothing when it cannot be asked."""
+    from builder.upstream import SimpleIndex
+
+    try:
+        settings = load_settings()
+        release = SimpleIndex(settings.upstream_index, timeout=10).resolve(f"{name}=={version}")
+    except WheelyardError:
+        return []
+    return [f.filename for f in release.wheels]
 
 
 def _render(exc: WheelyardError, err: TextIO) -> None:

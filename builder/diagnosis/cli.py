@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from typing import BinaryIO, TextIO
 
 from .engine import diagnose_blocks, diagnose_file, diagnose_stream
@@ -45,7 +46,10 @@ def main(
     stdin: TextIO | BinaryIO | None = None,
     stdout: TextIO | None = None,
     stderr: TextIO | None = None,
+    wheel_lookup: Callable[[str, str], list[str]] | None = None,
 ) -> int:
+    """``wheel_lookup(name, version)`` lists the wheel filenames upstream has, for the advice
+    that pip could have installed a wheel instead of building; without it that advice is left out."""
     out = stdout if stdout is not None else sys.stdout
     err = stderr if stderr is not None else sys.stderr
     parser = _parser()
@@ -62,14 +66,14 @@ def main(
             src = stdin if stdin is not None else sys.stdin
             buf = getattr(src, "buffer", None)
             if buf is not None:
-                d = diagnose_stream(buf, platform=args.platform)
+                d = diagnose_stream(buf, platform=args.platform, wheel_lookup=wheel_lookup)
             elif isinstance(src.read(0), bytes):
-                d = diagnose_stream(src, platform=args.platform)  # type: ignore[arg-type]
+                d = diagnose_stream(src, platform=args.platform, wheel_lookup=wheel_lookup)  # type: ignore[arg-type]
             else:
                 text_src: TextIO = src  # type: ignore[assignment]
                 d = diagnose_blocks(_text_blocks(text_src), platform=args.platform)
         else:
-            d = diagnose_file(args.file, platform=args.platform)
+            d = diagnose_file(args.file, platform=args.platform, wheel_lookup=wheel_lookup)
     except IsADirectoryError:
         err.write(f"wheelyard diagnose: {args.file}: is a directory, not a build log\n")
         return 2
