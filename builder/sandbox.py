@@ -230,26 +230,28 @@ def _clean_extra(extra: Mapping[str, str] | None) -> dict[str, str]:
 
 # --- bubblewrap ------------------------------------------------------------------------------
 
+# The system read-only, with a fresh /dev and /proc.
+_SYSTEM_VIEW = ("--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc")
+# No network, own pids, IPC and hostname; the sandbox dies with the worker and has no terminal.
+_ISOLATION = (
+    "--unshare-net",
+    "--unshare-pid",
+    "--unshare-ipc",
+    "--unshare-uts",
+    "--hostname",
+    "build",
+    "--die-with-parent",
+    "--new-session",
+)
+
 
 def sandbox_available() -> bool:
     """Whether bubblewrap is installed and can make a sandbox without network here."""
     bwrap = shutil.which("bwrap")
     if bwrap is None:
         return False
-    argv = [
-        bwrap,
-        "--ro-bind",
-        "/",
-        "/",
-        "--dev",
-        "/dev",
-        "--proc",
-        "/proc",
-        "--unshare-net",
-        "--unshare-pid",
-        "--die-with-parent",
-        "--new-session",
-    ]
+    # The same system view and namespaces a build gets, so "available" means a build can run.
+    argv = [bwrap, *_SYSTEM_VIEW, *_ISOLATION]
     if os.geteuid() != 0:
         argv.append("--unshare-user")
     argv += ["--", "true"]
@@ -646,13 +648,7 @@ class Sandbox:
         hidden = [Path(h).absolute() for h in (Path.home(), Path("/run"), *self.hidden)]
         argv = [
             "bwrap",
-            "--ro-bind",
-            "/",
-            "/",
-            "--dev",
-            "/dev",
-            "--proc",
-            "/proc",
+            *_SYSTEM_VIEW,
             "--perms",
             "1777",
             "--size",
@@ -704,14 +700,7 @@ class Sandbox:
                 made.add(anc)
             argv += [flag, str(p), str(p)]
         argv += [
-            "--unshare-net",
-            "--unshare-pid",
-            "--unshare-ipc",
-            "--unshare-uts",
-            "--hostname",
-            "build",
-            "--die-with-parent",
-            "--new-session",
+            *_ISOLATION,
             "--chdir",
             cwd,
             "--clearenv",
