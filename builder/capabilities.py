@@ -139,10 +139,9 @@ class Capabilities:
 
 
 def _version_line(tool: str, path: str) -> str:
-    flag = "--version"
     try:
         out = subprocess.run(
-            [path, flag],
+            [path, "--version"],
             capture_output=True,
             text=True,
             timeout=10,

@@ -34,39 +34,34 @@ from pathlib import Path
 from typing import Any
 
 from build import BuildBackendException, BuildException, ProjectBuilder
-from packaging.utils import canonicalize_name, parse_wheel_filename
+from packaging.utils import parse_wheel_filename
 
 from builder.capabilities import Capabilities, Interpreter
 from builder.config import Settings
 from builder.errors import AlreadyPublished, BuildFailed, WheelyardError
 from builder.publish import publish_wheel
-from builder.sandbox import LimitExceeded, Sandbox, build_environment
+from builder.sandbox import FileBuildLog, LimitExceeded, Sandbox, build_environment
 from builder.targets import BuildTarget
 from builder.upstream import DistFile, Release, SimpleIndex
-from builder.verify import verify_wheel
+from builder.verify import WheelInfo, verify_wheel
 
 Report = Callable[[str, dict[str, Any]], None]
 
 
-class BuildLog:
+class BuildLog(FileBuildLog):
     """Where a build's output goes: a file on the worker and, through ``sink``, the shared record."""
 
     def __init__(self, path: Path, sink: Callable[[bytes], object] | None = None) -> None:
-        self.path = path
-        self._file = path.open("ab")
+        super().__init__(path)
         self._sink = sink
 
     def write(self, data: bytes) -> None:
-        self._file.write(data)
-        self._file.flush()
+        super().write(data)
         if self._sink is not None:
             self._sink(data)
 
     def line(self, text: str) -> None:
         self.write((text.rstrip("\n") + "\n").encode())
-
-    def close(self) -> None:
-        self._file.close()
 
 
 @dataclass(frozen=True)
@@ -154,10 +149,7 @@ class BuildDirector:
     def _mirror(self, release: Release, wheel_file: DistFile) -> BuildOutcome:
         self.log.line(f"wheelyard: upstream has a wheel for {self.job.target}: {wheel_file.filename}; mirroring it")
         path = self._step("download", lambda: self.index.download(wheel_file, self.workdir / "dist"))
-        info = self._step(
-            "verify",
-            lambda: verify_wheel(path, name=release.name, version=str(release.version), target=self.job.target),
-        )
+        info = self._step("verify", lambda: self._verify(path, release))
         sha = self._step("publish", lambda: self._publish(path, info.sha256))
         return BuildOutcome(
             "mirrored",
@@ -211,10 +203,7 @@ class BuildDirector:
         built = self._step("build", build_wheel)
         self.log.line(f"wheelyard: built {built.name}")
         repaired = self._step("repair", lambda: self._repair(built))
-        info = self._step(
-            "verify",
-            lambda: verify_wheel(repaired, name=release.name, version=str(release.version), target=job.target),
-        )
+        info = self._step("verify", lambda: self._verify(repaired, release))
         self._step("prove", lambda: self._prove(interpreter, repaired))
         sha = self._step("publish", lambda: self._publish(repaired, info.sha256))
         return BuildOutcome(
@@ -401,6 +390,10 @@ class BuildDirector:
                 reference="proof-failed",
             ) from None
 
+    def _verify(self, wheel: Path, release: Release) -> WheelInfo:
+        """The wheel is whole and is what was asked for: this release, for this target."""
+        return verify_wheel(wheel, name=release.name, version=str(release.version), target=self.job.target)
+
     def _publish(self, path: Path, sha256: str) -> str:
         try:
             publish_wheel(
@@ -477,10 +470,6 @@ def top_level_modules(wheel: Path) -> list[str]:
                     found.add(n.split(".", 1)[0])
             modules = sorted(found)
     return [m for m in modules if m]
-
-
-def canonical(name: str) -> str:
-    return str(canonicalize_name(name))
 
 
 def work_directory(root: Path | None = None) -> Path:

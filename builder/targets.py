@@ -8,10 +8,10 @@ the same code pip uses.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import cached_property
 
 from packaging.tags import Tag, compatible_tags, cpython_tags, mac_platforms
 
@@ -138,16 +138,19 @@ class BuildTarget:
         return tags
 
     def accepts(self, wheel_tags: Iterable[Tag], **limits: tuple[int, int]) -> bool:
-        return bool(set(wheel_tags) & set(self.compatible_tags(**limits)))
+        return self.preference(wheel_tags, **limits) is not None
 
-    @cached_property
-    def _rank(self) -> dict[Tag, int]:
-        return {tag: i for i, tag in enumerate(self.compatible_tags())}
-
-    def preference(self, wheel_tags: Iterable[Tag]) -> int | None:
+    def preference(self, wheel_tags: Iterable[Tag], **limits: tuple[int, int]) -> int | None:
         """Rank of the best tag of a wheel for this target (lower is better), None if it does not fit."""
-        ranks = [self._rank[t] for t in wheel_tags if t in self._rank]
-        return min(ranks) if ranks else None
+        ranks = _tag_ranks(self, tuple(sorted(limits.items())))
+        found = [ranks[t] for t in wheel_tags if t in ranks]
+        return min(found) if found else None
+
+
+@functools.lru_cache(maxsize=256)
+def _tag_ranks(target: BuildTarget, limits: tuple[tuple[str, tuple[int, int]], ...]) -> dict[Tag, int]:
+    """Tag -> preference, computed once per target and limits (the tag lists run to hundreds)."""
+    return {tag: i for i, tag in enumerate(target.compatible_tags(**dict(limits)))}
 
 
 def parse_targets(identifiers: Iterable[str]) -> list[BuildTarget]:

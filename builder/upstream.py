@@ -12,7 +12,7 @@ import html.parser
 import os
 import tempfile
 import urllib.parse
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,7 +98,7 @@ class Release:
         """The wheel pip would pick on ``target``, or None."""
         best: tuple[int, DistFile] | None = None
         for wheel in self.wheels:
-            rank = _rank(target, wheel.wheel_tags(), **limits)
+            rank = target.preference(wheel.wheel_tags(), **limits)
             if rank is None:
                 continue
             if wheel.requires_python and target.python is not None:
@@ -110,22 +110,6 @@ class Release:
             if best is None or rank < best[0]:
                 best = (rank, wheel)
         return best[1] if best else None
-
-    @property
-    def is_pure(self) -> bool:
-        """Upstream ships only pure-Python wheels (py3-none-any): one wheel serves every target."""
-        wheels = self.wheels
-        return bool(wheels) and all(
-            all(t.abi == "none" and t.platform == "any" for t in w.wheel_tags()) for w in wheels
-        )
-
-
-def _rank(target: BuildTarget, tags: frozenset[Tag], **limits: tuple[int, int]) -> int | None:
-    if limits:
-        compatible = target.compatible_tags(**limits)
-        ranks = [i for i, t in enumerate(compatible) if t in tags]
-        return min(ranks) if ranks else None
-    return target.preference(tags)
 
 
 def parse_requirement(text: str) -> Requirement:
@@ -314,7 +298,3 @@ class SimpleIndex:
             if os.path.exists(tmp):
                 os.unlink(tmp)
         return final
-
-
-def fitting_wheels(files: Iterable[DistFile], target: BuildTarget) -> list[DistFile]:
-    return [f for f in files if f.is_wheel and target.preference(f.wheel_tags()) is not None]

@@ -12,6 +12,7 @@ import shutil
 import socket
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from builder.config import Settings
 from builder.pipeline import BuildDirector, BuildJob, BuildLog, BuildOutcome, work_directory
 from builder.records import DONE, BuildStore
 from builder.targets import BuildTarget
+from builder.tasks import MIRROR_QUEUE
 
 logger = logging.getLogger(__name__)
 
@@ -155,10 +157,16 @@ def default_worker_name() -> str:
     return f"wheelyard-{os.getpid()}@{socket.gethostname()}"
 
 
-def worker_info(capabilities: Capabilities, queues: list[str]) -> dict[str, Any]:
+def worker_queues(targets: Sequence[BuildTarget]) -> list[str]:
+    """A worker's queues: one per target it builds, and the mirror queue every worker serves."""
+    return [t.queue for t in targets] + [MIRROR_QUEUE]
+
+
+def worker_info(capabilities: Capabilities, targets: Sequence[BuildTarget]) -> dict[str, Any]:
+    """What a worker registers: the API reads queues from it to tell who serves a target."""
     return {
-        "queues": queues,
-        "targets": [q.split(".", 1)[1] for q in queues if q.startswith("wheelyard.cp") or q.endswith("py3-none-any")],
+        "queues": worker_queues(targets),
+        "targets": [t.identifier for t in targets],
         "fingerprint": capabilities.fingerprint(),
         "capabilities": capabilities.to_dict(),
         "started_at": time.time(),

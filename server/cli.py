@@ -187,10 +187,10 @@ def cmd_index(args: argparse.Namespace, settings: Settings, out: TextIO, err: Te
     return EXIT_OK
 
 
-def _worker_queues(settings: Settings, selected: str | None) -> tuple[Any, list[str]]:
+def _worker_targets(settings: Settings, selected: str | None) -> tuple[Any, list[Any]]:
+    """What this host can build, narrowed to ``--targets`` where given."""
     from builder.capabilities import probe
     from builder.targets import parse_targets
-    from builder.tasks import MIRROR_QUEUE
 
     capabilities = probe(settings.extra_interpreters)
     targets = capabilities.targets()
@@ -204,16 +204,17 @@ def _worker_queues(settings: Settings, selected: str | None) -> tuple[Any, list[
                 reference="target-not-buildable",
             )
         targets = wanted
-    return capabilities, [t.queue for t in targets] + [MIRROR_QUEUE]
+    return capabilities, targets
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
     from builder.records import BuildStore, connect
     from builder.sandbox import sandbox_available
     from builder.tasks import create_celery_app, register_tasks
-    from builder.worker import Heartbeat, default_worker_name, worker_info
+    from builder.worker import Heartbeat, default_worker_name, worker_info, worker_queues
 
-    capabilities, queues = _worker_queues(settings, args.targets)
+    capabilities, targets = _worker_targets(settings, args.targets)
+    queues = worker_queues(targets)
     sandbox_ok = sandbox_available()
     if args.probe:
         data = capabilities.to_dict()
@@ -235,7 +236,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings, out: TextIO, err: T
     app = create_celery_app(settings, redis_url)
     register_tasks(app, settings, redis_url, capabilities, name, upload_password(settings))
     store = BuildStore(connect(redis_url))
-    heartbeat = Heartbeat(store, name, worker_info(capabilities, queues))
+    heartbeat = Heartbeat(store, name, worker_info(capabilities, targets))
     heartbeat.start()
     err.write(f"wheelyard worker {name}: serving {', '.join(queues)}\n")
     try:
