@@ -22,8 +22,7 @@ import pytest
 import redis
 import requests
 
-REDIS_DB = int(os.environ.get("WHEELYARD_TEST_REDIS_DB", "9"))
-REDIS_URL = os.environ.get("WHEELYARD_TEST_REDIS_URL", f"redis://127.0.0.1:6379/{REDIS_DB}")
+REDIS_SERVER = os.environ.get("WHEELYARD_TEST_REDIS", "redis://127.0.0.1:6379")
 PYENV = Path(os.environ.get("PYENV_ROOT", "/root/.pyenv")) / "versions"
 
 
@@ -77,14 +76,43 @@ def wait_until(predicate: Any, timeout: float, what: str, interval: float = 0.2)
 
 
 @pytest.fixture(scope="session")
-def redis_url() -> str:
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        client.ping()
-    except redis.ConnectionError:
-        pytest.fail(f"no Redis at {REDIS_URL}: start one (`.ci/run` does)")
-    client.flushdb()
-    return REDIS_URL
+def redis_url() -> Iterator[str]:
+    with RedisDatabases(REDIS_SERVER) as databases:
+        yield databases.take()
+
+
+class RedisDatabases:
+    """Hands out databases of the shared test Redis, each emptied and held under a lease key in
+    database 0, so that test sessions running side by side never share (or flush) one."""
+
+    def __init__(self, server: str) -> None:
+        self.server = server.rstrip("/")
+        self.admin = redis.Redis.from_url(f"{self.server}/0")
+        self.token = f"{os.getpid()}-{time.monotonic_ns()}"
+        self.held: list[int] = []
+
+    def __enter__(self) -> RedisDatabases:
+        try:
+            self.admin.ping()
+        except redis.ConnectionError:
+            pytest.fail(f"no Redis at {self.server}: start one (`.ci/run` does)")
+        return self
+
+    def take(self) -> str:
+        count = int(self.admin.config_get("databases").get("databases", 16))
+        for db in range(1, count):
+            if self.admin.set(f"wheelyard-test:lease:{db}", self.token, nx=True, ex=4 * 3600):
+                self.held.append(db)
+                url = f"{self.server}/{db}"
+                redis.Redis.from_url(url).flushdb()
+                return url
+        pytest.fail(f"every database of {self.server} is leased to a running test session")
+
+    def __exit__(self, *exc: object) -> None:
+        for db in self.held:
+            key = f"wheelyard-test:lease:{db}"
+            if self.admin.get(key) == self.token.encode():
+                self.admin.delete(key)
 
 
 class Stack:
@@ -207,19 +235,20 @@ class Stack:
 
 @pytest.fixture
 def make_stack(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[Any]:
+    """Stacks for one test. ``db`` asks for a Redis database of the stack's own (any value: the
+    number only says "separate"; a free one is leased), so its queues and records start empty."""
     stacks: list[Stack] = []
+    with RedisDatabases(REDIS_SERVER) as databases:
 
-    def make(db: int | None = None, **settings: str) -> Stack:
-        url = redis_url if db is None else redis_url.rsplit("/", 1)[0] + f"/{db}"
-        if db is not None:
-            redis.Redis.from_url(url).flushdb()
-        stack = Stack(tmp_path_factory.mktemp("stack"), url, **settings)
-        stacks.append(stack)
-        return stack
+        def make(db: int | None = None, **settings: str) -> Stack:
+            url = redis_url if db is None else databases.take()
+            stack = Stack(tmp_path_factory.mktemp("stack"), url, **settings)
+            stacks.append(stack)
+            return stack
 
-    yield make
-    for stack in stacks:
-        stack.stop_all()
+        yield make
+        for stack in stacks:
+            stack.stop_all()
 
 
 def make_venv(python: str, path: Path) -> Path:
