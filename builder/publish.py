@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from html.parser import HTMLParser
 from pathlib import Path
-from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import requests
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
 from builder.errors import AlreadyPublished, WheelyardError
+from builder.upstream import SimpleIndex
 from builder.verify import verify_wheel
 
 _TIMEOUT = (10.0, 300.0)
@@ -187,18 +187,6 @@ def _first_line(text: str) -> str:
     return ""
 
 
-class _LinkParser(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.hrefs: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "a":
-            href = dict(attrs).get("href")
-            if href:
-                self.hrefs.append(href)
-
-
 def _simple_links(
     filename: str,
     index_url: str,
@@ -231,13 +219,4 @@ def _simple_links(
         )
     if response.status_code != 200:
         raise IndexUnavailable(f"{shown} answered HTTP {response.status_code}")
-    parser = _LinkParser()
-    parser.feed(response.text)
-    links: dict[str, str | None] = {}
-    for href in parser.hrefs:
-        absolute = urljoin(response.url, href)
-        parts = urlsplit(absolute)
-        name = unquote(parts.path.rsplit("/", 1)[-1])
-        algorithm, _, digest = parts.fragment.partition("=")
-        links[name] = digest.lower() if algorithm == "sha256" and digest else None
-    return links
+    return {f.filename: f.sha256.lower() if f.sha256 else None for f in SimpleIndex.files_from_page(response)}

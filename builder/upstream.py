@@ -178,10 +178,14 @@ class SimpleIndex:
                 f"the upstream index answered {response.status_code} for {url}",
                 "check the upstream index setting (WHEELYARD_UPSTREAM_INDEX) and its credentials",
             )
-        content_type = response.headers.get("Content-Type", "")
-        if "json" in content_type:
-            return self._from_json(response.json(), url)
-        return self._from_html(response.text, response.url or url)
+        return self.files_from_page(response)
+
+    @classmethod
+    def files_from_page(cls, response: requests.Response) -> list[DistFile]:
+        """The files listed on a project page of a Simple API, JSON (PEP 691) or HTML (PEP 503)."""
+        if "json" in response.headers.get("Content-Type", ""):
+            return cls._from_json(response.json(), response.url)
+        return cls._from_html(response.text, response.url)
 
     @staticmethod
     def _from_json(data: dict[str, Any], base: str) -> list[DistFile]:
