@@ -152,9 +152,11 @@ def _render(exc: WheelyardError, err: TextIO) -> None:
 def resolve_redis_url(settings: Settings) -> str:
     if settings.redis_url:
         return settings.redis_url
-    socket_path = settings.data_dir / "redis" / "redis.sock"
-    if socket_path.exists():
-        return f"unix://{socket_path}?db=0"
+    from server.embedded_redis import EmbeddedRedis
+
+    embedded = EmbeddedRedis(settings.data_dir)  # where `wheelyard up` runs its own; not started here
+    if embedded.socket_path.exists():
+        return embedded.url
     raise ConfigurationError(
         "no Redis to use: WHEELYARD_REDIS_URL is not set and no embedded Redis runs in " + str(settings.data_dir),
         "set WHEELYARD_REDIS_URL=redis://HOST:6379/0, or run `wheelyard up`, which starts its own",
