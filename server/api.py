@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,13 +17,16 @@ import redis
 import requests
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from builder.config import Settings
 from builder.errors import WheelyardError
 from builder.records import STATUSES, BuildStore, connect
+from builder.targets import PLATFORMS, SUPPORTED_MINORS
 from builder.tasks import BUILD_TASK, create_celery_app
 from builder.upstream import SimpleIndex
 from server.service import BuildService, present
@@ -32,25 +35,137 @@ logger = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 
 
-class BuildRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+def _identifier_pattern() -> str:
+    """The build identifiers ``BuildTarget.parse`` accepts, as a regular expression for the spec."""
+    minors = "|".join(f"0?{m}" if m < 10 else str(m) for m in SUPPORTED_MINORS)
+    platforms = "|".join(PLATFORMS)
+    return rf"^\s*(py3-none-any|cp3({minors})-({platforms}))\s*$"
 
-    requirement: str = Field(min_length=1, max_length=512, examples=["markupsafe==3.0.2"])
-    targets: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
-        min_length=1, max_length=32, examples=[["cp312-manylinux_x86_64"]]
+
+class BuildRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    requirement: str = Field(
+        min_length=1,
+        max_length=512,
+        examples=["markupsafe==3.0.2"],
+        description="a PEP 508 requirement naming one project on the upstream index, without a URL",
     )
+    # The service checks identifiers (to refuse them as "invalid-build-identifier"); the spec shows the pattern.
+    targets: list[
+        Annotated[str, Field(min_length=1, max_length=64, json_schema_extra={"pattern": _identifier_pattern()})]
+    ] = Field(min_length=1, max_length=32, examples=[["cp312-manylinux_x86_64"]])
     from_source: bool | None = Field(default=None, description="build from the sdist even where upstream has a wheel")
     retry: bool = Field(default=False, description="build again a target whose last build failed")
 
 
 class ErrorBody(BaseModel):
-    error: str
-    message: str
-    hint: str | None = None
+    error: str = Field(description="a stable reference for the kind of refusal")
+    message: str = Field(description="what was wrong")
+    hint: str | None = Field(description="how to fix it")
 
 
-def _render_error(status: int, reference: str, message: str, hint: str | None) -> JSONResponse:
-    return JSONResponse({"error": reference, "message": message, "hint": hint}, status_code=status)
+class BuildView(BaseModel):
+    """A build as the API shows it (``server.service.present``)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    name: str
+    version: str
+    target: str
+    requirement: str
+    from_source: bool
+    status: str = Field(description=f"one of: {', '.join(STATUSES)}", examples=["published"])
+    step: str | None
+    queue: str
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    duration: float | None = Field(description="seconds since the build started, or that it took")
+    worker: str | None
+    attempts: int
+    wheel: str | None
+    sha256: str | None
+    source: str | None = Field(description="the sdist built, or the upstream wheel mirrored")
+    error: dict[str, Any] | None
+    diagnosis: dict[str, Any] | None = Field(description="for a failed build: what broke (diagnosis.primary)")
+    timings: dict[str, float]
+    log_url: str
+
+
+class SubmittedBuild(BuildView):
+    created: bool = Field(description="false when the request shares a build that existed already")
+
+
+class Submitted(BaseModel):
+    builds: list[SubmittedBuild]
+
+
+class BuildList(BaseModel):
+    builds: list[BuildView]
+    total: int = Field(description="how many builds exist, whatever the filters")
+
+
+class WorkerList(BaseModel):
+    workers: dict[str, dict[str, Any]] = Field(description="live workers by name: their queues, targets, capabilities")
+
+
+class Health(BaseModel):
+    status: str = Field(examples=["ok"])
+    checks: dict[str, str]
+
+
+# A build request is a few hundred bytes; anything much larger is refused before it is read whole.
+MAX_BODY_BYTES = 64 * 1024
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {code: {"model": ErrorBody} for code in codes}
+
+
+def _render_error(
+    status: int, reference: str, message: str, hint: str | None, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse({"error": reference, "message": message, "hint": hint}, status_code=status, headers=headers)
+
+
+_JSON_HINT = 'send JSON like {"requirement": "markupsafe==3.0.2", "targets": ["cp312-manylinux_x86_64"]}'
+_TOO_LARGE_HINT = 'send one requirement and its targets, e.g. {"requirement": "markupsafe==3.0.2", "targets": [...]}'
+
+
+class BodyLimit:
+    """Refuses request bodies over ``limit`` bytes with 413: at once by Content-Length, or as they stream in."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers", ())).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.limit:
+            response = _render_error(413, "request-too-large", self._message(), _TOO_LARGE_HINT)
+            await response(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    # Raised while the route reads its body: FastAPI passes HTTP exceptions on to the handler.
+                    raise StarletteHTTPException(413, self._message())
+            return message
+
+        await self.app(scope, limited, send)
+
+    def _message(self) -> str:
+        return f"the request body is larger than {self.limit} bytes"
 
 
 def create_app(
@@ -62,8 +177,9 @@ def create_app(
         title="wheelyard",
         version="0.1.0",
         description="Builds the wheels pip cannot find, diagnoses failed builds, publishes to a private index.",
-        responses={422: {"model": ErrorBody}, 503: {"model": ErrorBody}},
+        responses=_errors(422, 503),
     )
+    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
     client = connect(redis_url)
     store = BuildStore(client, log_limit=settings.limits.log_bytes)
     upstream = SimpleIndex(settings.upstream_index, timeout=30)
@@ -90,22 +206,36 @@ def create_app(
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = []
+        places = set()
         for err in exc.errors():
-            where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
+            loc = tuple(err.get("loc", ()))
+            places.add(str(loc[0]) if loc else "body")
+            if err.get("type") == "json_invalid":
+                reason = (err.get("ctx") or {}).get("error", "invalid")
+                problems.append(f"the body is not valid JSON: {reason} (at character {loc[-1] if loc else 0})")
+                continue
+            where = ".".join(str(p) for p in loc if p != "body") or "body"
             problems.append(f"{where}: {err.get('msg', 'invalid')}")
-        return _render_error(
-            422,
-            "invalid-request",
-            "; ".join(problems)[:2000],
-            'send JSON like {"requirement": "markupsafe==3.0.2", "targets": ["cp312-manylinux_x86_64"]}',
-        )
+        return _render_error(422, "invalid-request", "; ".join(problems)[:2000], _validation_hint(places))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        reference = {404: "not-found", 405: "method-not-allowed", 401: "unauthorized"}.get(
-            exc.status_code, "http-error"
-        )
-        return _render_error(exc.status_code, reference, str(exc.detail), None)
+        if exc.status_code == 400:
+            # FastAPI's only 400: a body it could not parse at all (e.g. JSON nested too deep to decode).
+            return _render_error(400, "invalid-request", str(exc.detail), _JSON_HINT)
+        reference = {
+            404: "not-found",
+            405: "method-not-allowed",
+            401: "unauthorized",
+            413: "request-too-large",
+        }.get(exc.status_code, "http-error")
+        hint = _TOO_LARGE_HINT if exc.status_code == 413 else None
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # Allow names every method of the path (RFC 9110), not only those of the first route matched.
+            headers["Allow"] = ", ".join(sorted(_allowed_methods(app, request.scope)))
+            hint = f"this path answers {headers['Allow']}"
+        return _render_error(exc.status_code, reference, str(exc.detail), hint, headers=headers or None)
 
     @app.exception_handler(redis.RedisError)
     async def redis_down(request: Request, exc: redis.RedisError) -> JSONResponse:
@@ -135,7 +265,7 @@ def create_app(
             ).with_status(401)
 
     # -- routes ----------------------------------------------------------------------------
-    @app.get("/api/health", responses={200: {"description": "ready"}})
+    @app.get("/api/health", response_model=Health, responses={503: {"model": Health, "description": "not ready"}})
     def health() -> JSONResponse:
         checks: dict[str, str] = {}
         try:
@@ -151,17 +281,24 @@ def create_app(
         ok = all(v == "ok" for v in checks.values())
         return JSONResponse({"status": "ok" if ok else "degraded", "checks": checks}, status_code=200 if ok else 503)
 
-    @app.post("/api/builds", status_code=202, dependencies=[Depends(require_token)])
+    @app.post(
+        "/api/builds",
+        status_code=202,
+        dependencies=[Depends(require_token)],
+        response_model=Submitted,
+        responses=_errors(400, 401, 404, 413, 502),
+    )
     def create_builds(body: BuildRequest, request: Request) -> dict[str, Any]:
         submissions = service.submit(body.requirement, body.targets, from_source=body.from_source, retry=body.retry)
         served = store.served_queues()
         return {"builds": [present(s.record, served, _base(request)) | {"created": s.created} for s in submissions]}
 
-    @app.get("/api/builds")
+    @app.get("/api/builds", response_model=BuildList, responses=_errors(400))
     def list_builds(
         request: Request,
         name: Annotated[str | None, Query(max_length=200)] = None,
-        status: Annotated[str | None, Query(max_length=32)] = None,
+        # Checked below, to refuse an unknown status as "invalid-filter"; the spec lists the values.
+        status: Annotated[str | None, Query(max_length=32, json_schema_extra={"enum": list(STATUSES)})] = None,
         target: Annotated[str | None, Query(max_length=64)] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 100,
     ) -> dict[str, Any]:
@@ -189,14 +326,25 @@ def create_app(
                 break
         return {"builds": out, "total": store.count()}
 
-    @app.get("/api/builds/{build_id}")
+    @app.get("/api/builds/{build_id}", response_model=BuildView, responses=_errors(404))
     def get_build(build_id: Annotated[str, _id_path()], request: Request) -> dict[str, Any]:
         record = store.get(build_id)
         if record is None:
             raise _no_build(build_id)
         return present(record, store.served_queues(), _base(request))
 
-    @app.get("/api/builds/{build_id}/log", response_class=PlainTextResponse)
+    @app.get(
+        "/api/builds/{build_id}/log",
+        response_class=Response,
+        responses={
+            200: {
+                "description": "the build's log from ``offset``; X-Log-Offset is where to read next",
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+                "headers": {"X-Log-Offset": {"schema": {"type": "integer"}}},
+            },
+            **_errors(404),
+        },
+    )
     def get_log(build_id: Annotated[str, _id_path()], offset: Annotated[int, Query(ge=0)] = 0) -> Response:
         if store.get(build_id) is None:
             raise _no_build(build_id)
@@ -207,7 +355,7 @@ def create_app(
             headers={"X-Log-Offset": str(offset + len(data))},
         )
 
-    @app.get("/api/workers")
+    @app.get("/api/workers", response_model=WorkerList)
     def workers() -> dict[str, Any]:
         return {"workers": store.workers()}
 
@@ -219,6 +367,25 @@ def create_app(
         return HTMLResponse("<h1>wheelyard</h1><p>See <a href='/docs'>/docs</a>.</p>")
 
     return app
+
+
+def _allowed_methods(app: FastAPI, scope: Scope) -> set[str]:
+    methods: set[str] = set()
+    for route in app.router.routes:
+        if isinstance(route, Route) and route.methods and route.matches(scope)[0] != Match.NONE:
+            methods |= route.methods
+    return methods
+
+
+def _validation_hint(places: set[str]) -> str:
+    """How to fix a request refused by validation, for the part of it that was wrong."""
+    if places <= {"body"}:
+        return _JSON_HINT
+    if places <= {"path"}:
+        return "a build id is the 'id' of a build in GET /api/builds (letters, digits, '-' and '_')"
+    if places <= {"query"}:
+        return "see the parameters of this route in /docs (the OpenAPI spec is /openapi.json)"
+    return "see this route in /docs (the OpenAPI spec is /openapi.json)"
 
 
 def _id_path() -> Any:
