@@ -165,6 +165,11 @@ class BuildStore:
     def clear_log(self, build_id: str) -> None:
         self.redis.delete(f"{PREFIX}log:{build_id}")
 
+    def replace_log(self, build_id: str, data: bytes) -> None:
+        """Set a build's whole log at once (within the limit): a worker that lost chunks while
+        Redis was away writes it again from its file."""
+        self.redis.set(f"{PREFIX}log:{build_id}", data[: self.log_limit])
+
     # -- workers ---------------------------------------------------------------------------
     def register_worker(self, name: str, info: dict[str, Any], ttl: int = WORKER_TTL) -> None:
         self.redis.set(f"{PREFIX}worker:{name}", json.dumps(info), ex=ttl)

@@ -1,12 +1,16 @@
 """The Celery application and its tasks: thin shells around ``builder.worker.run_build``.
 
 Every option is set on purpose:
-- ``acks_late`` + ``reject_on_worker_lost``: a worker that dies mid-build leaves the job in
-  the queue for another worker; the broker's visibility timeout is longer than the longest
-  build allowed, so a slow build is never handed out twice.
+- ``acks_late`` + ``reject_on_worker_lost``: a pool process that dies mid-build (kill -9,
+  OOM killer) has its job requeued at once; a whole worker that is lost (machine gone) leaves
+  its job unacknowledged in Redis, and kombu hands it to another worker once the broker's
+  visibility timeout has passed (``time_limits``).
 - ``worker_prefetch_multiplier=1``: a worker holds only the job it is running.
-- time limits just above the sandbox's own wall-time limit: the sandbox kills a build
-  first and records why; Celery's limit only catches a stuck worker.
+- time limits (``time_limits``), all derived from the sandbox's wall-time limit so that
+  ``visibility timeout > hard time limit > soft time limit > sandbox wall limit``: the sandbox
+  kills a build first and records why; Celery's limits only catch a stuck worker; and a build
+  still running is never handed out a second time.
+- the broker connection is retried for ever, at start and after a Redis outage.
 - ``throws``: expected failures are logged as such, without a traceback.
 - failed builds are never retried in a loop: only an upstream that did not answer is
   retried, three times with backoff.
@@ -15,9 +19,12 @@ Every option is set on purpose:
 from __future__ import annotations
 
 import logging
+import time
+from dataclasses import dataclass
 from typing import Any
 
 from celery import Celery
+from celery.exceptions import SoftTimeLimitExceeded
 
 from builder.capabilities import Capabilities
 from builder.config import Settings
@@ -37,7 +44,39 @@ def broker_url(redis_url: str) -> str:
     return redis_url
 
 
+@dataclass(frozen=True)
+class TimeLimits:
+    """Seconds; ``wall < soft < hard < visibility`` always holds."""
+
+    wall: int  # the sandbox's limit on the build hooks (WHEELYARD_BUILD_TIMEOUT)
+    soft: int  # Celery raises SoftTimeLimitExceeded in the task: the build is recorded as failed
+    hard: int  # Celery kills the pool process
+    visibility: int  # an unacknowledged job goes back to the queue after this long (kombu's redis transport)
+    restore_interval: int  # how often a worker looks for such jobs
+
+
+def time_limits(wall_seconds: int) -> TimeLimits:
+    """The task's time limits and the broker's visibility timeout, derived from the sandbox's wall limit.
+
+    The steps around the sandboxed hooks (resolve, fetch, prepare, repair, verify, prove, publish)
+    are not under the sandbox's wall limit: they get a margin of half of it, between 15 s and
+    240 s (the default 1800 s limit gives soft 2040 s, hard 2100 s, visibility 2340 s). The
+    visibility timeout counts from the job's delivery, which is when the task starts (a worker
+    holds one job per pool process), so a job is redelivered only once its first run is
+    certainly over: finished, or its worker lost.
+    """
+    wall = max(1, int(wall_seconds))
+    margin = min(240, max(15, wall // 2))
+    soft = wall + margin
+    hard = soft + max(5, margin // 4)
+    visibility = hard + max(10, margin)
+    # kombu looks for expired jobs every unacked_restore_interval x unacked_restore_throttle seconds
+    # (100 s by default); a tenth of the visibility timeout keeps recovery within ~1.1 x of it.
+    return TimeLimits(wall, soft, hard, visibility, max(1, min(60, visibility // 10)))
+
+
 def create_celery_app(settings: Settings, redis_url: str) -> Celery:
+    limits = time_limits(settings.limits.wall_seconds)
     app = Celery("wheelyard", broker=broker_url(redis_url), set_as_current=False)
     app.conf.update(
         task_acks_late=True,
@@ -51,7 +90,9 @@ def create_celery_app(settings: Settings, redis_url: str) -> Celery:
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,
         broker_transport_options={
-            "visibility_timeout": settings.limits.wall_seconds + 600,
+            "visibility_timeout": limits.visibility,
+            "unacked_restore_interval": limits.restore_interval,
+            "unacked_restore_throttle": 1,
             "socket_timeout": 30,
             "socket_connect_timeout": 5,
             "retry_on_timeout": True,
@@ -71,32 +112,55 @@ def register_tasks(
     upload_password: str | None,
 ) -> None:
     """Register the worker's tasks; the API only sends them by name and needs none of this."""
-    from builder.worker import run_build
+    from builder.worker import record_outcome, run_build
+
+    limits = time_limits(settings.limits.wall_seconds)
 
     @app.task(  # type: ignore[untyped-decorator]
         name=BUILD_TASK,
         bind=True,
         acks_late=True,
         reject_on_worker_lost=True,
-        time_limit=settings.limits.wall_seconds + 300,
-        soft_time_limit=settings.limits.wall_seconds + 240,
+        time_limit=limits.hard,
+        soft_time_limit=limits.soft,
         ignore_result=True,
         throws=(WheelyardError,),
         max_retries=3,
     )
     def build(self: Any, build_id: str) -> str | None:
         store = BuildStore(connect(redis_url), log_limit=settings.limits.log_bytes)
-        outcome = run_build(
-            settings,
-            store,
-            capabilities,
-            build_id,
-            worker_name=worker_name,
-            upload_password=upload_password,
-        )
+        try:
+            outcome = run_build(
+                settings,
+                store,
+                capabilities,
+                build_id,
+                worker_name=worker_name,
+                upload_password=upload_password,
+            )
+        except SoftTimeLimitExceeded:
+            # Without this the record would stay "building" for ever: the job is acknowledged
+            # (it failed), so nothing would ever run it again.
+            logger.warning("build %s ran past the task's time limit (%s s)", build_id, limits.soft)
+            record_outcome(
+                store,
+                build_id,
+                status="failed",
+                step=None,
+                finished_at=time.time(),
+                error={
+                    "error": "task-time-limit",
+                    "message": f"the build ran longer than the worker allows ({limits.soft} s)",
+                    "hint": "raise WHEELYARD_BUILD_TIMEOUT; the steps around the build get half of it again",
+                    "cause": "timeout",
+                },
+            )
+            return "failed"
         if outcome is None:
             return None
         if outcome.status == "failed" and (outcome.error or {}).get("error") == "upstream-unavailable":
             store.update(build_id, status="queued", step="waiting to retry: upstream did not answer")
-            raise self.retry(countdown=15 * (2**self.request.retries))
+            # A job waiting for its countdown is held unacknowledged: keep the wait well inside the
+            # visibility timeout, or kombu would hand the same job out a second time meanwhile.
+            raise self.retry(countdown=min(15 * (2**self.request.retries), limits.visibility // 2))
         return outcome.status

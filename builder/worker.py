@@ -2,6 +2,13 @@
 
 ``run_build`` is what the Celery task calls; it is a plain function so that tests and
 other runners can call it too.
+
+Redis may go away while a build runs (a restart, a failover). A build does not fail for that:
+its progress (step, log chunks) is written best effort, the log is written again whole from the
+worker's file once Redis answers, and the records that matter (the start of an attempt, the
+outcome) are retried until Redis is back (``REDIS_RETRY_SECONDS``). Were the outcome lost, the
+job would be acknowledged while its record still said "building", and nothing would ever run
+it again.
 """
 
 from __future__ import annotations
@@ -12,18 +19,79 @@ import shutil
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+import redis
 
 from builder.capabilities import Capabilities
 from builder.config import Settings
 from builder.pipeline import BuildDirector, BuildJob, BuildLog, BuildOutcome, work_directory
-from builder.records import DONE, BuildStore
+from builder.records import DONE, BuildRecord, BuildStore
 from builder.targets import BuildTarget
 from builder.tasks import MIRROR_QUEUE
 
 logger = logging.getLogger(__name__)
+
+# Errors of a Redis that is away (refused, reset, timed out, still loading its AOF): worth waiting for.
+REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
+# How long a worker keeps trying to write a build's record while Redis is away.
+REDIS_RETRY_SECONDS = 600.0
+# After a failed best-effort write, how long progress writes are skipped (they must not stall a build).
+PROGRESS_BACKOFF_SECONDS = 5.0
+
+T = TypeVar("T")
+
+
+def retry_redis(action: Callable[[], T], what: str, seconds: float = REDIS_RETRY_SECONDS) -> T:
+    """``action()``, tried again with backoff while Redis is unreachable, for up to ``seconds``."""
+    deadline = time.monotonic() + seconds
+    delay = 0.5
+    while True:
+        try:
+            return action()
+        except REDIS_DOWN as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            logger.warning("%s: Redis unavailable (%s); trying again in %.1f s", what, exc.__class__.__name__, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+
+def record_outcome(store: BuildStore, build_id: str, **changes: Any) -> BuildRecord:
+    """Write a build's outcome, waiting for Redis if it is away."""
+    return retry_redis(lambda: store.update(build_id, **changes), f"build {build_id}: recording the outcome")
+
+
+class Progress:
+    """A build's step and log chunks, written to Redis best effort: a Redis outage never holds up or
+    fails a build. Once a write fails, writes are skipped for a while; ``log_lost`` tells that the
+    log in Redis misses chunks and must be written again from the file."""
+
+    def __init__(self, store: BuildStore, build_id: str) -> None:
+        self.store = store
+        self.build_id = build_id
+        self.log_lost = False
+        self._skip_until = 0.0
+
+    def _try(self, action: Callable[[], object]) -> bool:
+        if time.monotonic() < self._skip_until:
+            return False
+        try:
+            action()
+            return True
+        except REDIS_DOWN as exc:
+            logger.warning("build %s: progress not recorded, Redis unavailable (%s)", self.build_id, exc)
+            self._skip_until = time.monotonic() + PROGRESS_BACKOFF_SECONDS
+            return False
+
+    def step(self, step: str, info: dict[str, Any]) -> None:
+        self._try(lambda: self.store.update(self.build_id, step=step))
+
+    def log(self, data: bytes) -> None:
+        if not self._try(lambda: self.store.append_log(self.build_id, data)):
+            self.log_lost = True
 
 
 def run_build(
@@ -36,26 +104,32 @@ def run_build(
     upload_password: str | None = None,
 ) -> BuildOutcome | None:
     """Run one build; None when the record is gone or already finished (a redelivered job)."""
-    record = store.get(build_id)
+    record = retry_redis(lambda: store.get(build_id), f"build {build_id}: reading the record")
     if record is None or record.status in DONE:
         return None
-    store.clear_log(build_id)
-    store.update(
-        build_id,
-        status="building",
-        step="start",
-        started_at=time.time(),
-        worker=worker_name,
-        attempts=record.attempts + 1,
-        finished_at=None,
-        error=None,
-        diagnosis=None,
-    )
+    attempts = record.attempts + 1
+
+    def start() -> None:
+        store.clear_log(build_id)
+        store.update(
+            build_id,
+            status="building",
+            step="start",
+            started_at=time.time(),
+            worker=worker_name,
+            attempts=attempts,
+            finished_at=None,
+            error=None,
+            diagnosis=None,
+        )
+
+    retry_redis(start, f"build {build_id}: recording the start")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     workroot = settings.data_dir / "work"
     workroot.mkdir(exist_ok=True)
     workdir = work_directory(workroot)
-    log = BuildLog(workdir / "build.log", sink=lambda data: store.append_log(build_id, data))
+    progress = Progress(store, build_id)
+    log = BuildLog(workdir / "build.log", sink=progress.log)
     job = BuildJob(
         build_id=build_id,
         name=record.name,
@@ -64,9 +138,6 @@ def run_build(
         from_source=record.from_source,
     )
 
-    def report(step: str, info: dict[str, Any]) -> None:
-        store.update(build_id, step=step)
-
     try:
         director = BuildDirector(
             settings,
@@ -74,7 +145,7 @@ def run_build(
             job,
             workdir=workdir,
             log=log,
-            report=report,
+            report=progress.step,
             upload_password=upload_password,
         )
         outcome = director.run()
@@ -92,17 +163,21 @@ def run_build(
             from builder.diagnosis import RULESET_VERSION
 
             diagnosis = diagnose_log(log.path)
-            changes.update(
-                diagnosis=diagnosis,
-                ruleset=RULESET_VERSION,
-                capabilities=store.capabilities_for(record.queue) or capabilities.fingerprint(),
-            )
+            try:
+                fingerprint = store.capabilities_for(record.queue) or capabilities.fingerprint()
+            except REDIS_DOWN:
+                fingerprint = capabilities.fingerprint()
+            changes.update(diagnosis=diagnosis, ruleset=RULESET_VERSION, capabilities=fingerprint)
             primary = (diagnosis or {}).get("primary") or {}
             log.line(
                 f"wheelyard: diagnosis: {primary.get('category', 'unknown')} ({primary.get('rule', '-')})"
                 f" at line {primary.get('line', '-')}: {primary.get('detail') or primary.get('explanation') or ''}"
             )
-        store.update(build_id, **changes)
+        if progress.log_lost:
+            # Chunks were lost while Redis was away: the file on this worker has the whole log.
+            data = log.path.read_bytes()
+            retry_redis(lambda: store.replace_log(build_id, data), f"build {build_id}: writing the log again")
+        record_outcome(store, build_id, **changes)
         return outcome
     finally:
         log.close()
@@ -128,6 +203,7 @@ class Heartbeat:
         self.name = name
         self.info = info
         self.interval = interval
+        self._failing = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="wheelyard-heartbeat", daemon=True)
 
@@ -139,7 +215,12 @@ class Heartbeat:
         try:
             self.store.register_worker(self.name, self.info, ttl=int(self.interval * 3))
         except Exception as exc:  # noqa: BLE001 - Redis may be away for a while; keep trying
+            self._failing = True
             logger.warning("worker registration failed: %s", exc)
+        else:
+            if self._failing:
+                self._failing = False
+                logger.warning("worker registration restored")
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):

@@ -236,12 +236,13 @@ class Stack:
 @pytest.fixture
 def make_stack(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[Any]:
     """Stacks for one test. ``db`` asks for a Redis database of the stack's own (any value: the
-    number only says "separate"; a free one is leased), so its queues and records start empty."""
+    number only says "separate"; a free one is leased), so its queues and records start empty.
+    ``redis`` runs the stack on another Redis (a URL), e.g. a private ``EmbeddedRedis`` a test stops."""
     stacks: list[Stack] = []
     with RedisDatabases(REDIS_SERVER) as databases:
 
-        def make(db: int | None = None, **settings: str) -> Stack:
-            url = redis_url if db is None else databases.take()
+        def make(db: int | None = None, *, redis: str | None = None, **settings: str) -> Stack:
+            url = redis if redis is not None else redis_url if db is None else databases.take()
             stack = Stack(tmp_path_factory.mktemp("stack"), url, **settings)
             stacks.append(stack)
             return stack
