@@ -39,7 +39,7 @@ from packaging.utils import parse_wheel_filename
 from builder.capabilities import Capabilities, Interpreter
 from builder.config import Settings
 from builder.errors import AlreadyPublished, BuildFailed, WheelyardError
-from builder.publish import publish_wheel
+from builder.publish import publish_wheel, published_sha256
 from builder.sandbox import FileBuildLog, LimitExceeded, Sandbox, build_environment
 from builder.targets import BuildTarget
 from builder.upstream import DistFile, Release, SimpleIndex
@@ -404,8 +404,16 @@ class BuildDirector:
             )
         except AlreadyPublished:
             # A redelivered job (its first worker died after uploading) finds its wheel there:
-            # the index keeps the first file, and that is the one this build points at.
+            # the index keeps the first file, and that is the one this build points at, with
+            # the index's hash (a rebuilt wheel need not be byte-identical).
             self.log.line(f"wheelyard: {path.name} is on the index already; it is kept as it is")
+            on_index = published_sha256(
+                path.name,
+                index_url=self.settings.index_url,
+                user=self.settings.index_user,
+                password=self.upload_password,
+            )
+            sha256 = on_index or sha256
         self.log.line(f"wheelyard: published {path.name} sha256={sha256}")
         return sha256
 

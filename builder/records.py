@@ -136,6 +136,16 @@ class BuildStore:
         pipe.execute()
         return record
 
+    def discard(self, record: BuildRecord) -> None:
+        """Remove a record that was never queued, and its key if the key still names it."""
+        key = f"{PREFIX}key:{record.key}"
+        pipe = self.redis.pipeline()
+        pipe.delete(f"{PREFIX}build:{record.id}")
+        pipe.zrem(f"{PREFIX}builds", record.id)
+        pipe.execute()
+        if _text(self.redis.get(key) or b"") == record.id:
+            self.redis.delete(key)
+
     def records(self, *, limit: int = 100, offset: int = 0) -> Iterator[BuildRecord]:
         ids = self.redis.zrevrange(f"{PREFIX}builds", offset, offset + limit - 1)
         if not ids:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
+import kombu.exceptions
 import redis
 import requests
 from fastapi import Depends, FastAPI, Header, Query, Request
@@ -238,7 +239,8 @@ def create_app(
         return _render_error(exc.status_code, reference, str(exc.detail), hint, headers=headers or None)
 
     @app.exception_handler(redis.RedisError)
-    async def redis_down(request: Request, exc: redis.RedisError) -> JSONResponse:
+    @app.exception_handler(kombu.exceptions.OperationalError)  # sending to the queue failed
+    async def redis_down(request: Request, exc: Exception) -> JSONResponse:
         logger.warning("redis unavailable: %s", exc.__class__.__name__)
         return _render_error(
             503,

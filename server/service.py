@@ -89,7 +89,14 @@ class BuildService:
                 from_source=from_source,
                 queue=queue,
             )
-        self.send(record.id, queue)
+            # Sent under the lock: a concurrent request sees the build only once it is queued.
+            try:
+                self.send(record.id, queue)
+            except Exception:
+                # Not queued means not accepted: take the record back so that the next request
+                # creates the build again instead of finding one that no worker will ever run.
+                self.store.discard(record)
+                raise
         return Submission(record, created=True)
 
     def _needs_new_build(self, existing: BuildRecord, from_source: bool, retry: bool) -> bool:
