@@ -288,3 +288,47 @@ def pip_install_from_index(simple_url: str, version: str, requirement: str, tmp:
     )
     installed = json.loads(report.read_text())["install"]
     return python, str(installed[0]["download_info"]["url"])
+
+
+def make_sdist(root: Path, name: str, version: str, files: dict[str, str], dest: Path) -> Path:
+    """A real sdist (``NAME-VERSION.tar.gz`` in ``dest``) of the project ``files`` describe."""
+    import tarfile
+
+    project = root / f"{name.replace('-', '_')}-{version}"
+    for rel, text in files.items():
+        path = project / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text.lstrip())
+    (project / "PKG-INFO").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    dest.mkdir(parents=True, exist_ok=True)
+    archive = dest / f"{project.name}.tar.gz"
+    with tarfile.open(archive, "w:gz") as tf:
+        tf.add(project, arcname=project.name)
+    return archive
+
+
+@pytest.fixture
+def local_upstream(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    """An upstream index of the test's own sdists (put them in the yielded directory) that
+    redirects every other project to PyPI, as a devpi or Artifactory in front of PyPI would."""
+    packages = tmp_path / "upstream"
+    packages.mkdir()
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pypiserver", "run", "-p", str(port), "-i", "127.0.0.1", "-a", ".", "-P", "."]
+        + ["--hash-algo", "sha256", "--fallback-url", "https://pypi.org/simple/", str(packages)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=die_with_parent,
+    )
+
+    def up() -> bool:
+        try:
+            return requests.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200
+        except requests.RequestException:
+            return False
+
+    wait_until(up, 30, "the local upstream index")
+    yield packages, f"http://127.0.0.1:{port}/simple/"
+    proc.terminate()
+    proc.wait(timeout=10)

@@ -15,7 +15,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 import zipfile
 from collections.abc import Iterator
@@ -27,7 +26,7 @@ import redis
 import requests
 
 from server.embedded_redis import EmbeddedRedis
-from tests.conftest import Stack, die_with_parent, free_port, interpreter, isolated_pip_env, wait_until
+from tests.conftest import Stack, interpreter, isolated_pip_env, make_sdist, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -77,46 +76,12 @@ PyMODINIT_FUNC PyInit_wheelyard_slow_demo(void) { return PyModule_Create(&module
 }
 
 
-def make_sdist(root: Path, name: str, version: str, files: dict[str, str], dest: Path) -> Path:
-    import tarfile
-
-    project = root / f"{name.replace('-', '_')}-{version}"
-    for rel, text in files.items():
-        path = project / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text.lstrip())
-    (project / "PKG-INFO").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
-    archive = dest / f"{project.name}.tar.gz"
-    with tarfile.open(archive, "w:gz") as tf:
-        tf.add(project, arcname=project.name)
-    return archive
-
-
 @pytest.fixture
-def slow_upstream(tmp_path: Path) -> Iterator[str]:
-    """A pypiserver with the slow sdist; every other project is redirected to PyPI."""
-    packages = tmp_path / "upstream"
-    packages.mkdir()
+def slow_upstream(local_upstream: tuple[Path, str], tmp_path: Path) -> str:
+    """The local upstream index, holding the slow sdist."""
+    packages, url = local_upstream
     make_sdist(tmp_path / "src", SLOW_NAME, "0.1.0", SLOW_PROJECT, packages)
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pypiserver", "run", "-p", str(port), "-i", "127.0.0.1", "-a", ".", "-P", "."]
-        + ["--hash-algo", "sha256", "--fallback-url", "https://pypi.org/simple/", str(packages)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        preexec_fn=die_with_parent,
-    )
-
-    def up() -> bool:
-        try:
-            return requests.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200
-        except requests.RequestException:
-            return False
-
-    wait_until(up, 30, "the local upstream index")
-    yield f"http://127.0.0.1:{port}/simple/"
-    proc.terminate()
-    proc.wait(timeout=10)
+    return url
 
 
 # -- processes ----------------------------------------------------------------------------------

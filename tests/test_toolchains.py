@@ -10,14 +10,12 @@ It is served to the worker by a local upstream index, which redirects every othe
 from __future__ import annotations
 
 import subprocess
-import sys
-import tarfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import die_with_parent, free_port, isolated_pip_env, pip_install_from_index, wait_until
+from tests.conftest import isolated_pip_env, make_sdist, pip_install_from_index
 
 pytestmark = pytest.mark.slow
 
@@ -65,71 +63,12 @@ fn wheelyard_rust_demo(_py: Python, m: &PyModule) -> PyResult<()> {
 }
 
 
-def make_sdist(root: Path, name: str, version: str, files: dict[str, str]) -> Path:
-    project = root / f"{name}-{version}"
-    for rel, text in files.items():
-        path = project / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text.lstrip())
-    (project / "PKG-INFO").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
-    archive = root / "packages" / f"{name}-{version}.tar.gz"
-    archive.parent.mkdir(exist_ok=True)
-    with tarfile.open(archive, "w:gz") as tf:
-        tf.add(project, arcname=project.name)
-    return archive
-
-
-@pytest.fixture
-def local_upstream(tmp_path: Path) -> Any:
-    """A pypiserver holding the test's sdists, redirecting everything else to PyPI."""
-    packages = tmp_path / "upstream"
-    packages.mkdir()
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pypiserver",
-            "run",
-            "-p",
-            str(port),
-            "-i",
-            "127.0.0.1",
-            "-a",
-            ".",
-            "-P",
-            ".",
-            "--hash-algo",
-            "sha256",
-            "--fallback-url",
-            "https://pypi.org/simple/",
-            str(packages),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        preexec_fn=die_with_parent,
-    )
-    import requests
-
-    def up() -> bool:
-        try:
-            return requests.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200
-        except requests.RequestException:
-            return False
-
-    wait_until(up, 30, "the local upstream index")
-    yield packages, f"http://127.0.0.1:{port}/simple/"
-    proc.terminate()
-    proc.wait(timeout=10)
-
-
 @pytest.mark.skipif(not (CRATES / "pyo3-0.17.3").exists(), reason="needs Debian's librust-pyo3-dev")
 def test_rust_extension_builds_against_a_cargo_source_replacement(
     make_stack: Any, local_upstream: tuple[Path, str], tmp_path: Path
 ) -> None:
     packages, upstream = local_upstream
-    archive = make_sdist(tmp_path, "wheelyard_rust_demo", "0.1.0", RUST_PROJECT)
-    archive.rename(packages / archive.name)
+    make_sdist(tmp_path, "wheelyard_rust_demo", "0.1.0", RUST_PROJECT, packages)
     s = make_stack(
         db=11,
         WHEELYARD_UPSTREAM_INDEX=upstream,
