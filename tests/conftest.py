@@ -258,36 +258,25 @@ def make_venv(python: str, path: Path) -> Path:
     return path / "bin" / "python"
 
 
-def pip_install_from_index(simple_url: str, version: str, requirement: str, tmp: Path, *extra: str) -> tuple[Path, str]:
-    """A fresh venv of CPython ``version`` installs ``requirement`` with the real pip, from the index only
-    and binary only; returns the venv's python and the URL the wheel came from."""
+def pip_install_from_index(simple_url: str, version: str, tmp: Path, *args: str) -> tuple[Path, dict[str, str]]:
+    """A fresh venv of CPython ``version`` installs ``args`` (requirements, ``-r FILE``, options) with the
+    real pip, from the index only and binary only; returns the venv's python and, per installed
+    project, the URL its wheel came from."""
     import json
 
     python = make_venv(interpreter(version), tmp / f"venv{version}")
     report = tmp / f"report{version}.json"
-    subprocess.run(
-        [
-            str(python),
-            "-m",
-            "pip",
-            "install",
-            "--no-cache-dir",
-            "--index-url",
-            simple_url,
-            "--only-binary",
-            ":all:",
-            "--report",
-            str(report),
-            *extra,
-            requirement,
-        ],
-        check=True,
+    result = subprocess.run(
+        [str(python), "-m", "pip", "install", "--no-cache-dir", "--index-url", simple_url]
+        + ["--only-binary", ":all:", "--report", str(report), *args],
         env=isolated_pip_env(),
         capture_output=True,
         text=True,
+        timeout=300,
     )
+    assert result.returncode == 0, result.stdout + result.stderr
     installed = json.loads(report.read_text())["install"]
-    return python, str(installed[0]["download_info"]["url"])
+    return python, {str(i["metadata"]["name"]).lower(): str(i["download_info"]["url"]) for i in installed}
 
 
 def make_sdist(root: Path, name: str, version: str, files: dict[str, str], dest: Path) -> Path:

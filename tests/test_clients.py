@@ -8,7 +8,6 @@ import base64
 import csv
 import hashlib
 import io
-import json
 import re
 import subprocess
 import zipfile
@@ -19,7 +18,7 @@ from urllib.parse import urljoin
 import pytest
 import requests
 
-from tests.conftest import Stack, interpreter, isolated_pip_env, make_venv
+from tests.conftest import Stack, interpreter, isolated_pip_env, make_venv, pip_install_from_index
 
 pytestmark = pytest.mark.slow
 
@@ -150,33 +149,7 @@ def test_ci_loop_makes_sure_a_requirements_files_wheels_exist(stack: Stack, tmp_
         assert code == 0, (line, out.getvalue(), err.getvalue(), stack.log("worker-clients"))
         assert f"{TARGET}: " in out.getvalue(), out.getvalue()
 
-    python = make_venv(interpreter("3.12"), tmp_path / "venv")
-    report = tmp_path / "report.json"
-    result = subprocess.run(
-        [
-            str(python),
-            "-m",
-            "pip",
-            "install",
-            "--no-cache-dir",
-            "--index-url",
-            stack.simple,
-            "--only-binary",
-            ":all:",
-            "--report",
-            str(report),
-            "-r",
-            str(requirements),
-        ],
-        env=isolated_pip_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    installed = {
-        i["metadata"]["name"].lower(): i["download_info"]["url"] for i in json.loads(report.read_text())["install"]
-    }
+    python, installed = pip_install_from_index(stack.simple, "3.12", tmp_path, "-r", str(requirements))
     assert set(installed) == {"markupsafe", "iniconfig"}, installed
     index_root = f"http://127.0.0.1:{stack.index_port}/"
     assert all(url.startswith(index_root) and url.endswith(".whl") for url in installed.values()), installed

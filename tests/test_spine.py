@@ -17,8 +17,7 @@ import redis
 import requests
 from packaging.utils import parse_wheel_filename
 
-from tests.conftest import Stack, isolated_pip_env
-from tests.conftest import pip_install_from_index as install_from_index
+from tests.conftest import Stack, isolated_pip_env, pip_install_from_index
 
 pytestmark = pytest.mark.slow
 
@@ -34,10 +33,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Any:
     )
     yield s
     s.stop_all()
-
-
-def pip_install_from_index(stack: Stack, version: str, requirement: str, tmp: Path) -> tuple[Path, str]:
-    return install_from_index(stack.simple, version, requirement, tmp)
 
 
 def test_from_source_for_two_interpreters_then_pip_installs_without_compiling(stack: Stack, tmp_path: Path) -> None:
@@ -58,7 +53,8 @@ def test_from_source_for_two_interpreters_then_pip_installs_without_compiling(st
         assert "==> build" in log and "==> prove" in log and "imported markupsafe" in log
 
     for version in ("3.11", "3.12"):
-        python, url = pip_install_from_index(stack, version, "markupsafe==3.0.2", tmp_path)
+        python, urls = pip_install_from_index(stack.simple, version, tmp_path, "markupsafe==3.0.2")
+        url = urls["markupsafe"]
         assert url.startswith(f"http://127.0.0.1:{stack.index_port}/"), url
         assert "manylinux" in url
         out = subprocess.run(
@@ -80,7 +76,8 @@ def test_pinned_old_release_without_upstream_wheel_is_built_for_cp313(stack: Sta
     assert done["status"] == "published", (done, stack.log("worker-main"))
     assert done["source"] == "MarkupSafe-2.1.3.tar.gz"
     assert "-cp313-cp313-manylinux" in done["wheel"]
-    python, url = pip_install_from_index(stack, "3.13", "markupsafe==2.1.3", tmp_path)
+    python, urls = pip_install_from_index(stack.simple, "3.13", tmp_path, "markupsafe==2.1.3")
+    url = urls["markupsafe"]
     assert url.startswith(f"http://127.0.0.1:{stack.index_port}/")
     subprocess.run([str(python), "-c", "import markupsafe._speedups"], check=True, env=isolated_pip_env())
 
@@ -193,7 +190,8 @@ def test_without_from_source_the_upstream_wheels_are_mirrored(make_stack: Any, t
         assert done["status"] == "mirrored", (done, s.log("worker-mirror"))
         assert done["source"] == done["wheel"] and done["wheel"].startswith("MarkupSafe-3.0.2-")
         assert "==> build" not in requests.get(done["log_url"], timeout=10).text
-    python, url = pip_install_from_index(s, "3.12", "markupsafe==3.0.2", tmp_path)
+    python, urls = pip_install_from_index(s.simple, "3.12", tmp_path, "markupsafe==3.0.2")
+    url = urls["markupsafe"]
     assert url.startswith(f"http://127.0.0.1:{s.index_port}/")
     subprocess.run([str(python), "-c", "import markupsafe._speedups"], check=True, env=isolated_pip_env())
 

@@ -83,7 +83,8 @@ def test_rust_extension_builds_against_a_cargo_source_replacement(
     assert done["status"] == "published", (done, s.log("worker-rust"))
     assert "-cp311-cp311-manylinux" in done["wheel"]
 
-    python, url = pip_install_from_index(s.simple, "3.11", "wheelyard-rust-demo==0.1.0", tmp_path)
+    python, urls = pip_install_from_index(s.simple, "3.11", tmp_path, "wheelyard-rust-demo==0.1.0")
+    url = urls["wheelyard-rust-demo"]
     assert url.startswith(f"http://127.0.0.1:{s.index_port}/")
     out = subprocess.run(
         [str(python), "-c", "import wheelyard_rust_demo as m; print(m.add(2, 40))"],
@@ -106,7 +107,8 @@ def test_cxx_extension_builds_from_source(make_stack: Any, tmp_path: Path) -> No
     assert done["status"] == "published", (done, s.log("worker-cxx"))
     log = subprocess.run(["curl", "-s", done["log_url"]], capture_output=True, text=True).stdout
     assert "g++" in log or "c++" in log
-    python, url = pip_install_from_index(s.simple, "3.12", "murmurhash==1.0.13", tmp_path, "--no-deps")
+    python, urls = pip_install_from_index(s.simple, "3.12", tmp_path, "--no-deps", "murmurhash==1.0.13")
+    url = urls["murmurhash"]
     assert url.startswith(f"http://127.0.0.1:{s.index_port}/")
     subprocess.run(
         [str(python), "-c", "from murmurhash import mrmr; assert mrmr.hash('wheelyard') != 0"],
