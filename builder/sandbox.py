@@ -923,10 +923,12 @@ class Sandbox:
         return None
 
     def _members(self, proc: subprocess.Popen[bytes], cgroup: _Cgroup | None) -> set[int]:
-        members = _process_tree(proc.pid, alive=proc.returncode is None)
         if cgroup is not None:
-            members |= cgroup.pids_in()
-        return members
+            # Every process of the build starts in its cgroup (bubblewrap is placed there before
+            # it execs) and, running unprivileged, cannot leave it: the cgroup is the whole tree,
+            # and reading it spares a scan of every process on the host after each hook.
+            return cgroup.pids_in()
+        return _process_tree(proc.pid, alive=proc.returncode is None)
 
     def _signal_all(self, proc: subprocess.Popen[bytes], cgroup: _Cgroup | None, sig: int) -> None:
         spare: set[int] = set()
