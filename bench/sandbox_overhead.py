@@ -4,6 +4,10 @@ Builds the sdist of markupsafe (a C extension) N times with ``builder.sandbox.Sa
 the runner and N times with a plain subprocess runner, alternating, in one run, and prints
 the times and the ratio of the medians (target: under 1.05).
 
+It also prints what moving a process into a cgroup costs on this host after an idle pause,
+as before each hook: a kernel that does not favour dynamic cgroup changes (``favordynmods``)
+waits for an RCU grace period there, several ms per hook (see docs/sandbox.md).
+
 The sdist is downloaded once into a cache directory, and the build requirements are
 installed once into an environment there, outside the timing: both variants build with
 that environment's python and no isolation, so the figure measures the sandbox, not pip.
@@ -30,7 +34,7 @@ from pathlib import Path
 from build import ProjectBuilder
 
 from builder.config import Limits
-from builder.sandbox import FileBuildLog, Sandbox, build_environment, sandbox_available
+from builder.sandbox import FileBuildLog, Sandbox, _Cgroup, build_environment, sandbox_available
 
 PROJECT = "markupsafe"
 VERSION = "3.0.2"
@@ -125,6 +129,38 @@ def one_build(src: Path, python: Path, sandboxed: bool, enabled: bool) -> float:
         return elapsed
 
 
+def cgroup_move_ms(samples: int = 5) -> float | None:
+    """Median time to move a process into a fresh cgroup after an idle pause, in ms."""
+    group = _Cgroup.create(Limits())
+    if group is None:
+        return None
+    times = []
+    try:
+        for _ in range(samples):
+            proc = subprocess.Popen(["sleep", "30"])
+            # A pause like the one between two hooks: back-to-back moves are cheap either way.
+            time.sleep(0.3)
+            start = time.perf_counter()
+            for procs in group.procs_files():
+                Path(procs).write_text(str(proc.pid))
+            times.append(time.perf_counter() - start)
+            proc.kill()
+            proc.wait()
+    finally:
+        group.remove()
+    return statistics.median(times) * 1000
+
+
+def favordynmods() -> bool:
+    """Whether a cgroup2 mount here has ``favordynmods`` (the kernel's mode for cheap moves)."""
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        left, _, right = line.partition(" - ")
+        fields = right.split()
+        if fields and fields[0] == "cgroup2" and "favordynmods" in fields[-1].split(","):
+            return True
+    return False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
@@ -152,6 +188,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     mid_plain, mid_boxed = statistics.median(plain), statistics.median(boxed)
     ratio = mid_boxed / mid_plain
     print(f"median plain {mid_plain:.3f} s, sandbox {mid_boxed:.3f} s, ratio {ratio:.3f} ({(ratio - 1) * 100:+.1f}%)")
+    move = cgroup_move_ms()
+    if move is None:
+        print("cgroups: none the worker can make here (the rlimit fallbacks apply)")
+    else:
+        flag = "set" if favordynmods() else "not set"
+        print(f"cgroup move after an idle pause: {move:.2f} ms per hook (favordynmods on a cgroup2 mount: {flag})")
     return 0
 
 

@@ -40,7 +40,7 @@ from builder.capabilities import Capabilities, Interpreter
 from builder.config import Settings
 from builder.errors import AlreadyPublished, BuildFailed, WheelyardError
 from builder.publish import publish_wheel, published_sha256
-from builder.sandbox import FileBuildLog, LimitExceeded, Sandbox, build_environment
+from builder.sandbox import FileBuildLog, LimitExceeded, Sandbox, build_environment, run_tool
 from builder.targets import BuildTarget
 from builder.upstream import DistFile, Release, SimpleIndex
 from builder.verify import WheelInfo, verify_wheel
@@ -245,6 +245,9 @@ class BuildDirector:
                 read_only=read_only,
                 env=build_environment(self.settings, self._toolchain_env()),
                 hidden=[self.settings.data_dir],
+                # The sources (backends write build/ and metadata there), the wheel's output
+                # directory and cargo's home; the build and prove environments stay read-only.
+                writable=[self.workdir / "src", self.workdir / "out", self.workdir / "cargo-home"],
             )
         return self._sandbox
 
@@ -302,19 +305,10 @@ class BuildDirector:
     def _run_tool(self, cmd: Sequence[str], timeout: float = 600) -> None:
         self.log.line("$ " + " ".join(str(c) for c in cmd))
         (self.workdir / "home").mkdir(exist_ok=True)
-        result = subprocess.run(
-            [str(c) for c in cmd],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            env=self._tool_env(),
-            cwd=self.workdir,
-            timeout=timeout,
-            check=False,
-        )
-        self.log.write(result.stdout)
-        if result.returncode != 0:
-            raise subprocess.CalledProcessError(result.returncode, list(cmd))
+        code, output = run_tool(cmd, env=self._tool_env(), cwd=self.workdir, timeout=timeout)
+        self.log.write(output)
+        if code != 0:
+            raise subprocess.CalledProcessError(code, list(cmd))
 
     def _create_env(self, interpreter: Interpreter, path: Path) -> Path:
         self._run_tool([uv_binary(), "venv", "--no-config", "--python", interpreter.path, str(path)])

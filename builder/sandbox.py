@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import re
 import resource
@@ -71,6 +72,8 @@ __all__ = [
     "LimitExceeded",
     "Sandbox",
     "build_environment",
+    "remove_stale_cgroups",
+    "run_tool",
     "sandbox_available",
 ]
 
@@ -456,6 +459,76 @@ class _Cgroup:
                     time.sleep(0.01)  # wait for the kernel to release exiting tasks
 
 
+def remove_stale_cgroups() -> int:
+    """Remove the cgroups left by worker processes that died (kill -9 mid-build): what is
+    still in one is killed first. Returns how many were removed."""
+    removed = 0
+    bases = {base for base, _ in _Cgroup._ours().values()}
+    for base in bases:
+        for child in base.glob("wheelyard-*-*"):
+            try:
+                owner = int(child.name.split("-")[1])
+            except ValueError:
+                continue
+            if _alive(owner):
+                continue
+            group = _Cgroup(dirs=[child])
+            group.kill(signal.SIGKILL)
+            group.remove()
+            removed += not child.exists()
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# The worker's own tools (uv, auditwheel) die with the worker process that runs them: a pool
+# process killed mid-step must not leave them running (setpriv is util-linux, like prlimit).
+_SETPRIV = shutil.which("setpriv", path=DEFAULT_PATH)
+
+
+def run_tool(
+    cmd: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    cwd: Path | str,
+    timeout: float,
+) -> tuple[int, bytes]:
+    """Run one of the worker's own trusted tools outside the sandbox: (exit code, output).
+
+    It runs in its own session and is killed with everything it started when ``timeout``
+    passes (``subprocess.TimeoutExpired`` is raised then), and gets SIGKILL when the calling
+    process dies.
+    """
+    argv = [str(c) for c in cmd]
+    if _SETPRIV is not None:
+        argv = [_SETPRIV, "--pdeathsig", "KILL", "--", *argv]
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=dict(env),
+        cwd=cwd,
+        start_new_session=True,
+    )
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    return proc.returncode, out
+
+
 # --- process trees without a cgroup ----------------------------------------------------------
 
 
@@ -560,6 +633,10 @@ class Sandbox:
     read_only: Sequence[Path] = ()
     hidden: Sequence[Path] = ()
     env: Mapping[str, str] = field(default_factory=build_environment)
+    # The parts of workdir the build may write (a root worker gives them to the build uid
+    # before each hook); None: all of it. The rest of workdir (build environments the
+    # worker installed) stays readable only, and is not walked before every hook.
+    writable: Sequence[Path] | None = None
     # The limit this build broke, once it has: ``build`` wraps every runner exception in its
     # BuildBackendException (``.exception`` is the LimitExceeded), so it is kept here too.
     exceeded: LimitExceeded | None = field(default=None, init=False)
@@ -727,7 +804,10 @@ class Sandbox:
     def _give_to_build(self, paths: Sequence[Path]) -> None:
         """Make paths writable by the build uid (root worker only)."""
         for top in paths:
-            os.lchown(top, BUILD_UID, BUILD_GID)
+            try:
+                os.lchown(top, BUILD_UID, BUILD_GID)
+            except FileNotFoundError:
+                continue  # a part of workdir the pipeline has not made (yet)
             for dirpath, dirnames, filenames in os.walk(top):
                 for name in (*dirnames, *filenames):
                     with contextlib.suppress(FileNotFoundError):
@@ -737,14 +817,29 @@ class Sandbox:
 
     # -- running and watching ---------------------------------------------------------------
 
-    def _preexec(self, cgroup: _Cgroup | None) -> Callable[[], None]:
-        procs = cgroup.procs_files() if cgroup is not None else []
+    def _rlimits(self, cgroup: _Cgroup | None) -> list[tuple[int, tuple[int, int]]]:
+        """The rlimits every process of the build starts with: (resource, (soft, hard))."""
         limits = self.limits
-        nproc = cgroup is None or cgroup.pids is None
         fsize = max(limits.disk_bytes, 1)
         cpu = max(limits.cpu_seconds, 1)
-        memory = max(limits.memory_bytes, 1)
-        use_as = cgroup is None or cgroup.memory is None
+        out = [
+            (resource.RLIMIT_CPU, (cpu, cpu + 5)),
+            (resource.RLIMIT_FSIZE, (fsize, fsize)),
+            (resource.RLIMIT_CORE, (0, 0)),
+        ]
+        if cgroup is None or cgroup.memory is None:
+            memory = max(limits.memory_bytes, 1)
+            out.append((resource.RLIMIT_AS, (memory, memory)))
+        if cgroup is None or cgroup.pids is None:
+            out.append((resource.RLIMIT_NPROC, (limits.processes, limits.processes)))
+        return out
+
+    def _preexec(self, cgroup: _Cgroup | None) -> Callable[[], None]:
+        """Join the cgroup and set the rlimits in the child (the path without bubblewrap only:
+        a ``preexec_fn`` makes Python fork the whole worker instead of using vfork, and run
+        Python in the child, several ms and more per hook)."""
+        procs = cgroup.procs_files() if cgroup is not None else []
+        rlimits = self._rlimits(cgroup)
 
         def preexec() -> None:  # runs in the child between fork and exec: syscalls only
             pid = str(os.getpid()).encode()
@@ -754,15 +849,38 @@ class Sandbox:
                     os.write(fd, pid)
                 finally:
                     os.close(fd)
-            resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))
-            resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
-            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-            if use_as:
-                resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-            if nproc:
-                resource.setrlimit(resource.RLIMIT_NPROC, (limits.processes, limits.processes))
+            for res, value in rlimits:
+                resource.setrlimit(res, value)
 
         return preexec
+
+    def _release(self, proc: subprocess.Popen[bytes], info_fd: int, cgroup: _Cgroup | None) -> None:
+        """Put bubblewrap's sandbox process in the cgroup and under the rlimits while it waits
+        on its ``--block-fd``, before it has started anything (the caller then releases it).
+
+        bubblewrap reports that process on ``--info-fd`` right after it is cloned; every other
+        process of the build descends from it, so all of them start inside the limits.
+        """
+        data = b""
+        end = time.monotonic() + 30
+        while True:
+            ready, _, _ = select.select([info_fd], [], [], max(end - time.monotonic(), 0))
+            chunk = os.read(info_fd, 4096) if ready else b""
+            data += chunk
+            try:
+                child = int(json.loads(data)["child-pid"])
+                break
+            except (ValueError, KeyError, TypeError):
+                if not chunk:
+                    # bubblewrap failed before it made the sandbox (it says why on stderr,
+                    # into the log) or never answered: nothing of the build runs.
+                    return
+        for pid in (proc.pid, child):
+            if cgroup is not None:
+                for f in cgroup.procs_files():
+                    Path(f).write_text(str(pid))
+            for res, value in self._rlimits(cgroup):
+                resource.prlimit(pid, res, value)
 
     def _write(self, data: bytes) -> None:
         if data:
@@ -778,7 +896,11 @@ class Sandbox:
         if self.enabled:
             ro_extra, rw_extra = self._hook_dirs(cmd)
             if self._drop_privileges():
-                self._give_to_build([self.workdir, *rw_extra])
+                if self.writable is None:
+                    self._give_to_build([self.workdir, *rw_extra])
+                else:
+                    os.lchown(self.workdir, BUILD_UID, BUILD_GID)
+                    self._give_to_build([*self.writable, *rw_extra])
             argv = self._bwrap_argv(cmd, cwd, env, rw_extra, ro_extra)
             popen_env: dict[str, str] = {"PATH": DEFAULT_PATH, "LANG": "C.UTF-8"}
         else:
@@ -790,17 +912,43 @@ class Sandbox:
             self.exceeded = LimitExceeded("timeout", self.limits.wall_seconds)
             raise self.exceeded
         tail = bytearray()
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            cwd=cwd,
-            env=popen_env,
-            start_new_session=True,
-            close_fds=True,
-            preexec_fn=self._preexec(cgroup),  # noqa: PLW1509 - syscalls only, see _preexec
-        )
+        info_r = block_w = -1
+        pass_fds: tuple[int, ...] = ()
+        preexec = None
+        if self.enabled:
+            info_r, info_w = os.pipe()
+            block_r, block_w = os.pipe()
+            argv[1:1] = ["--info-fd", str(info_w), "--block-fd", str(block_r)]
+            pass_fds = (info_w, block_r)
+        else:
+            preexec = self._preexec(cgroup)
+        try:
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                cwd=cwd,
+                env=popen_env,
+                start_new_session=True,
+                close_fds=True,
+                pass_fds=pass_fds,
+                preexec_fn=preexec,  # noqa: PLW1509 - syscalls only, see _preexec
+            )
+        finally:
+            for fd in pass_fds:
+                os.close(fd)
+        if self.enabled:
+            try:
+                self._release(proc, info_r, cgroup)
+            except BaseException:
+                self._kill_tree(proc, cgroup)
+                raise
+            finally:
+                os.close(info_r)
+                # Closing the block fd releases the sandbox; after a failure above the
+                # sandbox is already dead.
+                os.close(block_w)
         assert proc.stdout is not None
         breach: _Breach | None = None
         try:
@@ -830,6 +978,30 @@ class Sandbox:
         os.set_blocking(fd, False)
         poller = select.poll()
         poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+        # A pidfd tells the moment the leader exits (waiting with a timeout polls, late by
+        # up to tens of ms per hook); without one (Linux < 5.3) the loop polls instead.
+        try:
+            pidfd = os.pidfd_open(proc.pid)
+        except OSError:
+            pidfd = -1
+        if pidfd >= 0:
+            poller.register(pidfd, select.POLLIN)
+        try:
+            return self._watch_loop(proc, cgroup, tail, poller, fd, pidfd)
+        finally:
+            if pidfd >= 0:
+                os.close(pidfd)
+
+    def _watch_loop(
+        self,
+        proc: subprocess.Popen[bytes],
+        cgroup: _Cgroup | None,
+        tail: bytearray,
+        poller: select.poll,
+        fd: int,
+        pidfd: int,
+    ) -> _Breach | None:
+        assert self._deadline is not None
         limits = self.limits
         open_pipe = True
         next_check = 0.0
@@ -838,8 +1010,10 @@ class Sandbox:
             now = time.monotonic()
             if now >= self._deadline:
                 return _Breach("timeout", limits.wall_seconds)
-            if open_pipe:
-                for _ in poller.poll(int(min(POLL_SECONDS, self._deadline - now) * 1000) + 1):
+            if open_pipe or pidfd >= 0:
+                for ready, _ in poller.poll(int(min(POLL_SECONDS, self._deadline - now) * 1000) + 1):
+                    if ready != fd:
+                        continue  # the leader exited: seen by proc.poll() below
                     try:
                         data = os.read(fd, 1 << 16)
                     except BlockingIOError:
@@ -924,8 +1098,9 @@ class Sandbox:
 
     def _members(self, proc: subprocess.Popen[bytes], cgroup: _Cgroup | None) -> set[int]:
         if cgroup is not None:
-            # Every process of the build starts in its cgroup (bubblewrap is placed there before
-            # it execs) and, running unprivileged, cannot leave it: the cgroup is the whole tree,
+            # Every process of the build starts in its cgroup (bubblewrap's sandbox process is
+            # moved there before it is released, see _release; without bubblewrap the child
+            # joins before it execs) and, running unprivileged, cannot leave it: the cgroup is the whole tree,
             # and reading it spares a scan of every process on the host after each hook.
             return cgroup.pids_in()
         return _process_tree(proc.pid, alive=proc.returncode is None)

@@ -29,6 +29,7 @@ from builder.capabilities import Capabilities
 from builder.config import Settings
 from builder.pipeline import BuildDirector, BuildJob, BuildLog, BuildOutcome, work_directory
 from builder.records import DONE, BuildRecord, BuildStore
+from builder.sandbox import remove_stale_cgroups
 from builder.targets import BuildTarget
 from builder.tasks import MIRROR_QUEUE
 
@@ -124,6 +125,8 @@ def run_build(
         )
 
     retry_redis(start, f"build {build_id}: recording the start")
+    # A pool process killed mid-build (kill -9, time limit) leaves its cgroups behind.
+    remove_stale_cgroups()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     workroot = settings.data_dir / "work"
     workroot.mkdir(exist_ok=True)

@@ -6,6 +6,7 @@ Each project's ``build-backend`` is a module inside the project (``backend-path`
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -33,6 +34,7 @@ from builder.sandbox import (
     marker_line,
     sandbox_available,
 )
+from tests.conftest import wait_until
 
 HAVE_BWRAP = sandbox_available()
 needs_bwrap = pytest.mark.skipif(not HAVE_BWRAP, reason="bubblewrap does not work on this host")
@@ -606,3 +608,161 @@ def test_limit_exceeded_is_a_wheelyard_error() -> None:
 @needs_bwrap
 def test_sandbox_available_here() -> None:
     assert sandbox_available()
+
+
+# What a hook sees of its own cgroups and rlimits, printed from inside the sandbox.
+SHOW_LIMITS = """\
+import resource
+print(open("/proc/self/cgroup").read())
+for name in ("RLIMIT_CPU", "RLIMIT_FSIZE", "RLIMIT_CORE"):
+    print(name, *resource.getrlimit(getattr(resource, name)))
+"""
+
+
+@pytest.mark.parametrize("enabled", [pytest.param(True, marks=needs_bwrap), False], ids=["bubblewrap", "plain"])
+def test_hook_starts_inside_its_cgroup_and_rlimits(make_sandbox: Callable[..., Sandbox], enabled: bool) -> None:
+    limits = Limits(**{**SMALL.__dict__, "cpu_seconds": 77, "disk_bytes": 123 * 1024**2})
+    sb = make_sandbox(limits=limits, enabled=enabled)
+    assert sb.run_command([sys.executable, "-c", SHOW_LIMITS]) == 0
+    log = read_log(sb)
+    assert "RLIMIT_CPU 77 82" in log
+    assert f"RLIMIT_FSIZE {123 * 1024**2} {123 * 1024**2}" in log
+    assert "RLIMIT_CORE 0 0" in log
+    ours = sandbox_mod._Cgroup._ours()
+    if ours:
+        # Every hierarchy the worker can make a child in holds the hook, so the build
+        # cannot fork its way out of the accounting (bubblewrap forks before the exec).
+        lines = [line for line in log.splitlines() if line.count(":") >= 2 and line.split(":")[0].isdigit()]
+        controllers = {c for line in lines for c in line.split(":")[1].split(",") if "wheelyard-" in line}
+        assert {"memory", "pids", "cpuacct"} & set(ours) <= controllers
+
+
+@needs_bwrap
+def test_bubblewrap_failing_to_start_is_a_failed_hook(
+    make_sandbox: Callable[..., Sandbox], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sb = make_sandbox()
+    make_argv = Sandbox._bwrap_argv
+
+    def broken(self: Sandbox, *args: object, **kw: object) -> list[str]:
+        argv = make_argv(self, *args, **kw)  # type: ignore[arg-type]
+        return [argv[0], "--no-such-option", *argv[1:]]
+
+    monkeypatch.setattr(Sandbox, "_bwrap_argv", broken)
+    # bubblewrap exits before it reports a sandbox: the hook fails, nothing waits forever.
+    assert sb.run_command([sys.executable, "-c", "pass"]) != 0
+    assert "no-such-option" in read_log(sb)
+
+
+@needs_bwrap
+def test_limits_refused_leave_no_process(make_sandbox: Callable[..., Sandbox], monkeypatch: pytest.MonkeyPatch) -> None:
+    sb = make_sandbox()
+    marker = sb.workdir / "ran"
+
+    def refuse(*args: object) -> None:
+        raise PermissionError("prlimit refused")
+
+    monkeypatch.setattr(sandbox_mod.resource, "prlimit", refuse)
+    with pytest.raises(PermissionError):
+        sb.run_command(["/bin/sh", "-c", f"touch {marker}; sleep 60"])
+    # The sandbox was killed while it waited to be released: the command never ran.
+    assert not marker.exists()
+    assert processes_under(sb.workdir) == []
+
+
+def gone(pid: int) -> bool:
+    """Whether a process has ended (a zombie waiting for a reaper counts as ended)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat[stat.rfind(")") + 2] == "Z"
+
+
+def test_tool_timeout_kills_everything_it_started(tmp_path: Path) -> None:
+    pidfile = tmp_path / "background.pid"
+    with pytest.raises(subprocess.TimeoutExpired):
+        sandbox_mod.run_tool(
+            ["/bin/sh", "-c", f"sleep 300 & echo $! > {pidfile}; wait"],
+            env={"PATH": "/usr/bin:/bin"},
+            cwd=tmp_path,
+            timeout=1,
+        )
+    background = int(pidfile.read_text())
+    wait_until(lambda: gone(background), 10, "the tool's background process to be killed", interval=0.05)
+
+
+def test_tool_dies_with_the_worker_process(tmp_path: Path) -> None:
+    pidfile = tmp_path / "tool.pid"
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from builder.sandbox import run_tool; "
+            f"run_tool(['/bin/sh', '-c', 'echo $$ > {pidfile}; exec sleep 300'], "
+            "env={'PATH': '/usr/bin:/bin'}, cwd=sys.argv[1], timeout=600)",
+            str(tmp_path),
+        ],
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    try:
+        tool = wait_until(
+            lambda: pidfile.exists() and pidfile.read_text().strip() and int(pidfile.read_text()), 30, "the tool"
+        )
+        worker.kill()
+        worker.wait()
+        wait_until(lambda: gone(tool), 10, "the tool to die with the worker process", interval=0.05)
+    finally:
+        worker.kill()
+        worker.wait()
+
+
+def test_stale_cgroups_of_dead_worker_processes_are_removed() -> None:
+    ours = sandbox_mod._Cgroup._ours()
+    if not ours:
+        pytest.skip("no cgroup hierarchy the worker can make children in")
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    bases = {base for base, _ in ours.values()}
+    stale = [base / f"wheelyard-{dead.pid}-{uuid.uuid4().hex[:8]}" for base in bases]
+    for path in stale:
+        path.mkdir()
+    live = sandbox_mod._Cgroup.create(SMALL)
+    assert live is not None
+    try:
+        assert sandbox_mod.remove_stale_cgroups() >= len(stale)
+        assert not any(path.exists() for path in stale)
+        assert all(d.exists() for d in live.dirs)  # this process is alive: its cgroup stays
+    finally:
+        live.remove()
+        for path in stale:
+            with contextlib.suppress(OSError):
+                path.rmdir()
+
+
+@needs_bwrap
+@pytest.mark.skipif(os.geteuid() != 0, reason="only a root worker hands parts of workdir to the build uid")
+def test_only_the_writable_parts_of_workdir_are_the_builds(make_sandbox: Callable[..., Sandbox]) -> None:
+    sb = make_sandbox("wd")
+    sb.writable = [sb.workdir / "src", sb.workdir / "out"]  # "out" is made later, by the hook's caller
+    (sb.workdir / "src").mkdir()
+    env = sb.workdir / "buildenv"
+    env.mkdir()
+    (env / "site.py").write_text("# installed by the worker\n")
+    script = (
+        "import sys\n"
+        "for path in sys.argv[1:]:\n"
+        "    try:\n"
+        "        open(path, 'a').close()\n"
+        "        print('wrote', path)\n"
+        "    except OSError as exc:\n"
+        "        print('refused', path, exc.errno)\n"
+    )
+    targets = [sb.workdir / "src" / "build.o", env / "site.py", env / "new.pth", sb.workdir / "top.txt"]
+    assert sb.run_command([sys.executable, "-c", script, *map(str, targets)]) == 0
+    log = read_log(sb)
+    assert f"wrote {targets[0]}" in log
+    assert f"refused {targets[1]} 13" in log  # EACCES: the environment is the worker's
+    assert f"refused {targets[2]} 13" in log
+    assert f"wrote {targets[3]}" in log  # workdir itself stays the build's, as before
+    assert (env / "site.py").read_text() == "# installed by the worker\n"
