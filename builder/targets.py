@@ -35,7 +35,8 @@ SUPPORTED_MINORS = range(8, 15)
 # Deployment targets cibuildwheel builds macOS wheels for; a wheel for an older macOS fits too.
 _MACOS_DEPLOYMENT = {"x86_64": (10, 13), "arm64": (11, 0)}
 
-_IDENTIFIER = re.compile(r"^cp3(?P<minor>\d{1,2})-(?P<platform>[a-z0-9_]+)$")
+# ASCII only: \d would also take other scripts' digits, which int() then reads as numbers.
+_IDENTIFIER = re.compile(r"cp3(?P<minor>[0-9]{1,2})-(?P<platform>[a-z0-9_]+)", re.ASCII)
 
 
 @dataclass(frozen=True, order=True)
@@ -50,7 +51,7 @@ class BuildTarget:
         text = identifier.strip()
         if text == PURE:
             return cls(None, "any")
-        match = _IDENTIFIER.match(text)
+        match = _IDENTIFIER.fullmatch(text)
         if not match:
             raise InvalidTarget(
                 f"{identifier!r} is not a build identifier",
