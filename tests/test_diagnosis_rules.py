@@ -157,6 +157,17 @@ CASES: list[tuple[str, str, int, str]] = [
         "missing-rust",
     ),
     (
+        "cargo-dependency-unavailable",
+        "  Running `maturin pep517 write-dist-info --metadata-directory /tmp/pip-modern-metadata-x`\n"
+        "  error: no matching package named `pyo3` found\n"
+        "  location searched: crates.io index\n"
+        "  required by package `rusty v0.1.0 (/tmp/rusty)`\n"
+        "  💥 maturin failed\n"
+        "    Caused by: Cargo metadata failed. Does your crate compile with `cargo build`?\n",
+        2,
+        "network-failure",
+    ),
+    (
         "python-headers-missing",
         "  gcc -I/usr/include/python3.10 -c a.c\n"
         "  a.c:1:10: fatal error: Python.h: No such file or directory\n"
@@ -340,6 +351,17 @@ WORDINGS: list[tuple[str, str]] = [
         "while the currently active rustc version is 1.59.0",
         "missing-rust",
     ),
+    ("    Caused by: Cargo metadata failed. Do you have cargo in your PATH?", "missing-rust"),
+    ("error: failed to get `pyo3` as a dependency of package `demo v0.1.0 (/work/src/demo)`", "network-failure"),
+    ("error: no matching package named `serde` found", "network-failure"),
+    ("  error: no matching package found", "network-failure"),
+    (
+        'error: failed to select a version for the requirement `pyo3 = "^0.22"`',
+        "network-failure",
+    ),
+    ("error: failed to download from `https://index.crates.io/config.json`", "network-failure"),
+    ("  Unable to update registry `crates-io`", "network-failure"),
+    ("  failed to read root of directory source: /usr/share/cargo/registry", "network-failure"),
     ("  Error: pg_config executable not found.", "missing-config-tool"),
     ("  /bin/sh: 1: krb5-config: not found", "missing-config-tool"),
     ("  sh: xml2-config: command not found", "missing-config-tool"),
@@ -429,6 +451,82 @@ def test_generic_gcc_exit_is_not_missing_compiler() -> None:
     )
     assert d.primary.category == "compile-error"
     assert d.primary.line == 1
+
+
+# cargo ran but could not get a crate (offline, or the vendored crates lack it): not a
+# missing Rust toolchain, although maturin then says "Cargo metadata failed".
+CARGO_UNAVAILABLE = {
+    "offline": [
+        "error: no matching package named `pyo3` found",
+        "location searched: registry `crates-io`",
+        "required by package `demo v0.1.0 (/tmp/x)`",
+    ],
+    "directory-source-missing": [
+        "error: failed to get `pyo3` as a dependency of package `demo v0.1.0 (/work/src/demo)`",
+        "Caused by:",
+        "  failed to load source for dependency `pyo3`",
+        "Caused by:",
+        "  Unable to update registry `crates-io`",
+        "Caused by:",
+        "  failed to update replaced source registry `crates-io`",
+        "Caused by:",
+        "  failed to read root of directory source: /usr/share/cargo/registry",
+    ],
+    "no-network": [
+        "error: failed to download from `https://index.crates.io/config.json`",
+        "Caused by:",
+        "  [6] Couldn't resolve host name (Could not resolve host: index.crates.io)",
+    ],
+    "vendored-lacks-crate": [
+        "error: no matching package named `itoa` found",
+        "location searched: directory source `/usr/share/cargo/registry` (which is replacing registry `crates-io`)",
+        "required by package `demo v0.1.0 (/tmp/x)`",
+    ],
+}
+
+
+@pytest.mark.parametrize("name", sorted(CARGO_UNAVAILABLE))
+def test_cargo_dependency_unavailable_beats_missing_rust(name: str) -> None:
+    maturin = [
+        "  Checking for Rust toolchain....",
+        "  💥 maturin failed",
+        "    Caused by: Cargo metadata failed. Does your crate compile with `cargo build`?",
+        "    Caused by: `cargo metadata` exited with an error:",
+    ]
+    log = [maturin[0], *CARGO_UNAVAILABLE[name], *maturin[1:]]
+    d = diagnose(log)
+    assert d.primary.rule == "cargo-dependency-unavailable", d.primary
+    assert d.primary.category == "network-failure"
+    assert d.primary.line == 2
+    assert all(c.category != "missing-rust" for c in d.causes), d.causes
+    text = " ".join(r.text for r in d.primary.remedies)
+    assert "WHEELYARD_CARGO_VENDOR_DIR" in text and "crates.io" in text
+
+
+def test_cargo_dependency_unavailable_names_the_crate() -> None:
+    d = diagnose(CARGO_UNAVAILABLE["offline"])
+    assert d.primary.detail.startswith("cargo could not get pyo3")
+    assert "pyo3" in d.primary.explanation
+
+
+def test_maturin_generic_cargo_metadata_failure_is_not_missing_rust() -> None:
+    d = diagnose(["    Caused by: Cargo metadata failed. Does your crate compile with `cargo build`?"])
+    assert d.primary.category != "missing-rust", d.primary
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "      error: can't find Rust compiler",
+        "  Cargo, the Rust package manager, is not installed or is not on PATH.",
+        "  /bin/sh: 1: cargo: not found",
+        "  error: [Errno 2] No such file or directory: 'cargo'",
+        "    Caused by: Cargo metadata failed. Do you have cargo in your PATH?",
+    ],
+)
+def test_missing_rust_is_still_missing_rust(line: str) -> None:
+    d = diagnose(["  running build_rust", line])
+    assert d.primary.rule == "rust-missing", d.primary
 
 
 def test_specific_cause_beats_earlier_generic_error() -> None:
@@ -688,3 +786,32 @@ def test_library_validation() -> None:
 def test_shipped_rules_text_is_the_package_file() -> None:
     path = Path(__file__).resolve().parents[1] / "builder" / "diagnosis" / "rules.toml"
     assert rules_text() == path.read_text("utf-8")
+
+
+def test_a_crate_cargo_could_not_fetch_keeps_the_sdist_advice() -> None:
+    """pip got the sdist; the fetch that failed was cargo's, inside the build."""
+    log = [
+        "Collecting rusty==0.1.0",
+        "  Downloading rusty-0.1.0.tar.gz (4 kB)",
+        "  Building wheel for rusty (pyproject.toml): started",
+        "  error: no matching package named `pyo3` found",
+        "  location searched: registry `crates-io`",
+        "  Building wheel for rusty (pyproject.toml): finished with status 'error'",
+    ]
+    d = diagnose(log, wheel_lookup=lambda name, version: ["rusty-0.1.0-cp312-cp312-win_amd64.whl"])
+    assert d.primary is not None and d.primary.rule == "cargo-dependency-unavailable"
+    assert any("pip built rusty from source" in a for a in d.advice)
+    assert any("none for this interpreter/platform" in a for a in d.advice)
+
+
+def test_pip_failing_to_fetch_the_package_gets_no_sdist_advice() -> None:
+    log = [
+        "Collecting rusty==0.1.0",
+        "  Downloading rusty-0.1.0.tar.gz (4 kB)",
+        "WARNING: Retrying (Retry(total=4, connect=None, read=None, redirect=None, status=None)) after connection "
+        "broken by 'NewConnectionError('<pip._vendor.urllib3.connection.HTTPSConnection object>: Failed to "
+        "establish a new connection: [Errno -3] Temporary failure in name resolution')': /simple/rusty/",
+    ]
+    d = diagnose(log)
+    assert d.primary is not None and d.primary.category == "network-failure"
+    assert not any("from source" in a for a in d.advice)

@@ -2,7 +2,7 @@
 
 Each case runs a real ``pip`` (isolated from the machine's pip config) against a real
 sdist or a tiny local project, in a temporary directory, with one thing the build needs
-taken away (a compiler, a config tool, a header, memory, the network). The combined
+taken away (a compiler, a config tool, a header, memory, the network, the crates). The combined
 stdout+stderr of pip is stored, unchanged, as ``tests/corpus/local/<case>.log``.
 
 Run:  python tests/corpus/make_local_logs.py [CASE ...]      (no CASE: all of them)
@@ -310,6 +310,95 @@ def case_no_mysql_config(tmp: Path) -> None:
     )
 
 
+def rust_project(root: Path, name: str, deps: str, backend: str = "maturin") -> Path:
+    """A minimal pyo3 project (maturin or setuptools-rust) with the given [dependencies]."""
+    proj = root / name
+    (proj / "src").mkdir(parents=True)
+    (proj / "Cargo.toml").write_text(
+        f'[package]\nname = "{name}"\nversion = "0.1.0"\nedition = "2021"\n'
+        f'[lib]\ncrate-type = ["cdylib"]\n[dependencies]\n{deps}'
+    )
+    (proj / "src/lib.rs").write_text(
+        f"use pyo3::prelude::*;\n#[pymodule]\nfn {name}(_py: Python, _m: &PyModule) -> PyResult<()> {{ Ok(()) }}\n"
+    )
+    if backend == "maturin":
+        build = '[build-system]\nrequires = ["maturin>=1,<2"]\nbuild-backend = "maturin"\n'
+    else:
+        build = (
+            '[build-system]\nrequires = ["setuptools>=68", "setuptools-rust>=1.9"]\n'
+            'build-backend = "setuptools.build_meta"\n'
+        )
+        (proj / "setup.py").write_text(
+            "from setuptools import setup\nfrom setuptools_rust import RustExtension\n"
+            f'setup(rust_extensions=[RustExtension("{name}", binding="pyo3")])\n'
+        )
+    (proj / "pyproject.toml").write_text(build + f'[project]\nname = "{name}"\nversion = "0.1.0"\n')
+    return proj
+
+
+def worker_cargo_home(tmp: Path, vendor_dir: str | None) -> dict[str, str]:
+    """cargo's settings as a wheelyard worker gives them to a build (builder/pipeline.py and
+    builder/sandbox.py): always offline; with a vendor directory, a directory source replacing
+    crates.io, written to $CARGO_HOME/config.toml."""
+    home = tmp / "cargo-home"
+    home.mkdir()
+    if vendor_dir is not None:
+        (home / "config.toml").write_text(
+            '[source.crates-io]\nreplace-with = "vendored-sources"\n\n'
+            f'[source.vendored-sources]\ndirectory = "{vendor_dir}"\n\n'
+            "[net]\noffline = true\n"
+        )
+    return {"CARGO_HOME": str(home), "CARGO_NET_OFFLINE": "true"}
+
+
+def case_cargo_offline(tmp: Path) -> None:
+    """A maturin/pyo3 project built as on a worker with no vendored crates: cargo offline, empty CARGO_HOME."""
+    proj = rust_project(tmp, "rusty", 'pyo3 = { version = "0.22", features = ["extension-module"] }\n')
+    run(
+        "local-013",
+        pip("3.11.7", "wheel", "-v", "--no-deps", "-w", "out", str(proj)),
+        pip_env(**worker_cargo_home(tmp, None)),
+        tmp,
+    )
+
+
+def case_cargo_vendor_lacks_crate(tmp: Path) -> None:
+    """As on a worker with WHEELYARD_CARGO_VENDOR_DIR=/usr/share/cargo/registry (Debian's
+    librust-*-dev crates): pyo3 0.17 is there, itoa is not."""
+    proj = rust_project(tmp, "rusty", 'pyo3 = { version = "0.17", features = ["extension-module"] }\nitoa = "1"\n')
+    run(
+        "local-014",
+        pip("3.11.7", "wheel", "-v", "--no-deps", "-w", "out", str(proj)),
+        pip_env(**worker_cargo_home(tmp, "/usr/share/cargo/registry")),
+        tmp,
+    )
+
+
+def case_cargo_no_network(tmp: Path) -> None:
+    """A setuptools-rust project built by a user's own pip, cargo online: crates.io is unreachable."""
+    proj = rust_project(
+        tmp, "rusty", 'pyo3 = { version = "0.22", features = ["extension-module"] }\n', "setuptools-rust"
+    )
+    (tmp / "cargo-home").mkdir()
+    run(
+        "local-015",
+        pip("3.12.1", "wheel", "-v", "--no-deps", "-w", "out", str(proj)),
+        pip_env(CARGO_HOME=str(tmp / "cargo-home")),
+        tmp,
+    )
+
+
+def case_cargo_vendor_dir_missing(tmp: Path) -> None:
+    """As on a worker whose WHEELYARD_CARGO_VENDOR_DIR names a directory that does not exist."""
+    proj = rust_project(tmp, "rusty", 'pyo3 = { version = "0.17", features = ["extension-module"] }\n')
+    run(
+        "local-016",
+        pip("3.11.7", "wheel", "-v", "--no-deps", "-w", "out", str(proj)),
+        pip_env(**worker_cargo_home(tmp, "/srv/wheelyard/cargo-vendor")),
+        tmp,
+    )
+
+
 CASES: dict[str, Callable[[Path], None]] = {
     "local-001": case_no_cc,
     "local-002": case_no_python_headers,
@@ -323,6 +412,10 @@ CASES: dict[str, Callable[[Path], None]] = {
     "local-010": case_no_fortran,
     "local-011": case_no_ldap_headers,
     "local-012": case_no_mysql_config,
+    "local-013": case_cargo_offline,
+    "local-014": case_cargo_vendor_lacks_crate,
+    "local-015": case_cargo_no_network,
+    "local-016": case_cargo_vendor_dir_missing,
 }
 
 
