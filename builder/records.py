@@ -3,24 +3,53 @@
 Records live in Redis so that the API and workers on other machines share them without
 a shared disk. One build exists per (name, version, target): creating one takes a
 redis-py lock on that key, so concurrent requests for the same target share one build id.
+
+Listing builds answers from secondary indexes, sorted sets of build ids scored by
+``created_at`` (so newest first is a reverse range), kept in the same MULTI/EXEC as every
+record write:
+
+* ``wheelyard:builds``: every build;
+* ``wheelyard:idx:status:<status>``: by the status stored in the record;
+* ``wheelyard:idx:name:<canonical name>``: by PEP 503 name;
+* ``wheelyard:idx:target:<build identifier>``;
+* ``wheelyard:idx:queued:<queue>``: the queued builds of a queue (the API shows a queued build
+  no live worker serves as "waiting-for-worker", which depends on the queue).
+
+``wheelyard:idx:version`` says the indexes cover every record: databases written before
+the indexes existed are indexed once (``ensure_indexes``) under a lock.
+
+Live workers are keys with a time to live (``wheelyard:worker:<name>``, renewed by their
+heartbeat) whose names are kept in the set ``wheelyard:workers``: listing them costs the
+number of workers, not a SCAN of every key (every listing of builds asks which queues are served).
 """
 
 from __future__ import annotations
 
+import contextlib
+import heapq
 import json
+import math
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
+from itertools import islice
 from typing import Any
 
 import redis
+from packaging.utils import canonicalize_name
 
 PREFIX = "wheelyard:"
 ACTIVE = ("queued", "building")
 DONE = ("published", "mirrored", "failed")
 STATUSES = ("queued", "waiting-for-worker", "building", "published", "mirrored", "failed")
 WORKER_TTL = 30
+
+ALL_BUILDS = f"{PREFIX}builds"
+WORKERS = f"{PREFIX}workers"  # the names of registered workers; each one's registration is its own key
+INDEX_VERSION = "1"  # raise when the index layout changes: every database is indexed again
+INDEX_VERSION_KEY = f"{PREFIX}idx:version"
+_MAX_BATCH = 1000  # ids read from an index (and checked against the others) per round trip, at most
 
 
 @dataclass
@@ -72,12 +101,57 @@ def target_key(name: str, version: str, target: str) -> str:
     return f"{name}=={version}@{target}"
 
 
+def status_index(status: str) -> str:
+    return f"{PREFIX}idx:status:{status}"
+
+
+def name_index(name: str) -> str:
+    return f"{PREFIX}idx:name:{canonicalize_name(name)}"
+
+
+def target_index(target: str) -> str:
+    return f"{PREFIX}idx:target:{target}"
+
+
+def queued_index(queue: str) -> str:
+    return f"{PREFIX}idx:queued:{queue}"
+
+
+def index_keys(record: BuildRecord) -> set[str]:
+    """Every index a record belongs in."""
+    keys = {ALL_BUILDS, status_index(record.status), name_index(record.name), target_index(record.target)}
+    if record.status == "queued":
+        keys.add(queued_index(record.queue))
+    return keys
+
+
+@dataclass(frozen=True)
+class Position:
+    """A place in a listing, newest first: the build it stopped at; the next page starts after it."""
+
+    created_at: float
+    id: str
+
+    def token(self) -> str:
+        return f"{self.created_at!r}:{self.id}"
+
+    @classmethod
+    def parse(cls, token: str) -> Position:
+        """The position a ``token()`` names; ValueError for anything else."""
+        score, sep, build_id = token.partition(":")
+        value = float(score)  # one too large to be a float is inf: after it comes everything
+        if not sep or not build_id or math.isnan(value):
+            raise ValueError(token)
+        return cls(value, build_id)
+
+
 class BuildStore:
     """Reads and writes build records, logs and worker registrations in Redis."""
 
     def __init__(self, client: redis.Redis, log_limit: int = 16 * 1024**2) -> None:
         self.redis = client
         self.log_limit = log_limit
+        self._indexed = False  # the database's indexes were seen to cover every record
 
     # -- records ---------------------------------------------------------------------------
     def get(self, build_id: str) -> BuildRecord | None:
@@ -85,19 +159,45 @@ class BuildStore:
         return BuildRecord.from_json(raw) if raw else None
 
     def save(self, record: BuildRecord) -> None:
-        pipe = self.redis.pipeline()
-        pipe.set(f"{PREFIX}build:{record.id}", record.to_json())
-        pipe.zadd(f"{PREFIX}builds", {record.id: record.created_at})
-        pipe.execute()
+        """Write a record whole, moving it between indexes in the same transaction."""
+        self._write(record.id, lambda old: record)
 
     def update(self, build_id: str, **changes: Any) -> BuildRecord:
-        record = self.get(build_id)
-        if record is None:
-            raise KeyError(build_id)
-        for name, value in changes.items():
-            setattr(record, name, value)
-        self.save(record)
-        return record
+        """Change fields of a record: read, changed and written (with its indexes) atomically."""
+
+        def change(record: BuildRecord | None) -> BuildRecord:
+            if record is None:
+                raise KeyError(build_id)
+            for name, value in changes.items():
+                setattr(record, name, value)
+            return record
+
+        return self._write(build_id, change)
+
+    def _write(self, build_id: str, change: Callable[[BuildRecord | None], BuildRecord]) -> BuildRecord:
+        """The record ``change`` makes of the stored one, written with its index moves in one
+        MULTI/EXEC; WATCH on the record makes a concurrent write start this one again."""
+        key = f"{PREFIX}build:{build_id}"
+        pipe: Any
+        with self.redis.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(key)
+                    raw = pipe.get(key)
+                    old = BuildRecord.from_json(raw) if raw else None
+                    before = index_keys(old) if old is not None else set()
+                    record = change(old)
+                    after = index_keys(record)
+                    pipe.multi()
+                    pipe.set(key, record.to_json())
+                    for index in before - after:
+                        pipe.zrem(index, record.id)
+                    for index in after:
+                        pipe.zadd(index, {record.id: record.created_at})
+                    pipe.execute()
+                    return record
+                except redis.WatchError:
+                    continue
 
     def for_key(self, key: str) -> BuildRecord | None:
         build_id = self.redis.get(f"{PREFIX}key:{key}")
@@ -131,23 +231,38 @@ class BuildStore:
         )
         pipe = self.redis.pipeline()
         pipe.set(f"{PREFIX}build:{record.id}", record.to_json())
-        pipe.zadd(f"{PREFIX}builds", {record.id: record.created_at})
+        for index in index_keys(record):
+            pipe.zadd(index, {record.id: record.created_at})
         pipe.set(f"{PREFIX}key:{record.key}", record.id)
         pipe.execute()
         return record
 
     def discard(self, record: BuildRecord) -> None:
-        """Remove a record that was never queued, and its key if the key still names it."""
+        """Remove a record that was never queued from every index, and its key if the key still names it."""
+        build = f"{PREFIX}build:{record.id}"
         key = f"{PREFIX}key:{record.key}"
-        pipe = self.redis.pipeline()
-        pipe.delete(f"{PREFIX}build:{record.id}")
-        pipe.zrem(f"{PREFIX}builds", record.id)
-        pipe.execute()
-        if _text(self.redis.get(key) or b"") == record.id:
-            self.redis.delete(key)
+        pipe: Any
+        with self.redis.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(build, key)
+                    raw = pipe.get(build)
+                    # The stored record's indexes, and the given one's: whichever is newer, both go.
+                    indexes = index_keys(record) | (index_keys(BuildRecord.from_json(raw)) if raw else set())
+                    owner = pipe.get(key)
+                    pipe.multi()
+                    pipe.delete(build)
+                    for index in indexes:
+                        pipe.zrem(index, record.id)
+                    if owner is not None and _text(owner) == record.id:
+                        pipe.delete(key)
+                    pipe.execute()
+                    return
+                except redis.WatchError:
+                    continue
 
     def records(self, *, limit: int = 100, offset: int = 0) -> Iterator[BuildRecord]:
-        ids = self.redis.zrevrange(f"{PREFIX}builds", offset, offset + limit - 1)
+        ids = self.redis.zrevrange(ALL_BUILDS, offset, offset + limit - 1)
         if not ids:
             return
         raws = self.redis.mget([f"{PREFIX}build:{_text(i)}" for i in ids])
@@ -156,7 +271,178 @@ class BuildStore:
                 yield BuildRecord.from_json(raw)
 
     def count(self) -> int:
-        return int(self.redis.zcard(f"{PREFIX}builds"))
+        return int(self.redis.zcard(ALL_BUILDS))
+
+    # -- listing from the indexes ------------------------------------------------------------
+    def find(
+        self,
+        clauses: Sequence[Sequence[str]] = (),
+        *,
+        exclude: Sequence[str] = (),
+        limit: int = 100,
+        after: Position | None = None,
+    ) -> tuple[list[BuildRecord], Position | None]:
+        """Records newest first that are in every clause (in any index key of it) and in no key
+        of ``exclude``: at most ``limit``, from after ``after``; and where the next page starts,
+        None when the listing is exhausted.
+
+        The clause with the fewest ids drives: its keys are read newest first in batches (a
+        merge when it has several) and each batch is checked against the other keys with
+        ZMSCORE, so a page costs what it reads of the smallest clause, not the number of builds.
+        """
+        wanted = [list(dict.fromkeys(clause)) for clause in clauses] or [[ALL_BUILDS]]
+        if limit < 1 or any(not clause for clause in wanted):
+            return [], None
+        pipe = self.redis.pipeline(transaction=False)
+        for clause in wanted:
+            for key in clause:
+                pipe.zcard(key)
+        sizes = iter(pipe.execute())
+        totals = [sum(int(next(sizes)) for _ in clause) for clause in wanted]
+        if min(totals) == 0:
+            return [], None
+        driver = wanted.pop(totals.index(min(totals)))
+        stream = _distinct(
+            heapq.merge(*(self._walk(key, after, limit) for key in driver), reverse=True)
+            if len(driver) > 1
+            else self._walk(driver[0], after, limit)
+        )
+        found: list[str] = []
+        last: tuple[float, str] | None = None
+        size = limit
+        while len(found) < limit:
+            batch = list(islice(stream, size))
+            for (score, build_id), ok in zip(batch, self._check(batch, wanted, exclude), strict=True):
+                last = (score, build_id)
+                if ok:
+                    found.append(build_id)
+                    if len(found) == limit:
+                        break
+            if len(batch) < size:
+                break
+            size = min(size * 2, _MAX_BATCH)
+        records = []
+        if found:
+            for raw in self.redis.mget([f"{PREFIX}build:{i}" for i in found]):
+                if raw:  # discarded since its id was read
+                    records.append(BuildRecord.from_json(raw))
+        following = Position(*last) if last is not None and len(found) == limit else None
+        return records, following
+
+    def _walk(self, key: str, after: Position | None, size: int) -> Iterator[tuple[float, str]]:
+        """(created_at, id) of a sorted set, newest first (ties: greater id first, as ZREVRANGE),
+        strictly after ``after``; read in chunks that grow from ``size``."""
+        position = (after.created_at, after.id) if after is not None else None
+        while True:
+            if position is None:
+                chunk: list[Any] = self.redis.zrevrangebyscore(key, "+inf", "-inf", start=0, num=size, withscores=True)
+                items = [(float(s), _text(m)) for m, s in chunk]
+                more = len(chunk) == size
+            else:
+                score, build_id = position
+                pipe = self.redis.pipeline(transaction=False)
+                # Those created at the same instant as the position and after it in the order, then the older.
+                pipe.zrevrangebyscore(key, repr(score), repr(score), withscores=True)
+                pipe.zrevrangebyscore(key, f"({score!r}", "-inf", start=0, num=size, withscores=True)
+                ties, older = pipe.execute()
+                items = [(float(s), _text(m)) for m, s in ties if _text(m) < build_id]
+                items += [(float(s), _text(m)) for m, s in older]
+                more = len(older) == size
+            yield from items
+            if not more or not items:
+                return
+            position = items[-1]
+            size = min(size * 2, _MAX_BATCH)
+
+    def _check(self, batch: list[tuple[float, str]], clauses: list[list[str]], exclude: Sequence[str]) -> list[bool]:
+        """Whether each id of ``batch`` is in every clause and in no key of ``exclude``."""
+        ok = [True] * len(batch)
+        if not batch or not (clauses or exclude):
+            return ok
+        ids = [build_id for _, build_id in batch]
+        pipe = self.redis.pipeline(transaction=False)
+        for clause in clauses:
+            for key in clause:
+                pipe.zmscore(key, ids)
+        for key in exclude:
+            pipe.zmscore(key, ids)
+        results = iter(pipe.execute())
+        for clause in clauses:
+            member = [False] * len(ids)
+            for _ in clause:
+                member = [m or s is not None for m, s in zip(member, next(results), strict=True)]
+            ok = [o and m for o, m in zip(ok, member, strict=True)]
+        for _ in exclude:
+            ok = [o and s is None for o, s in zip(ok, next(results), strict=True)]
+        return ok
+
+    # -- indexing records written before the indexes -----------------------------------------
+    def ensure_indexes(self, wait: float = 10.0) -> bool:
+        """Whether the indexes cover every record; indexes them first if no one has (under a
+        lock, once per database). False when another process is still at it after ``wait`` s."""
+        if self._indexed:
+            return True
+        if _text(self.redis.get(INDEX_VERSION_KEY) or b"") == INDEX_VERSION:
+            self._indexed = True
+            return True
+        lock = self.redis.lock(f"{PREFIX}lock:reindex", timeout=60, blocking_timeout=wait)
+        if not lock.acquire():
+            return False
+        try:
+            if _text(self.redis.get(INDEX_VERSION_KEY) or b"") != INDEX_VERSION:
+                self.reindex(lock)
+                self.redis.set(INDEX_VERSION_KEY, INDEX_VERSION)
+        finally:
+            with contextlib.suppress(redis.exceptions.LockError):
+                lock.release()
+        self._indexed = True
+        return True
+
+    def reindex(self, lock: Any = None, chunk: int = 500) -> int:
+        """Put every record in the indexes it belongs in and take it out of the status indexes
+        it does not (records written by code that kept no indexes); returns how many. Workers
+        registered by such code are put in the registry of workers.
+        Each chunk is one MULTI/EXEC under WATCH of its records, so a record a worker changes
+        meanwhile is indexed as it is after the change."""
+        # Workers that registered before the registry of workers existed (once, like the records).
+        for key in self.redis.scan_iter(f"{PREFIX}worker:*", count=1000):
+            self.redis.sadd(WORKERS, _text(key)[len(PREFIX) + len("worker:") :])
+        count = 0
+        for ids in _chunks(self._walk(ALL_BUILDS, None, chunk), chunk):
+            if lock is not None:
+                lock.reacquire()  # the lock lives on while the work goes on
+            keys = [f"{PREFIX}build:{build_id}" for _, build_id in ids]
+            pipe: Any
+            with self.redis.pipeline() as pipe:
+                while True:
+                    try:
+                        pipe.watch(*keys)
+                        records = [BuildRecord.from_json(raw) for raw in pipe.mget(keys) if raw]
+                        pipe.multi()
+                        self._index_whole(pipe, records)
+                        pipe.execute()
+                        count += len(records)
+                        break
+                    except redis.WatchError:
+                        continue
+        return count
+
+    def _index_whole(self, pipe: Any, records: list[BuildRecord]) -> None:
+        """Queue on ``pipe`` the commands that make the indexes exact for ``records``: one ZADD
+        and one ZREM per index key, whatever the number of records."""
+        add: dict[str, dict[str, float]] = {}
+        remove: dict[str, list[str]] = {}
+        for record in records:
+            keys = index_keys(record)
+            for index in keys:
+                add.setdefault(index, {})[record.id] = record.created_at
+            for index in {status_index(s) for s in STATUSES} | {queued_index(record.queue)}:
+                if index not in keys:
+                    remove.setdefault(index, []).append(record.id)
+        for index, members in add.items():
+            pipe.zadd(index, members)
+        for index, ids in remove.items():
+            pipe.zrem(index, *ids)
 
     # -- logs ------------------------------------------------------------------------------
     def append_log(self, build_id: str, data: bytes) -> bool:
@@ -182,18 +468,44 @@ class BuildStore:
 
     # -- workers ---------------------------------------------------------------------------
     def register_worker(self, name: str, info: dict[str, Any], ttl: int = WORKER_TTL) -> None:
-        self.redis.set(f"{PREFIX}worker:{name}", json.dumps(info), ex=ttl)
+        """A worker's registration, live for ``ttl`` s unless renewed; its name also goes in the
+        registry of workers, so that listing them reads their keys and no others."""
+        pipe = self.redis.pipeline()
+        pipe.set(f"{PREFIX}worker:{name}", json.dumps(info), ex=ttl)
+        pipe.sadd(WORKERS, name)
+        pipe.execute()
 
     def unregister_worker(self, name: str) -> None:
-        self.redis.delete(f"{PREFIX}worker:{name}")
+        pipe = self.redis.pipeline()
+        pipe.delete(f"{PREFIX}worker:{name}")
+        pipe.srem(WORKERS, name)
+        pipe.execute()
 
     def workers(self) -> dict[str, dict[str, Any]]:
-        out = {}
-        for key in self.redis.scan_iter(f"{PREFIX}worker:*"):
-            raw = self.redis.get(key)
-            if raw:
-                out[key.decode()[len(PREFIX) + 7 :]] = json.loads(raw)
+        names = sorted(_text(n) for n in self.redis.smembers(WORKERS))
+        if not names:
+            return {}
+        raws = self.redis.mget([f"{PREFIX}worker:{n}" for n in names])
+        out = {n: json.loads(raw) for n, raw in zip(names, raws, strict=True) if raw}
+        expired = [n for n, raw in zip(names, raws, strict=True) if not raw]
+        if expired:
+            self._forget_workers(expired)
         return out
+
+    def _forget_workers(self, names: list[str]) -> None:
+        """Take registrations that expired out of the registry, unless one came back meanwhile."""
+        keys = [f"{PREFIX}worker:{n}" for n in names]
+        pipe: Any
+        with self.redis.pipeline() as pipe:
+            try:
+                pipe.watch(*keys)
+                if pipe.exists(*keys):
+                    return  # a worker registered again: the next listing forgets the others
+                pipe.multi()
+                pipe.srem(WORKERS, *names)
+                pipe.execute()
+            except redis.WatchError:
+                pass
 
     def served_queues(self) -> dict[str, list[str]]:
         """Queue name -> the live workers that serve it."""
@@ -213,6 +525,21 @@ class BuildStore:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _distinct(items: Iterable[tuple[float, str]]) -> Iterator[tuple[float, str]]:
+    """``items`` without repeats next to each other (a merge of indexes that share an id)."""
+    previous = None
+    for item in items:
+        if item != previous:
+            yield item
+        previous = item
+
+
+def _chunks(items: Iterable[tuple[float, str]], size: int) -> Iterator[list[tuple[float, str]]]:
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch
 
 
 def connect(url: str) -> redis.Redis:

@@ -26,11 +26,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from builder.config import Settings
 from builder.errors import WheelyardError
-from builder.records import STATUSES, BuildStore, connect
+from builder.records import STATUSES, BuildStore, Position, connect
 from builder.targets import PLATFORMS, SUPPORTED_MINORS
 from builder.tasks import BUILD_TASK, create_celery_app
 from builder.upstream import SimpleIndex
-from server.service import BuildService, present
+from server.service import BuildService, find_builds, present
 
 logger = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
@@ -106,6 +106,10 @@ class Submitted(BaseModel):
 class BuildList(BaseModel):
     builds: list[BuildView]
     total: int = Field(description="how many builds exist, whatever the filters")
+    next: str | None = Field(
+        default=None,
+        description="pass as ``cursor`` for the page after this one; null when there is no more",
+    )
 
 
 class WorkerList(BaseModel):
@@ -116,6 +120,9 @@ class Health(BaseModel):
     status: str = Field(examples=["ok"])
     checks: dict[str, str]
 
+
+# A listing's cursor (``Position.token``): created_at (a float as repr writes it) and a build id.
+CURSOR_PATTERN = r"^-?[0-9]+(\.[0-9]+)?(e[+-]?[0-9]+)?:[A-Za-z0-9_-]{1,64}$"
 
 # A build request is a few hundred bytes; anything much larger is refused before it is read whole.
 MAX_BODY_BYTES = 64 * 1024
@@ -295,7 +302,7 @@ def create_app(
         served = store.served_queues()
         return {"builds": [present(s.record, served, _base(request)) | {"created": s.created} for s in submissions]}
 
-    @app.get("/api/builds", response_model=BuildList, responses=_errors(400))
+    @app.get("/api/builds", response_model=BuildList, responses=_errors(400, 503))
     def list_builds(
         request: Request,
         name: Annotated[str | None, Query(max_length=200)] = None,
@@ -303,30 +310,48 @@ def create_app(
         status: Annotated[str | None, Query(max_length=32, json_schema_extra={"enum": list(STATUSES)})] = None,
         target: Annotated[str | None, Query(max_length=64)] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 100,
+        cursor: Annotated[
+            str | None,
+            Query(
+                max_length=128,
+                pattern=CURSOR_PATTERN,
+                description="the ``next`` of the previous page: the builds after it",
+            ),
+        ] = None,
     ) -> dict[str, Any]:
+        """Builds newest first, filtered over all of them by the store's indexes."""
         if status is not None and status not in STATUSES:
             raise WheelyardError(
                 f"unknown status {status!r}",
                 f"one of: {', '.join(STATUSES)}",
                 reference="invalid-filter",
             )
+        after = None
+        if cursor is not None:
+            try:
+                after = Position.parse(cursor)
+            except ValueError:
+                raise WheelyardError(
+                    f"{cursor!r} is not a cursor of this listing",
+                    "pass the 'next' of the previous page as it was, or leave cursor out for the newest builds",
+                    reference="invalid-cursor",
+                ) from None
+        if not store.ensure_indexes():
+            raise WheelyardError(
+                "the build list is being indexed (once, after an upgrade)",
+                "try again shortly",
+                reference="indexing",
+            ).with_status(503)
         served = store.served_queues()
-        out = []
-        from packaging.utils import canonicalize_name
-
-        wanted = canonicalize_name(name) if name else None
-        for record in store.records(limit=2000):
-            view = present(record, served, _base(request))
-            if wanted and record.name != wanted:
-                continue
-            if status and view["status"] != status:
-                continue
-            if target and record.target != target:
-                continue
-            out.append(view)
-            if len(out) >= limit:
-                break
-        return {"builds": out, "total": store.count()}
+        records, following = find_builds(
+            store, served, name=name or None, status=status, target=target or None, limit=limit, after=after
+        )
+        base = _base(request)
+        return {
+            "builds": [present(r, served, base) for r in records],
+            "total": store.count(),
+            "next": following.token() if following is not None else None,
+        }
 
     @app.get("/api/builds/{build_id}", response_model=BuildView, responses=_errors(404))
     def get_build(build_id: Annotated[str, _id_path()], request: Request) -> dict[str, Any]:

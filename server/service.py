@@ -10,8 +10,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from packaging.utils import canonicalize_name
+
 from builder.errors import NotFoundUpstream
-from builder.records import ACTIVE, BuildRecord, BuildStore, target_key
+from builder.records import (
+    ACTIVE,
+    BuildRecord,
+    BuildStore,
+    Position,
+    name_index,
+    queued_index,
+    status_index,
+    target_index,
+    target_key,
+)
 from builder.targets import BuildTarget, parse_targets
 from builder.tasks import MIRROR_QUEUE
 from builder.upstream import SimpleIndex, parse_requirement
@@ -116,11 +128,57 @@ class BuildService:
         return bool(current) and current != existing.capabilities
 
 
+def shown_status(record: BuildRecord, served: dict[str, list[str]]) -> str:
+    """A record's status as the API shows it: a queued build no live worker serves is waiting for one."""
+    if record.status == "queued" and record.queue not in served:
+        return "waiting-for-worker"
+    return record.status
+
+
+def find_builds(
+    store: BuildStore,
+    served: dict[str, list[str]],
+    *,
+    name: str | None = None,
+    status: str | None = None,
+    target: str | None = None,
+    limit: int = 100,
+    after: Position | None = None,
+) -> tuple[list[BuildRecord], Position | None]:
+    """Builds newest first whose (shown) status, PEP 503 name and target are those given, from
+    the store's indexes; and where the next page starts (None: there is no more).
+
+    "queued" and "waiting-for-worker" are both stored as queued: the first is a queued build of
+    a queue some live worker serves, the second one of a queue none does.
+    """
+    clauses: list[list[str]] = []
+    exclude: list[str] = []
+    if status == "queued":
+        clauses.append([queued_index(queue) for queue in sorted(served)])
+    elif status == "waiting-for-worker":
+        clauses.append([status_index("queued")])
+        exclude = [queued_index(queue) for queue in sorted(served)]
+    elif status is not None:
+        clauses.append([status_index(status)])
+    if name is not None:
+        clauses.append([name_index(name)])
+    if target is not None:
+        clauses.append([target_index(target)])
+    records, following = store.find(clauses, exclude=exclude, limit=limit, after=after)
+    # What the indexes said, checked on the records read: one that changed in between is left out.
+    wanted = canonicalize_name(name) if name is not None else None
+    return [
+        r
+        for r in records
+        if (status is None or shown_status(r, served) == status)
+        and (wanted is None or canonicalize_name(r.name) == wanted)
+        and (target is None or r.target == target)
+    ], following
+
+
 def present(record: BuildRecord, served: dict[str, list[str]], base_url: str = "") -> dict[str, Any]:
     """A record as the API shows it: a queued build no live worker serves is waiting for one."""
-    status = record.status
-    if status == "queued" and record.queue not in served:
-        status = "waiting-for-worker"
+    status = shown_status(record, served)
     return {
         "id": record.id,
         "name": record.name,
