@@ -83,6 +83,8 @@ BUILD_HOME = "/home/build"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # How long a terminated build gets to exit before SIGKILL.
 TERMINATE_GRACE_SECONDS = 2.0
+# How long bubblewrap may take to report its sandbox process before the hook is abandoned.
+RELEASE_TIMEOUT_SECONDS = 30.0
 # How often the limits are checked while output streams.
 POLL_SECONDS = 0.1
 
@@ -862,7 +864,7 @@ class Sandbox:
         process of the build descends from it, so all of them start inside the limits.
         """
         data = b""
-        end = time.monotonic() + 30
+        end = time.monotonic() + RELEASE_TIMEOUT_SECONDS
         while True:
             ready, _, _ = select.select([info_fd], [], [], max(end - time.monotonic(), 0))
             chunk = os.read(info_fd, 4096) if ready else b""
@@ -871,9 +873,14 @@ class Sandbox:
                 child = int(json.loads(data)["child-pid"])
                 break
             except (ValueError, KeyError, TypeError):
+                if not ready:
+                    # Never released without its limits: the caller kills the sandbox.
+                    raise OSError(errno.ETIMEDOUT, "bubblewrap did not report its sandbox process") from None
                 if not chunk:
-                    # bubblewrap failed before it made the sandbox (it says why on stderr,
-                    # into the log) or never answered: nothing of the build runs.
+                    if data:
+                        raise OSError(errno.EPROTO, f"bubblewrap reported {data[:200]!r}") from None
+                    # bubblewrap failed before it made the sandbox (it says why on stderr, into
+                    # the log): nothing of the build runs.
                     return
         for pid in (proc.pid, child):
             if cgroup is not None:

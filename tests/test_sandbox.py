@@ -766,3 +766,29 @@ def test_only_the_writable_parts_of_workdir_are_the_builds(make_sandbox: Callabl
     assert f"refused {targets[2]} 13" in log
     assert f"wrote {targets[3]}" in log  # workdir itself stays the build's, as before
     assert (env / "site.py").read_text() == "# installed by the worker\n"
+
+
+@needs_bwrap
+def test_a_sandbox_that_never_reports_is_killed_not_released(
+    make_sandbox: Callable[..., Sandbox], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sb = make_sandbox()
+    marker = sb.workdir / "ran"
+    monkeypatch.setattr(sandbox_mod, "RELEASE_TIMEOUT_SECONDS", 0.5)
+    make_argv = Sandbox._bwrap_argv
+
+    # A bubblewrap that keeps its report to itself: the --info-fd option the worker adds is
+    # dropped (the descriptor stays open), the rest goes to the real bubblewrap.
+    quiet = sb.workdir.parent / "quiet-bwrap"
+    quiet.write_text('#!/bin/sh\n[ "$1" = --info-fd ] && shift 2\nexec bwrap "$@"\n')
+    quiet.chmod(0o755)
+
+    def silent(self: Sandbox, *args: object, **kw: object) -> list[str]:
+        return [str(quiet), *make_argv(self, *args, **kw)[1:]]  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Sandbox, "_bwrap_argv", silent)
+    with pytest.raises(OSError) as info:
+        sb.run_command(["/bin/sh", "-c", f"touch {marker}; sleep 60"])
+    assert "did not report" in str(info.value)
+    assert not marker.exists()
+    assert processes_under(sb.workdir) == []
