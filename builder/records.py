@@ -273,6 +273,16 @@ class BuildStore:
     def count(self) -> int:
         return int(self.redis.zcard(ALL_BUILDS))
 
+    def sizes(self, keys: Sequence[str]) -> list[int]:
+        """How many ids each index key holds, read in one MULTI/EXEC: as every record write moves
+        its indexes in one too, the sizes are of one moment (a record is in one status index)."""
+        if not keys:
+            return []
+        pipe = self.redis.pipeline(transaction=True)
+        for key in keys:
+            pipe.zcard(key)
+        return [int(n) for n in pipe.execute()]
+
     # -- listing from the indexes ------------------------------------------------------------
     def find(
         self,

@@ -30,7 +30,7 @@ from builder.records import STATUSES, BuildStore, Position, connect
 from builder.targets import PLATFORMS, SUPPORTED_MINORS
 from builder.tasks import BUILD_TASK, create_celery_app
 from builder.upstream import SimpleIndex
-from server.service import BuildService, find_builds, present
+from server.service import BuildService, count_builds, find_builds, present
 
 logger = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
@@ -110,6 +110,26 @@ class BuildList(BaseModel):
         default=None,
         description="pass as ``cursor`` for the page after this one; null when there is no more",
     )
+
+
+class StatusCounts(BaseModel):
+    """Builds by status, as the API shows each one's ``status``."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    queued: int = Field(description="queued for a queue some live worker serves")
+    waiting_for_worker: int = Field(
+        alias="waiting-for-worker", description="queued for a queue no live worker serves (yet)"
+    )
+    building: int
+    published: int
+    mirrored: int
+    failed: int
+
+
+class BuildSummary(BaseModel):
+    total: int = Field(description="how many builds exist: the sum of the counts")
+    counts: StatusCounts
 
 
 class WorkerList(BaseModel):
@@ -273,6 +293,15 @@ def create_app(
                 reference="unauthorized",
             ).with_status(401)
 
+    def _require_indexes() -> None:
+        """Listings and counts answer from the indexes: 503 while another process builds them."""
+        if not store.ensure_indexes():
+            raise WheelyardError(
+                "the build list is being indexed (once, after an upgrade)",
+                "try again shortly",
+                reference="indexing",
+            ).with_status(503)
+
     # -- routes ----------------------------------------------------------------------------
     @app.get("/api/health", response_model=Health, responses={503: {"model": Health, "description": "not ready"}})
     def health() -> JSONResponse:
@@ -336,12 +365,7 @@ def create_app(
                     "pass the 'next' of the previous page as it was, or leave cursor out for the newest builds",
                     reference="invalid-cursor",
                 ) from None
-        if not store.ensure_indexes():
-            raise WheelyardError(
-                "the build list is being indexed (once, after an upgrade)",
-                "try again shortly",
-                reference="indexing",
-            ).with_status(503)
+        _require_indexes()
         served = store.served_queues()
         records, following = find_builds(
             store, served, name=name or None, status=status, target=target or None, limit=limit, after=after
@@ -352,6 +376,14 @@ def create_app(
             "total": store.count(),
             "next": following.token() if following is not None else None,
         }
+
+    # Before /api/builds/{build_id}, which would take "summary" for a build id.
+    @app.get("/api/builds/summary", response_model=BuildSummary, responses=_errors(503))
+    def summarize_builds() -> dict[str, Any]:
+        """How many builds have each status, over all of them: the sizes of the store's indexes."""
+        _require_indexes()
+        counts = count_builds(store, store.served_queues())
+        return {"total": counts.total, "counts": counts.by_status}
 
     @app.get("/api/builds/{build_id}", response_model=BuildView, responses=_errors(404))
     def get_build(build_id: Annotated[str, _id_path()], request: Request) -> dict[str, Any]:

@@ -15,6 +15,8 @@ from packaging.utils import canonicalize_name
 from builder.errors import NotFoundUpstream
 from builder.records import (
     ACTIVE,
+    ALL_BUILDS,
+    STATUSES,
     BuildRecord,
     BuildStore,
     Position,
@@ -174,6 +176,28 @@ def find_builds(
         and (wanted is None or canonicalize_name(r.name) == wanted)
         and (target is None or r.target == target)
     ], following
+
+
+@dataclass(frozen=True)
+class BuildCounts:
+    total: int
+    by_status: dict[str, int]  # every status of STATUSES, as the API shows them
+
+
+def count_builds(store: BuildStore, served: dict[str, list[str]]) -> BuildCounts:
+    """How many builds there are, and how many have each status as ``shown_status`` shows it,
+    from the sizes of the indexes alone (one ZCARD per status and per served queue, in one
+    transaction; no record is read): the queued builds of the queues live workers serve are
+    "queued", every other queued build is "waiting-for-worker"."""
+    stored = [status for status in STATUSES if status != "waiting-for-worker"]
+    queues = sorted(served)
+    sizes = store.sizes([ALL_BUILDS, *(status_index(s) for s in stored), *(queued_index(q) for q in queues)])
+    by_status = dict(zip(stored, sizes[1 : 1 + len(stored)], strict=True))
+    queued = by_status["queued"]
+    served_queued = min(sum(sizes[1 + len(stored) :]), queued)
+    by_status["queued"] = served_queued
+    by_status["waiting-for-worker"] = queued - served_queued
+    return BuildCounts(total=sizes[0], by_status={status: by_status[status] for status in STATUSES})
 
 
 def present(record: BuildRecord, served: dict[str, list[str]], base_url: str = "") -> dict[str, Any]:

@@ -32,7 +32,7 @@ from builder.records import (
     Position,
 )
 from server.api import create_app
-from server.service import find_builds, shown_status
+from server.service import count_builds, find_builds, shown_status
 from tests.conftest import REDIS_SERVER, RedisDatabases
 
 T0 = 1_700_000_000.0
@@ -347,3 +347,93 @@ def test_workers_registered_before_the_registry_are_listed_after_the_reindex(
     store.save(record(1, status="queued"))
     assert listed(client, status="queued") == ["b00001"]  # the first listing indexes, and finds the worker
     assert store.workers() == {"old@host": {"queues": [SERVED_QUEUE]}}
+
+
+# -- counts by status (GET /api/builds/summary) ------------------------------------------------
+
+
+def summary(client: TestClient) -> dict[str, Any]:
+    response = client.get("/api/builds/summary")
+    assert response.status_code == 200, response.text
+    body = dict(response.json())
+    assert set(body) == {"total", "counts"} and set(body["counts"]) == set(STATUSES), body
+    assert sum(body["counts"].values()) == body["total"], body
+    return body
+
+
+def test_the_summary_counts_every_build_by_the_status_the_api_shows(store: BuildStore, client: TestClient) -> None:
+    assert summary(client) == {"total": 0, "counts": dict.fromkeys(STATUSES, 0)}
+    # The oldest ones are those a count over the newest 500 builds (the dashboard's, once) missed.
+    store.save(record(0, status="queued", queue=SERVED_QUEUE))
+    store.save(record(1, status="queued", queue=UNSERVED_QUEUE))
+    store.save(record(2, status="queued", queue=UNSERVED_QUEUE))
+    store.save(record(3, status="queued", queue="wheelyard.mirror"))
+    store.save(record(4, status="building"))
+    for n in range(5, 12):
+        store.save(record(n, status="failed"))
+    store.save(record(12, status="mirrored"))
+    for n in range(13, 713):
+        store.save(record(n, status="published"))
+
+    # No live worker: every queued build waits for one.
+    expected = {"queued": 0, "waiting-for-worker": 4, "building": 1, "published": 700, "mirrored": 1, "failed": 7}
+    assert summary(client) == {"total": 713, "counts": expected}
+
+    store.register_worker("w1", {"queues": [SERVED_QUEUE]})
+    expected |= {"queued": 1, "waiting-for-worker": 3}
+    assert summary(client)["counts"] == expected
+    store.register_worker("w2", {"queues": ["wheelyard.mirror", SERVED_QUEUE]})  # two workers, one queue
+    expected |= {"queued": 2, "waiting-for-worker": 2}
+    assert summary(client)["counts"] == expected
+
+    # The counts follow the records: a build starts, a queued one is discarded, a worker leaves.
+    store.update("b00000", status="building")
+    expected |= {"queued": 1, "building": 2}
+    assert summary(client)["counts"] == expected
+    gone = store.get("b00001")
+    assert gone is not None
+    store.discard(gone)
+    expected |= {"waiting-for-worker": 1}
+    assert summary(client) == {"total": 712, "counts": expected}
+    store.unregister_worker("w2")
+    expected |= {"queued": 0, "waiting-for-worker": 2}
+    assert summary(client)["counts"] == expected
+
+    # And they are what filtering every build by each status finds.
+    for status, n in summary(client)["counts"].items():
+        assert len(every_page(client, status=status, limit=500)) == n, status
+    assert client.get("/api/builds", params={"limit": 1}).json()["total"] == 712
+
+
+def test_the_summary_agrees_with_the_shown_status_of_every_record(store: BuildStore) -> None:
+    rng = random.Random(7)
+    queues = [SERVED_QUEUE, UNSERVED_QUEUE, "wheelyard.mirror", ""]
+    everything = []
+    for n in range(300):
+        r = record(n, status=rng.choice(["queued", "building", "published", "mirrored", "failed"]))
+        r.queue = rng.choice(queues)
+        store.save(r)
+        everything.append(r)
+    for served in ({}, {SERVED_QUEUE: ["w1"]}, {SERVED_QUEUE: ["w1"], "": ["w2"], "wheelyard.mirror": ["w1", "w3"]}):
+        counts = count_builds(store, served)
+        assert counts.total == len(everything)
+        assert counts.by_status == {s: sum(shown_status(r, served) == s for r in everything) for s in STATUSES}
+
+
+def test_the_summary_indexes_old_records_first_and_is_not_taken_for_a_build(
+    store: BuildStore, client: TestClient
+) -> None:
+    # Records written the old way, before the indexes: the first summary indexes them, as a listing does.
+    for r in (record(1, status="failed"), record(2, status="queued", queue=UNSERVED_QUEUE), record(3)):
+        store.redis.set(f"{PREFIX}build:{r.id}", r.to_json())
+        store.redis.zadd(ALL_BUILDS, {r.id: r.created_at})
+    assert store.redis.get(INDEX_VERSION_KEY) is None
+    counts = summary(client)["counts"]
+    assert store.redis.get(INDEX_VERSION_KEY) == INDEX_VERSION.encode()
+    assert counts == {"queued": 0, "waiting-for-worker": 1, "building": 0, "published": 1, "mirrored": 0, "failed": 1}
+
+    # "summary" is a route of its own, not the id of a build; builds and their logs are where they were.
+    assert client.get("/api/builds/b00001").json()["status"] == "failed"
+    missing = client.get("/api/builds/summary/log")
+    assert missing.status_code == 404 and missing.json()["error"] == "build-not-found"
+    assert client.post("/api/builds/summary").status_code == 405

@@ -3,25 +3,51 @@
 A real index, API and worker; three real builds: one published, one that fails to compile
 (and is diagnosed), one waiting for a worker no one runs. Chromium loads the page, whose
 JavaScript polls the API, and the rendered DOM and a screenshot are checked.
+
+With hundreds of records (written through the store, as workers write them), Chromium is
+driven over the DevTools protocol: its counts, filters and pages cover every build, not the
+newest page the browser loaded.
 """
 
 from __future__ import annotations
 
+import base64
+import fcntl
+import json
 import os
 import re
+import select
 import shutil
+import signal
 import subprocess
+import time
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 import requests
 
-from tests.conftest import Stack, wait_until
+from builder.records import STATUSES, BuildRecord, BuildStore
+from tests.conftest import Stack, die_with_parent, wait_until
 
 CHROMIUM = os.environ.get("WHEELYARD_TEST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 PAGE = Path(__file__).parent.parent / "server" / "static" / "dashboard.html"
+
+
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--hide-scrollbars",
+)
 
 
 def chromium(*args: str, profile: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -31,21 +57,7 @@ def chromium(*args: str, profile: Path, timeout: float = 120) -> subprocess.Comp
             "(`apt-get install -y chromium`; `.ci/run` installs it)"
         )
     return subprocess.run(
-        [
-            CHROMIUM,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-dev-shm-usage",
-            "--hide-scrollbars",
-            f"--user-data-dir={profile}",
-            *args,
-        ],
+        [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -68,16 +80,157 @@ class _Resources(HTMLParser):
             self.urls.append(str(a["href"]))
 
 
+class Browser:
+    """A headless Chromium driven over the DevTools protocol on a pipe (``--remote-debugging-pipe``:
+    JSON messages, each ended by a NUL, on its file descriptors 3 and 4): the test clicks and types
+    as a user does and waits for what the page shows, with nothing to install but the browser."""
+
+    def __init__(self, profile: Path, log: Path, width: int = 1280, height: int = 900) -> None:
+        if not Path(CHROMIUM).exists():
+            chromium("--version", profile=profile)  # fails the test, saying how to install one
+        commands, self._to_browser = os.pipe()
+        self._from_browser, replies = os.pipe()
+
+        def child() -> None:
+            die_with_parent()
+            # Chromium reads fd 3 and writes fd 4: moved out of each other's way first.
+            read = fcntl.fcntl(commands, fcntl.F_DUPFD, 10)
+            write = fcntl.fcntl(replies, fcntl.F_DUPFD, 10)
+            os.dup2(read, 3)
+            os.dup2(write, 4)
+
+        with log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--remote-debugging-pipe", "about:blank"],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                close_fds=False,  # only fds 3 and 4 are inheritable (Python opens every other one without)
+                preexec_fn=child,
+            )
+        os.close(commands)
+        os.close(replies)
+        self.log = log
+        self._next_id = 0
+        self._buffer = b""
+        try:
+            target = self.call("Target.createTarget", {"url": "about:blank"})["targetId"]
+            self.session = self.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+            self.call(
+                "Emulation.setDeviceMetricsOverride",
+                {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
+                session=True,
+            )
+        except BaseException:
+            self.close()
+            raise
+
+    def call(self, method: str, params: dict[str, Any] | None = None, *, session: bool = False) -> dict[str, Any]:
+        self._next_id += 1
+        message: dict[str, Any] = {"id": self._next_id, "method": method, "params": params or {}}
+        if session:
+            message["sessionId"] = self.session
+        data = json.dumps(message).encode() + b"\0"
+        while data:
+            data = data[os.write(self._to_browser, data) :]
+        deadline = time.monotonic() + 60
+        while True:
+            reply = self._receive(deadline, method)
+            if reply.get("id") == self._next_id:  # anything else is an event
+                assert "error" not in reply, (method, reply["error"])
+                return dict(reply.get("result", {}))
+
+    def _receive(self, deadline: float, method: str) -> dict[str, Any]:
+        while b"\0" not in self._buffer:
+            ready, _, _ = select.select([self._from_browser], [], [], max(0.0, deadline - time.monotonic()))
+            chunk = os.read(self._from_browser, 1 << 20) if ready else b""
+            if not chunk:
+                log = self.log.read_text(errors="replace")[-3000:]
+                raise AssertionError(f"Chromium did not answer {method}:\n{log}")
+            self._buffer += chunk
+        message, self._buffer = self._buffer.split(b"\0", 1)
+        return dict(json.loads(message))
+
+    def open(self, url: str) -> None:
+        self.call("Page.navigate", {"url": url}, session=True)
+
+    def evaluate(self, expression: str) -> Any:
+        result = self.call(
+            "Runtime.evaluate", {"expression": expression, "returnByValue": True, "awaitPromise": True}, session=True
+        )
+        assert "exceptionDetails" not in result, (expression, result["exceptionDetails"])
+        return result["result"].get("value")
+
+    def wait(self, expression: str, what: str, timeout: float = 30) -> Any:
+        """The value of ``expression`` in the page once it is truthy (the page's polls are real time)."""
+        try:
+            return wait_until(lambda: self.evaluate(expression), timeout, what)
+        except AssertionError as timed_out:
+            seen = self.evaluate(
+                "JSON.stringify({rows: [...document.querySelectorAll('#rows tr.build')].map((r) => r.dataset.build),"
+                " shown: document.getElementById('shown').textContent,"
+                " problem: document.getElementById('problem').textContent,"
+                " status: document.getElementById('f-status').value, name: document.getElementById('f-name').value,"
+                " target: document.getElementById('f-target').value})"
+            )
+            raise AssertionError(f"{timed_out}; the page shows {seen[:3000]}") from None
+
+    def click(self, selector: str) -> None:
+        """A real mouse click in the middle of the element."""
+        box = self.evaluate(
+            f"(() => {{ const e = document.querySelector({json.dumps(selector)}); if (!e) return null;"
+            " e.scrollIntoView({block: 'center'}); const r = e.getBoundingClientRect();"
+            " return [r.x + r.width / 2, r.y + r.height / 2]; })()"
+        )
+        assert box, f"nothing to click at {selector}"
+        for kind in ("mousePressed", "mouseReleased"):
+            self.call(
+                "Input.dispatchMouseEvent",
+                {"type": kind, "x": box[0], "y": box[1], "button": "left", "clickCount": 1},
+                session=True,
+            )
+
+    def type(self, selector: str, text: str) -> None:
+        """Empties a field (select all, delete) and types ``text`` into it, as keystrokes do."""
+        self.click(selector)
+        self.evaluate(f"document.querySelector({json.dumps(selector)}).select()")
+        for kind in ("rawKeyDown", "keyUp"):
+            self.call(
+                "Input.dispatchKeyEvent",
+                {"type": kind, "key": "Backspace", "code": "Backspace", "windowsVirtualKeyCode": 8},
+                session=True,
+            )
+        if text:
+            self.call("Input.insertText", {"text": text}, session=True)
+
+    def screenshot(self, path: Path) -> bytes:
+        data = base64.b64decode(self.call("Page.captureScreenshot", {"format": "png"}, session=True)["data"])
+        path.write_bytes(data)
+        return data
+
+    def close(self) -> None:
+        try:
+            self.call("Browser.close")
+            self.proc.wait(timeout=30)
+        except (AssertionError, OSError, subprocess.TimeoutExpired):
+            if self.proc.poll() is None:
+                os.killpg(self.proc.pid, signal.SIGKILL)  # its own group (die_with_parent): this browser alone
+                self.proc.wait()
+        finally:
+            os.close(self._to_browser)
+            os.close(self._from_browser)
+
+
 def test_the_page_is_self_contained() -> None:
     html = PAGE.read_text()
     parser = _Resources()
     parser.feed(html)
     assert parser.urls == [], parser.urls
     assert not re.search(r"@import|url\(\s*['\"]?(https?:)?//", html), "the CSS loads something"
-    assert '"/api/builds?limit=500"' in html and '"/api/workers"' in html
+    assert '"/api/builds?"' in html and '"/api/builds/summary"' in html and '"/api/workers"' in html
     # Accessible markup: column headers, labelled filters.
     assert html.count('<th scope="col">') == 8
-    assert '<label for="f-name">' in html and '<label for="f-status">' in html
+    assert '<label for="f-name">' in html and '<label for="f-status">' in html and '<label for="f-target">' in html
 
 
 @pytest.fixture
@@ -172,5 +325,139 @@ def test_dashboard_shows_builds_diagnosis_workers_and_waiting_targets(stack: Sta
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(data) > 30_000, f"the screenshot is only {len(data)} bytes: the page did not render"
     keep = os.environ.get("WHEELYARD_DASHBOARD_SCREENSHOT")
+    if keep:
+        shutil.copyfile(shot, keep)
+
+
+# -- counts, filters and pages over every build ----------------------------------------------------
+
+SERVED_QUEUE = "wheelyard.cp312-manylinux_x86_64"
+UNSERVED_QUEUE = "wheelyard.cp311-musllinux_aarch64"
+ROWS = "[...document.querySelectorAll('#rows tr.build')].map((r) => r.dataset.build)"
+
+
+def _count(status: str) -> str:
+    """The number on a count card of the page (status "all": every build), as a JS expression."""
+    return f"Number(document.querySelector('#counts li[data-status={status}] .n').textContent)"
+
+
+def _shows(rows: list[str]) -> str:
+    """A JS expression true once the page shows exactly ``rows``, in this order, and is not loading."""
+    return (
+        f"JSON.stringify({ROWS}) === {json.dumps(json.dumps(rows, separators=(',', ':')))}"
+        " && document.getElementById('builds').getAttribute('aria-busy') === 'false'"
+    )
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Any:
+    opened = Browser(tmp_path / "profile-cdp", tmp_path / "chromium.log")
+    yield opened
+    opened.close()
+
+
+def test_counts_filters_and_pages_cover_builds_beyond_the_newest_page(
+    make_stack: Any, browser: Browser, tmp_path: Path
+) -> None:
+    stack = make_stack(db=31)  # a Redis database of its own
+    stack.start_index_and_api()
+    store = BuildStore(redis.Redis.from_url(stack.redis_url))
+    now = time.time()
+
+    def save(n: int, name: str, status: str, *, target: str = "cp312-manylinux_x86_64", **extra: Any) -> str:
+        r = BuildRecord(
+            id=f"d{n:05d}",
+            name=name,
+            version=f"1.{n}",
+            target=target,
+            requirement=f"{name}==1.{n}",
+            queue=extra.pop("queue", SERVED_QUEUE),
+            status=status,
+            created_at=now - 100_000 + n,
+            **extra,
+        )
+        store.save(r)
+        return r.id
+
+    # The oldest builds are those the page once missed: 650 newer ones come after them.
+    failure = {"primary": {"category": "missing-library-header", "rule": "c-header-missing", "line": 3,
+                           "text": "fatal error: portaudio.h: No such file or directory", "remedies": []}}  # fmt: skip
+    old_failed = save(0, "Ancient_Lib", "failed", diagnosis=failure)
+    old_published = save(1, "ancient-lib", "published", wheel="ancient_lib-1.1-py3-none-any.whl", target="py3-none-any")
+    old_waiting = save(2, "ancient.lib", "queued", target="cp311-musllinux_aarch64", queue=UNSERVED_QUEUE)
+    old_queued = save(3, "queued-lib", "queued")  # a live worker serves its queue: queued, not waiting
+    fillers = [save(n, "filler-pkg", "mirrored" if n % 65 == 0 else "published") for n in range(4, 654)]
+    store.register_worker("fake-worker@test", {"queues": [SERVED_QUEUE], "targets": ["cp312-manylinux_x86_64"]}, 3600)
+    newest_first = fillers[::-1]
+    total = 654
+
+    browser.open(f"{stack.api}/")
+    browser.wait(f"{_count('all')} === {total}", f"the page to count {total} builds")
+    counts = browser.evaluate("[" + ", ".join(_count(s) for s in STATUSES) + "]")
+    assert dict(zip(STATUSES, counts, strict=True)) == {
+        "queued": 1,
+        "waiting-for-worker": 1,
+        "building": 0,
+        "published": 641,
+        "mirrored": 10,
+        "failed": 1,
+    }
+    # The first page: the newest 100, and a control for the next.
+    browser.wait(_shows(newest_first[:100]), "the newest 100 builds")
+    assert browser.evaluate("document.getElementById('shown').textContent") == f"100 of {total} builds shown"
+    assert browser.evaluate("document.getElementById('more-bar').hidden") is False
+    # The waiting build of long ago is listed by its target.
+    waiting = browser.evaluate("document.getElementById('waiting').textContent")
+    assert "cp311-musllinux_aarch64" in waiting and "ancient.lib 1.2" in waiting
+
+    # "More", page after page (each from the previous page's cursor), past the 500 the API answers at once.
+    for shown in range(200, 800, 100):
+        browser.click("#more")
+        browser.wait(f"{ROWS}.length === {min(shown, 650 + 4)}", f"{shown} rows")
+    browser.wait(_shows(newest_first + [old_queued, old_waiting, old_published, old_failed]), "every build")
+    assert browser.evaluate("document.getElementById('more-bar').hidden") is True
+    # Refreshed live as they are (654 rows: two pages of the API), and a new build comes on top.
+    arrived = save(700, "filler-pkg", "published")
+    browser.wait(_shows([arrived, *newest_first, old_queued, old_waiting, old_published]), "the new build on top")
+    browser.wait(f"{_count('all')} === {total + 1}", "the count of the new build")
+
+    # A status filter (its count card, clicked) asks the API: the one failure, 650 builds down.
+    browser.click('#counts li[data-status="failed"] button')
+    browser.wait(_shows([old_failed]), "the old failure alone")
+    assert browser.evaluate("document.getElementById('f-status').value") == "failed"
+    assert browser.evaluate("document.getElementById('shown').textContent") == "1 of 1 build shown"
+    diagnosis = browser.evaluate(f"document.querySelector('tr.diag[data-build=\"{old_failed}\"]').textContent")
+    assert "missing-library-header" in diagnosis and "portaudio.h" in diagnosis
+    browser.click('#counts li[data-status="queued"] button')
+    browser.wait(_shows([old_queued]), "the queued build a worker serves")
+    browser.click('#counts li[data-status="waiting-for-worker"] button')
+    browser.wait(_shows([old_waiting]), "the build waiting for a worker")
+
+    # The name filter, typed: a whole name in any spelling PEP 503 equates; with the status and a target.
+    browser.click('#counts li[data-status="all"] button')
+    browser.type("#f-name", "ANCIENT-lib")
+    browser.wait(_shows([old_waiting, old_published, old_failed]), "the three builds of ancient-lib")
+    assert browser.evaluate("document.getElementById('shown').textContent") == "3 builds shown"
+    browser.type("#f-target", "py3-none-any")
+    browser.wait(_shows([old_published]), "ancient-lib for py3-none-any")
+    browser.type("#f-target", "")
+    browser.type("#f-name", "ancient")  # not a whole name: no build, and the page says why
+    browser.wait(_shows([]), "no build of a partial name")
+    assert "whole project name" in browser.evaluate("document.getElementById('empty').textContent")
+    assert browser.evaluate("document.getElementById('empty').hidden") is False
+
+    # A filtered list is refreshed too: a new failure of ancient-lib shows up, and is counted.
+    browser.type("#f-name", "ancient_lib")
+    browser.wait(_shows([old_waiting, old_published, old_failed]), "ancient-lib again")
+    browser.click('#counts li[data-status="failed"] button')
+    browser.wait(_shows([old_failed]), "the old failure")
+    again = save(701, "ancient-lib", "failed", diagnosis=failure)
+    browser.wait(_shows([again, old_failed]), "the new failure of ancient-lib")
+    browser.wait(f"{_count('failed')} === 2", "two failures counted")
+
+    shot = tmp_path / "dashboard-filtered.png"
+    data = browser.screenshot(shot)
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 30_000, len(data)
+    keep = os.environ.get("WHEELYARD_DASHBOARD_FILTERED_SCREENSHOT")
     if keep:
         shutil.copyfile(shot, keep)
