@@ -395,18 +395,25 @@ class BuildStore:
         if _text(self.redis.get(INDEX_VERSION_KEY) or b"") == INDEX_VERSION:
             self._indexed = True
             return True
+        return self.rebuild_indexes(wait, only_if_missing=True) is not None
+
+    def rebuild_indexes(self, wait: float = 10.0, *, only_if_missing: bool = False) -> int | None:
+        """Index every record again under the reindex lock (after workers of a release without
+        indexes wrote some); how many records, or None when another process held the lock for
+        longer than ``wait`` s. ``only_if_missing``: skip it when the indexes are whole."""
         lock = self.redis.lock(f"{PREFIX}lock:reindex", timeout=60, blocking_timeout=wait)
         if not lock.acquire():
-            return False
+            return None
+        count = 0
         try:
-            if _text(self.redis.get(INDEX_VERSION_KEY) or b"") != INDEX_VERSION:
-                self.reindex(lock)
+            if not only_if_missing or _text(self.redis.get(INDEX_VERSION_KEY) or b"") != INDEX_VERSION:
+                count = self.reindex(lock)
                 self.redis.set(INDEX_VERSION_KEY, INDEX_VERSION)
         finally:
             with contextlib.suppress(redis.exceptions.LockError):
                 lock.release()
         self._indexed = True
-        return True
+        return count
 
     def reindex(self, lock: Any = None, chunk: int = 500) -> int:
         """Put every record in the indexes it belongs in and take it out of the status indexes

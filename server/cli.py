@@ -99,6 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
     diagnose.add_argument("args", nargs=argparse.REMAINDER)
 
     sub.add_parser("beat", help="run the scheduler of prebuild jobs")
+    reindex = sub.add_parser(
+        "reindex",
+        help="index every build record again (after workers of a release without build-list indexes wrote some)",
+    )
+    reindex.add_argument(
+        "--wait", type=float, default=60, help="seconds to wait for another process that is indexing (default 60)"
+    )
     return parser
 
 
@@ -413,6 +420,30 @@ def cmd_status(args: argparse.Namespace, settings: Settings, out: TextIO, err: T
     return EXIT_OK
 
 
+def cmd_reindex(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
+    import redis
+
+    from builder.records import BuildStore, connect
+
+    store = BuildStore(connect(resolve_redis_url(settings)))
+    try:
+        count = store.rebuild_indexes(wait=args.wait)
+    except redis.RedisError as exc:
+        raise WheelyardError(
+            f"Redis did not answer: {exc}",
+            "check WHEELYARD_REDIS_URL and that Redis runs",
+            reference="redis-unavailable",
+        ) from None
+    if count is None:
+        raise WheelyardError(
+            f"another process has been indexing the build records for {args.wait:g} s",
+            "wait until it is done (a listing answers again), then run this again if old workers still ran",
+            reference="indexing",
+        )
+    out.write(f"indexed {count} build records\n")
+    return EXIT_OK
+
+
 COMMANDS = {
     "up": cmd_up,
     "api": cmd_api,
@@ -421,6 +452,7 @@ COMMANDS = {
     "beat": cmd_beat,
     "request": cmd_request,
     "status": cmd_status,
+    "reindex": cmd_reindex,
 }
 
 

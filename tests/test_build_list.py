@@ -437,3 +437,45 @@ def test_the_summary_indexes_old_records_first_and_is_not_taken_for_a_build(
     missing = client.get("/api/builds/summary/log")
     assert missing.status_code == 404 and missing.json()["error"] == "build-not-found"
     assert client.post("/api/builds/summary").status_code == 405
+
+
+def test_reindex_command_indexes_what_old_workers_wrote(
+    store: BuildStore, private_db: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import io
+
+    from server.cli import main
+
+    store.save(record(1, name="legacy", status="queued"))
+    assert store.ensure_indexes()
+    # A worker of the release without indexes finishes the build: the record moves, its indexes do not.
+    done = record(1, name="legacy", status="published")
+    store.redis.set(f"{PREFIX}build:{done.id}", done.to_json())
+    assert _indexes_holding(store, "b00001") >= {f"{PREFIX}idx:status:queued"}
+
+    monkeypatch.setenv("WHEELYARD_REDIS_URL", private_db)
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["--data-dir", str(tmp_path), "reindex"], stdout=out, stderr=err) == 0, err.getvalue()
+    assert out.getvalue() == "indexed 1 build records\n"
+    assert f"{PREFIX}idx:status:queued" not in _indexes_holding(store, "b00001")
+    assert f"{PREFIX}idx:status:published" in _indexes_holding(store, "b00001")
+
+
+def test_reindex_command_while_another_process_indexes_says_so(
+    store: BuildStore, private_db: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import io
+
+    from server.cli import main
+
+    other = store.redis.lock(f"{PREFIX}lock:reindex", timeout=60)
+    assert other.acquire(blocking=False)
+    monkeypatch.setenv("WHEELYARD_REDIS_URL", private_db)
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        assert main(["--data-dir", str(tmp_path), "reindex", "--wait", "0.2"], stdout=out, stderr=err) != 0
+    finally:
+        other.release()
+    assert "another process has been indexing" in err.getvalue()
+    assert "[indexing]" in err.getvalue()
+    assert "Traceback" not in err.getvalue()
