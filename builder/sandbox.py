@@ -72,6 +72,7 @@ __all__ = [
     "LimitExceeded",
     "Sandbox",
     "build_environment",
+    "limit_mechanisms",
     "remove_stale_cgroups",
     "run_tool",
     "sandbox_available",
@@ -461,6 +462,37 @@ class _Cgroup:
                     time.sleep(0.01)  # wait for the kernel to release exiting tasks
 
 
+def limit_mechanisms(limits: Limits) -> dict[str, str]:
+    """How this host enforces the memory, process and CPU limits of a build (what a cgroup made
+    now for them gets), for the worker's probe."""
+    group = _Cgroup.create(limits)
+    try:
+        return _mechanisms(group)
+    finally:
+        if group is not None:
+            group.remove()
+
+
+def _mechanisms(group: _Cgroup | None) -> dict[str, str]:
+    def cgroup(path: Path | None, v2: bool) -> str | None:
+        return None if path is None else f"cgroup {'v2' if v2 else 'v1'}"
+
+    memory = cgroup(group.memory, group.memory_v2) if group else None
+    pids = cgroup(group.pids, group.v2 is not None and group.pids == group.v2) if group else None
+    cpu = cgroup(group.cpu, group.cpu_v2) if group else None
+    return {
+        "memory": memory or "RLIMIT_AS per process",
+        "processes": pids or "RLIMIT_NPROC and a count of the process tree",
+        "cpu": f"{cpu} and RLIMIT_CPU" if cpu else "RLIMIT_CPU per process",
+    }
+
+
+def _fallbacks(group: _Cgroup | None) -> str:
+    """The limits without a cgroup, with what enforces them instead; empty when all have one."""
+    parts = [f"{what} limit ({how})" for what, how in _mechanisms(group).items() if not how.startswith("cgroup")]
+    return "; ".join(parts) + (": per-process rlimits apply, see docs/deploy.md" if parts else "")
+
+
 def remove_stale_cgroups() -> int:
     """Remove the cgroups left by worker processes that died (kill -9 mid-build): what is
     still in one is killed first. Returns how many were removed."""
@@ -672,17 +704,21 @@ class Sandbox:
         """Run a command in the same sandbox and under the same limits; return its exit code."""
         if self._deadline is None:
             self._deadline = time.monotonic() + self.limits.wall_seconds
+        env = dict(self.env)
+        env.update(_clean_extra(extra_environ))
+        cmd = [str(c) for c in cmd]
+        run_cwd = str(Path(cwd).resolve()) if cwd else str(self.workdir)
+        cgroup = _Cgroup.create(self.limits)
         if not self._noted:
             self._noted = True
             if not self.enabled:
                 self._write(
                     b"wheelyard: sandbox disabled: no bubblewrap isolation (limits and process-tree kill still apply)\n"
                 )
-        env = dict(self.env)
-        env.update(_clean_extra(extra_environ))
-        cmd = [str(c) for c in cmd]
-        run_cwd = str(Path(cwd).resolve()) if cwd else str(self.workdir)
-        cgroup = _Cgroup.create(self.limits)
+            fallbacks = _fallbacks(cgroup)
+            if fallbacks:
+                # Said once per build, so a limit that acts differently is not a mystery.
+                self._write(f"wheelyard: no cgroup for the build's {fallbacks}\n".encode())
         try:
             return self._supervise(cmd, run_cwd, env, cgroup)
         finally:

@@ -218,7 +218,7 @@ def _worker_targets(settings: Settings, selected: str | None) -> tuple[Any, list
 
 def cmd_worker(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
     from builder.records import BuildStore, connect
-    from builder.sandbox import sandbox_available
+    from builder.sandbox import limit_mechanisms, sandbox_available
     from builder.tasks import create_celery_app, register_tasks
     from builder.worker import Heartbeat, default_worker_name, worker_info, worker_queues
 
@@ -228,7 +228,11 @@ def cmd_worker(args: argparse.Namespace, settings: Settings, out: TextIO, err: T
     if args.probe:
         data = capabilities.to_dict()
         data["queues"] = queues
-        data["sandbox"] = {"enabled": settings.sandbox, "available": sandbox_ok}
+        data["sandbox"] = {
+            "enabled": settings.sandbox,
+            "available": sandbox_ok,
+            "limits": limit_mechanisms(settings.limits),
+        }
         out.write(json.dumps(data, indent=2) + "\n")
         return EXIT_OK
     if settings.sandbox and not sandbox_ok:

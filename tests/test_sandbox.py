@@ -792,3 +792,37 @@ def test_a_sandbox_that_never_reports_is_killed_not_released(
     assert "did not report" in str(info.value)
     assert not marker.exists()
     assert processes_under(sb.workdir) == []
+
+
+def test_the_log_and_the_probe_say_which_limits_have_no_cgroup(
+    make_sandbox: Callable[..., Sandbox], limit_mechanism: str
+) -> None:
+    sb = make_sandbox()
+    assert sb.run_command([sys.executable, "-c", "pass"]) == 0
+    assert sb.run_command([sys.executable, "-c", "pass"]) == 0
+    log = read_log(sb)
+    mechanisms = sandbox_mod.limit_mechanisms(SMALL)
+    if limit_mechanism == "rlimits":
+        assert mechanisms == {
+            "memory": "RLIMIT_AS per process",
+            "processes": "RLIMIT_NPROC and a count of the process tree",
+            "cpu": "RLIMIT_CPU per process",
+        }
+        # Once per build, however many hooks it runs.
+        assert log.count("wheelyard: no cgroup for the build's memory limit (RLIMIT_AS per process)") == 1
+    else:
+        assert all(how.startswith("cgroup v") for how in mechanisms.values())
+        assert "no cgroup" not in log
+
+
+def test_worker_probe_reports_the_limit_mechanisms(tmp_path: Path) -> None:
+    import io
+    import json
+
+    from server.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["--data-dir", str(tmp_path), "worker", "--probe"], stdout=out, stderr=err) == 0, err.getvalue()
+    sandbox = json.loads(out.getvalue())["sandbox"]
+    assert sandbox["limits"] == sandbox_mod.limit_mechanisms(Settings().limits)
+    assert set(sandbox["limits"]) == {"memory", "processes", "cpu"}
