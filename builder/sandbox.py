@@ -978,6 +978,11 @@ class Sandbox:
                 pass_fds=pass_fds,
                 preexec_fn=preexec,  # noqa: PLW1509 - syscalls only, see _preexec
             )
+        except BaseException:
+            for fd in (info_r, block_w):
+                if fd >= 0:
+                    os.close(fd)
+            raise
         finally:
             for fd in pass_fds:
                 os.close(fd)

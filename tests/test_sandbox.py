@@ -826,3 +826,20 @@ def test_worker_probe_reports_the_limit_mechanisms(tmp_path: Path) -> None:
     sandbox = json.loads(out.getvalue())["sandbox"]
     assert sandbox["limits"] == sandbox_mod.limit_mechanisms(Settings().limits)
     assert set(sandbox["limits"]) == {"memory", "processes", "cpu"}
+
+
+@needs_bwrap
+def test_a_hook_that_cannot_start_leaks_no_descriptor(
+    make_sandbox: Callable[..., Sandbox], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sb = make_sandbox()
+    make_argv = Sandbox._bwrap_argv
+    monkeypatch.setattr(
+        Sandbox,
+        "_bwrap_argv",
+        lambda self, *a, **kw: ["/nonexistent/bwrap", *make_argv(self, *a, **kw)[1:]],
+    )
+    before = set(os.listdir("/proc/self/fd"))
+    with pytest.raises(FileNotFoundError):
+        sb.run_command([sys.executable, "-c", "pass"])
+    assert set(os.listdir("/proc/self/fd")) <= before
