@@ -24,6 +24,7 @@ import time
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import redis
@@ -83,7 +84,13 @@ class _Resources(HTMLParser):
 class Browser:
     """A headless Chromium driven over the DevTools protocol on a pipe (``--remote-debugging-pipe``:
     JSON messages, each ended by a NUL, on its file descriptors 3 and 4): the test clicks and types
-    as a user does and waits for what the page shows, with nothing to install but the browser."""
+    as a user does and waits for what the page shows, with nothing to install but the browser.
+
+    The page's uncaught exceptions, ``console.error`` calls and the browser's own error entries (a
+    resource that failed to load) are collected from the events that come with the replies: ``errors()``."""
+
+    # The events kept (any other is dropped): what ``errors()`` reports, and the loads ``open`` waits for.
+    EVENTS = ("Runtime.exceptionThrown", "Runtime.consoleAPICalled", "Log.entryAdded", "Page.loadEventFired")
 
     def __init__(self, profile: Path, log: Path, width: int = 1280, height: int = 900) -> None:
         if not Path(CHROMIUM).exists():
@@ -113,6 +120,7 @@ class Browser:
         self.log = log
         self._next_id = 0
         self._buffer = b""
+        self.events: list[dict[str, Any]] = []
         try:
             target = self.call("Target.createTarget", {"url": "about:blank"})["targetId"]
             self.session = self.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
@@ -121,6 +129,8 @@ class Browser:
                 {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
                 session=True,
             )
+            for domain in ("Page", "Runtime", "Log"):
+                self.call(f"{domain}.enable", session=True)
         except BaseException:
             self.close()
             raise
@@ -139,6 +149,19 @@ class Browser:
             if reply.get("id") == self._next_id:  # anything else is an event
                 assert "error" not in reply, (method, reply["error"])
                 return dict(reply.get("result", {}))
+            if reply.get("method") in self.EVENTS:
+                self.events.append(reply)
+
+    def _loads(self) -> int:
+        return sum(e["method"] == "Page.loadEventFired" for e in self.events)
+
+    def _wait_load(self, loads: int, what: str) -> None:
+        """Reads the events until the page's ``load`` event beyond the first ``loads`` came."""
+        deadline = time.monotonic() + 60
+        while self._loads() <= loads:
+            event = self._receive(deadline, what)
+            if event.get("method") in self.EVENTS:
+                self.events.append(event)
 
     def _receive(self, deadline: float, method: str) -> dict[str, Any]:
         while b"\0" not in self._buffer:
@@ -152,7 +175,33 @@ class Browser:
         return dict(json.loads(message))
 
     def open(self, url: str) -> None:
-        self.call("Page.navigate", {"url": url}, session=True)
+        """Goes to ``url``, returning once its page has loaded (its script ran; its polls go on)."""
+        loads = self._loads()
+        reply = self.call("Page.navigate", {"url": url}, session=True)
+        assert "errorText" not in reply, (url, reply)
+        self._wait_load(loads, f"the load of {url}")
+
+    def reload(self) -> None:
+        loads = self._loads()
+        self.call("Page.reload", session=True)
+        self._wait_load(loads, "the reload")
+
+    def errors(self) -> list[str]:
+        """What the page reported as errors so far: exceptions, console errors, failed loads."""
+        self.evaluate("0")  # a round trip: the events sent before its reply are read
+        found = []
+        for event in self.events:
+            params = event["params"]
+            if event["method"] == "Runtime.exceptionThrown":
+                details = params["exceptionDetails"]
+                found.append(str(details.get("exception", {}).get("description") or details.get("text")))
+            elif event["method"] == "Runtime.consoleAPICalled" and params["type"] in ("error", "assert"):
+                found.append(" ".join(str(a.get("value", a.get("description"))) for a in params["args"]))
+            elif event["method"] == "Log.entryAdded" and params["entry"]["level"] == "error":
+                if urlsplit(params["entry"].get("url", "")).path == "/favicon.ico":
+                    continue  # the browser asks for one by itself; the page has none (it loads nothing)
+                found.append(f"{params['entry']['text']} ({params['entry'].get('url', '')})")
+        return found
 
     def evaluate(self, expression: str) -> Any:
         result = self.call(
@@ -461,3 +510,191 @@ def test_counts_filters_and_pages_cover_builds_beyond_the_newest_page(
     keep = os.environ.get("WHEELYARD_DASHBOARD_FILTERED_SCREENSHOT")
     if keep:
         shutil.copyfile(shot, keep)
+    assert browser.errors() == []
+
+
+# -- filters in the URL; rows updated in place -----------------------------------------------------
+
+SEARCH = "Object.fromEntries(new URLSearchParams(location.search))"
+REFRESHES = "Number(document.getElementById('live').dataset.refreshes || 0)"
+FAILURE = {
+    "primary": {
+        "category": "missing-library-header",
+        "rule": "c-header-missing",
+        "line": 3,
+        "text": "fatal error: portaudio.h: No such file or directory",
+        "remedies": [],
+    }
+}
+
+
+def _saver(store: BuildStore) -> Any:
+    """save(n, name, status, ...): a record written through the store as a worker writes it; its id."""
+    now = time.time()
+
+    def save(n: int, name: str, status: str, *, target: str = "cp312-manylinux_x86_64", **extra: Any) -> str:
+        r = BuildRecord(
+            id=f"u{n:05d}",
+            name=name,
+            version=f"1.{n}",
+            target=target,
+            requirement=f"{name}==1.{n}",
+            queue=SERVED_QUEUE,
+            status=status,
+            created_at=now - 1000 + n,
+            **extra,
+        )
+        store.save(r)
+        return r.id
+
+    return save
+
+
+def _filters_shown(status: str, name: str, target: str) -> str:
+    """A JS expression true once the filter controls show these values (and the count card the status)."""
+    return (
+        f"document.getElementById('f-status').value === {json.dumps(status)}"
+        f" && document.getElementById('f-name').value === {json.dumps(name)}"
+        f" && document.getElementById('f-target').value === {json.dumps(target)}"
+        " && document.querySelector('#counts li[aria-current=true]')?.dataset.status"
+        f" === {json.dumps(status or 'all')}"
+    )
+
+
+def test_filters_live_in_the_url(make_stack: Any, browser: Browser, tmp_path: Path) -> None:
+    stack = make_stack(db=32)  # a Redis database of its own
+    stack.start_index_and_api()
+    save = _saver(BuildStore(redis.Redis.from_url(stack.redis_url)))
+    old_failure = save(0, "numpy", "failed", diagnosis=FAILURE)
+    other_target = save(1, "numpy", "failed", target="cp311-manylinux_x86_64", diagnosis=FAILURE)
+    published = save(2, "numpy", "published", wheel="numpy-1.2-cp312-cp312-manylinux_2_17_x86_64.whl")
+    save(3, "scipy", "failed", diagnosis=FAILURE)
+    new_failure = save(4, "NumPy", "failed", diagnosis=FAILURE)
+
+    # A link to a filtered view opens that view: the controls show its filters, the rows are its builds.
+    browser.open(f"{stack.api}/?status=failed&name=numpy")
+    browser.wait(_shows([new_failure, other_target, old_failure]), "the failed builds of numpy")
+    browser.wait(_filters_shown("failed", "numpy", ""), "the filters of the URL in the controls")
+    assert browser.evaluate(SEARCH) == {"status": "failed", "name": "numpy"}
+    assert browser.evaluate("document.getElementById('shown').textContent") == "3 builds shown"
+    shot = tmp_path / "dashboard-linked.png"
+    data = browser.screenshot(shot)
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 30_000, len(data)
+    keep = os.environ.get("WHEELYARD_DASHBOARD_LINKED_SCREENSHOT")
+    if keep:
+        shutil.copyfile(shot, keep)
+
+    # Each change of a filter is in the URL at once.
+    browser.type("#f-target", "cp312-manylinux_x86_64")
+    browser.wait(_shows([new_failure, old_failure]), "the failed builds of numpy for cp312")
+    expected = {"status": "failed", "name": "numpy", "target": "cp312-manylinux_x86_64"}
+    assert browser.evaluate(SEARCH) == expected
+    browser.click('#counts li[data-status="all"] button')
+    browser.wait(_shows([new_failure, published, old_failure]), "every build of numpy for cp312")
+    assert browser.evaluate(SEARCH) == {"name": "numpy", "target": "cp312-manylinux_x86_64"}
+
+    # Back and forward go through the views; the controls follow.
+    browser.evaluate("history.back()")
+    browser.wait(_shows([new_failure, old_failure]), "the failed builds for cp312 again (back)")
+    browser.wait(_filters_shown("failed", "numpy", "cp312-manylinux_x86_64"), "the filters of the previous view")
+    assert browser.evaluate(SEARCH) == expected
+    browser.evaluate("history.back()")
+    browser.wait(_shows([new_failure, other_target, old_failure]), "the view of the link again (back)")
+    browser.wait(_filters_shown("failed", "numpy", ""), "the filters of the link")
+    browser.evaluate("history.forward()")
+    browser.wait(_shows([new_failure, old_failure]), "the failed builds for cp312 (forward)")
+    browser.wait(_filters_shown("failed", "numpy", "cp312-manylinux_x86_64"), "the filters, forward")
+
+    # A reload keeps the view (a new page: the old one is marked, and gone).
+    browser.evaluate("window.oldPage = true")
+    browser.reload()
+    browser.wait(f"!window.oldPage && {REFRESHES} >= 1", "the reloaded page to refresh")
+    browser.wait(_shows([new_failure, old_failure]), "the same view after a reload")
+    browser.wait(_filters_shown("failed", "numpy", "cp312-manylinux_x86_64"), "the filters after a reload")
+    assert browser.evaluate(SEARCH) == expected
+    assert browser.errors() == []
+
+
+def test_bad_filters_in_the_url_are_ignored(make_stack: Any, browser: Browser) -> None:
+    stack = make_stack(db=33)  # a Redis database of its own
+    stack.start_index_and_api()
+    save = _saver(BuildStore(redis.Redis.from_url(stack.redis_url)))
+    failed = save(0, "numpy", "failed", diagnosis=FAILURE)
+    published = save(1, "scipy", "published")
+
+    # An unknown status is ignored: every build shows, and the URL no longer says it.
+    browser.open(f"{stack.api}/?status=nonsense")
+    browser.wait(_shows([published, failed]), "every build")
+    browser.wait(_filters_shown("", "", ""), "no filter")
+    assert browser.evaluate("location.search") == ""
+    assert browser.evaluate("document.getElementById('problem').classList.contains('shown')") is False
+    assert browser.errors() == []
+
+    # A status in another case is that status; another parameter stays in the URL.
+    browser.open(f"{stack.api}/?status=%20Failed%20&view=mine")
+    browser.wait(_shows([failed]), "the failed build")
+    assert browser.evaluate(SEARCH) == {"status": "failed", "view": "mine"}
+
+    # Values no build has (longer than the fields take, undecodable): the page's own "no builds".
+    for query in (f"status=failed&name={'x' * 300}&target={'y' * 100}", "name=%ZZ%E0%A4&target=%00"):
+        browser.open(f"{stack.api}/?{query}")
+        browser.wait(_shows([]), f"no build for ?{query[:40]}")
+        browser.wait("document.getElementById('empty').hidden === false", "the 'no builds' message")
+        assert "No builds match" in browser.evaluate("document.getElementById('empty').textContent")
+        assert browser.evaluate("document.getElementById('problem').classList.contains('shown')") is False
+        assert len(browser.evaluate("document.getElementById('f-name').value")) <= 200
+    assert browser.errors() == []
+
+
+def test_rows_are_updated_in_place(make_stack: Any, browser: Browser) -> None:
+    stack = make_stack(db=34)  # a Redis database of its own
+    stack.start_index_and_api()
+    store = BuildStore(redis.Redis.from_url(stack.redis_url))
+    save = _saver(store)
+    now = time.time()
+    steady = save(0, "steady-lib", "published", wheel="steady_lib-1.0-py3-none-any.whl", target="py3-none-any")
+    gone = save(1, "gone-lib", "queued")
+    changing = save(2, "changing-lib", "building", step="compiling", started_at=now - 30, worker="w1@test")
+
+    browser.open(f"{stack.api}/")
+    browser.wait(_shows([changing, gone, steady]), "the three builds")
+
+    def row(build_id: str) -> str:
+        return f"document.querySelector('#rows tr.build[data-build=\"{build_id}\"]')"
+
+    # Marks on the nodes (a property of the DOM objects, not of the markup), and text selected in the table.
+    browser.evaluate(
+        f"{row(steady)}.mark = 'steady'; {row(steady)}.querySelector('a').mark = 'steady link';"
+        f" {row(changing)}.mark = 'changing';"
+        f" getSelection().selectAllChildren({row(steady)}.querySelector('td.target'))"
+    )
+    assert browser.evaluate("getSelection().toString()") == "py3-none-any"
+    seen = browser.evaluate(REFRESHES)
+    browser.wait(f"{REFRESHES} >= {seen + 2}", "two refreshes more")
+    # The building build's duration changed meanwhile: its cell alone is redone, not the row.
+    assert browser.evaluate(f"{row(steady)}.mark") == "steady"
+    assert browser.evaluate(f"{row(steady)}.querySelector('a').mark") == "steady link"
+    assert browser.evaluate(f"{row(changing)}.mark") == "changing"
+    assert browser.evaluate("getSelection().toString()") == "py3-none-any"
+
+    # A status changed in Redis shows in the same row node, with the diagnosis row after it.
+    store.update(changing, status="failed", step=None, finished_at=time.time(), diagnosis=FAILURE)
+    browser.wait(
+        f"{row(changing)}.mark === 'changing' && {row(changing)}.dataset.status === 'failed'"
+        f" && {row(changing)}.querySelector('.badge').textContent === 'failed'"
+        f" && {row(changing)}.nextElementSibling.matches('tr.diag[data-build=\"{changing}\"]')",
+        "the failure in the same row",
+    )
+    assert "missing-library-header" in browser.evaluate(f"{row(changing)}.nextElementSibling.textContent")
+
+    # A new build is inserted, a gone one removed; the others keep their nodes.
+    record = store.get(gone)
+    assert record is not None
+    store.discard(record)
+    arrived = save(3, "new-lib", "published")
+    browser.wait(_shows([arrived, changing, steady]), "the new build on top, the gone one removed")
+    assert browser.evaluate(f"{row(steady)}.mark") == "steady"
+    assert browser.evaluate(f"{row(steady)}.querySelector('a').mark") == "steady link"
+    assert browser.evaluate(f"{row(changing)}.mark") == "changing"
+    assert browser.evaluate("getSelection().toString()") == "py3-none-any"
+    assert browser.errors() == []
