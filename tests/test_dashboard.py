@@ -411,22 +411,7 @@ def test_counts_filters_and_pages_cover_builds_beyond_the_newest_page(
     stack = make_stack(db=31)  # a Redis database of its own
     stack.start_index_and_api()
     store = BuildStore(redis.Redis.from_url(stack.redis_url))
-    now = time.time()
-
-    def save(n: int, name: str, status: str, *, target: str = "cp312-manylinux_x86_64", **extra: Any) -> str:
-        r = BuildRecord(
-            id=f"d{n:05d}",
-            name=name,
-            version=f"1.{n}",
-            target=target,
-            requirement=f"{name}==1.{n}",
-            queue=extra.pop("queue", SERVED_QUEUE),
-            status=status,
-            created_at=now - 100_000 + n,
-            **extra,
-        )
-        store.save(r)
-        return r.id
+    save = _saver(store, prefix="d", age=100_000)
 
     # The oldest builds are those the page once missed: 650 newer ones come after them.
     failure = {"primary": {"category": "missing-library-header", "rule": "c-header-missing", "line": 3,
@@ -528,20 +513,21 @@ FAILURE = {
 }
 
 
-def _saver(store: BuildStore) -> Any:
-    """save(n, name, status, ...): a record written through the store as a worker writes it; its id."""
+def _saver(store: BuildStore, *, prefix: str = "u", age: float = 1000) -> Any:
+    """save(n, name, status, ...): a record written through the store as a worker writes it, created
+    ``age`` s ago plus n (so a greater n is newer); its id."""
     now = time.time()
 
     def save(n: int, name: str, status: str, *, target: str = "cp312-manylinux_x86_64", **extra: Any) -> str:
         r = BuildRecord(
-            id=f"u{n:05d}",
+            id=f"{prefix}{n:05d}",
             name=name,
             version=f"1.{n}",
             target=target,
             requirement=f"{name}==1.{n}",
-            queue=SERVED_QUEUE,
+            queue=extra.pop("queue", SERVED_QUEUE),
             status=status,
-            created_at=now - 1000 + n,
+            created_at=now - age + n,
             **extra,
         )
         store.save(r)
