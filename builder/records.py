@@ -178,26 +178,27 @@ class BuildStore:
         """The record ``change`` makes of the stored one, written with its index moves in one
         MULTI/EXEC; WATCH on the record makes a concurrent write start this one again."""
         key = f"{PREFIX}build:{build_id}"
-        pipe: Any
-        with self.redis.pipeline() as pipe:
-            while True:
-                try:
-                    pipe.watch(key)
-                    raw = pipe.get(key)
-                    old = BuildRecord.from_json(raw) if raw else None
-                    before = index_keys(old) if old is not None else set()
-                    record = change(old)
-                    after = index_keys(record)
-                    pipe.multi()
-                    pipe.set(key, record.to_json())
-                    for index in before - after:
-                        pipe.zrem(index, record.id)
-                    for index in after:
-                        pipe.zadd(index, {record.id: record.created_at})
-                    pipe.execute()
-                    return record
-                except redis.WatchError:
-                    continue
+        written: BuildRecord | None = None
+
+        def write(pipe: Any) -> None:
+            nonlocal written
+            raw = pipe.get(key)
+            old = BuildRecord.from_json(raw) if raw else None
+            before = index_keys(old) if old is not None else set()
+            record = change(old)
+            after = index_keys(record)
+            pipe.multi()
+            pipe.set(key, record.to_json())
+            for index in before - after:
+                pipe.zrem(index, record.id)
+            for index in after:
+                pipe.zadd(index, {record.id: record.created_at})
+            written = record
+
+        # redis-py's transaction() is the WATCH/MULTI loop: a concurrent write runs ``write`` again.
+        self.redis.transaction(write, key)
+        assert written is not None
+        return written
 
     def for_key(self, key: str) -> BuildRecord | None:
         build_id = self.redis.get(f"{PREFIX}key:{key}")
@@ -241,25 +242,20 @@ class BuildStore:
         """Remove a record that was never queued from every index, and its key if the key still names it."""
         build = f"{PREFIX}build:{record.id}"
         key = f"{PREFIX}key:{record.key}"
-        pipe: Any
-        with self.redis.pipeline() as pipe:
-            while True:
-                try:
-                    pipe.watch(build, key)
-                    raw = pipe.get(build)
-                    # The stored record's indexes, and the given one's: whichever is newer, both go.
-                    indexes = index_keys(record) | (index_keys(BuildRecord.from_json(raw)) if raw else set())
-                    owner = pipe.get(key)
-                    pipe.multi()
-                    pipe.delete(build)
-                    for index in indexes:
-                        pipe.zrem(index, record.id)
-                    if owner is not None and _text(owner) == record.id:
-                        pipe.delete(key)
-                    pipe.execute()
-                    return
-                except redis.WatchError:
-                    continue
+
+        def remove(pipe: Any) -> None:
+            raw = pipe.get(build)
+            # The stored record's indexes, and the given one's: whichever is newer, both go.
+            indexes = index_keys(record) | (index_keys(BuildRecord.from_json(raw)) if raw else set())
+            owner = pipe.get(key)
+            pipe.multi()
+            pipe.delete(build)
+            for index in indexes:
+                pipe.zrem(index, record.id)
+            if owner is not None and _text(owner) == record.id:
+                pipe.delete(key)
+
+        self.redis.transaction(remove, build, key)
 
     def records(self, *, limit: int = 100, offset: int = 0) -> Iterator[BuildRecord]:
         ids = self.redis.zrevrange(ALL_BUILDS, offset, offset + limit - 1)
@@ -429,19 +425,18 @@ class BuildStore:
             if lock is not None:
                 lock.reacquire()  # the lock lives on while the work goes on
             keys = [f"{PREFIX}build:{build_id}" for _, build_id in ids]
-            pipe: Any
-            with self.redis.pipeline() as pipe:
-                while True:
-                    try:
-                        pipe.watch(*keys)
-                        records = [BuildRecord.from_json(raw) for raw in pipe.mget(keys) if raw]
-                        pipe.multi()
-                        self._index_whole(pipe, records)
-                        pipe.execute()
-                        count += len(records)
-                        break
-                    except redis.WatchError:
-                        continue
+
+            indexed = 0
+
+            def index(pipe: Any) -> None:
+                nonlocal indexed
+                records = [BuildRecord.from_json(raw) for raw in pipe.mget(keys) if raw]  # noqa: B023 - called at once
+                pipe.multi()
+                self._index_whole(pipe, records)
+                indexed = len(records)
+
+            self.redis.transaction(index, *keys)
+            count += indexed
         return count
 
     def _index_whole(self, pipe: Any, records: list[BuildRecord]) -> None:
