@@ -141,8 +141,7 @@ def cgroup_move_ms(samples: int = 5) -> float | None:
             # A pause like the one between two hooks: back-to-back moves are cheap either way.
             time.sleep(0.3)
             start = time.perf_counter()
-            for procs in group.procs_files():
-                Path(procs).write_text(str(proc.pid))
+            group.add(proc.pid)
             times.append(time.perf_counter() - start)
             proc.kill()
             proc.wait()

@@ -308,11 +308,21 @@ class _Cgroup:
 
     dirs: list[Path]  # one per hierarchy; the processes are put in each
     memory: Path | None = None
-    memory_v2: bool = False
     pids: Path | None = None
     cpu: Path | None = None
-    cpu_v2: bool = False
-    v2: Path | None = None
+    v2: Path | None = None  # the cgroup v2 child, shared by every controller v2 provides
+
+    def is_v2(self, controller: Path | None) -> bool:
+        """Whether a controller's directory is the cgroup v2 one (else v1, or none)."""
+        return controller is not None and controller == self.v2
+
+    @property
+    def memory_v2(self) -> bool:
+        return self.is_v2(self.memory)
+
+    @property
+    def cpu_v2(self) -> bool:
+        return self.is_v2(self.cpu)
 
     @staticmethod
     def _ours() -> dict[str, tuple[Path, bool]]:
@@ -381,12 +391,12 @@ class _Cgroup:
                         with contextlib.suppress(OSError):
                             memsw = child / "memory.memsw.limit_in_bytes"
                             memsw.write_text(str(limits.memory_bytes))
-                    group.memory, group.memory_v2 = child, v2
+                    group.memory = child
                 elif controller == "pids":
                     (child / "pids.max").write_text(str(limits.processes))
                     group.pids = child
                 elif controller == "cpuacct":
-                    group.cpu, group.cpu_v2 = child, v2
+                    group.cpu = child
                 if v2:
                     group.v2 = child
             except OSError:
@@ -397,6 +407,11 @@ class _Cgroup:
 
     def procs_files(self) -> list[str]:
         return [str(d / "cgroup.procs") for d in self.dirs]
+
+    def add(self, pid: int) -> None:
+        """Move a process (and what it starts from now on) into this cgroup, in every hierarchy."""
+        for procs in self.procs_files():
+            Path(procs).write_text(str(pid))
 
     @staticmethod
     def _keyed(path: Path, key: str) -> int:
@@ -477,9 +492,9 @@ def _mechanisms(group: _Cgroup | None) -> dict[str, str]:
     def cgroup(path: Path | None, v2: bool) -> str | None:
         return None if path is None else f"cgroup {'v2' if v2 else 'v1'}"
 
-    memory = cgroup(group.memory, group.memory_v2) if group else None
-    pids = cgroup(group.pids, group.v2 is not None and group.pids == group.v2) if group else None
-    cpu = cgroup(group.cpu, group.cpu_v2) if group else None
+    memory = cgroup(group.memory, group.is_v2(group.memory)) if group else None
+    pids = cgroup(group.pids, group.is_v2(group.pids)) if group else None
+    cpu = cgroup(group.cpu, group.is_v2(group.cpu)) if group else None
     return {
         "memory": memory or "RLIMIT_AS per process",
         "processes": pids or "RLIMIT_NPROC and a count of the process tree",
@@ -918,11 +933,11 @@ class Sandbox:
                     # bubblewrap failed before it made the sandbox (it says why on stderr, into
                     # the log): nothing of the build runs.
                     return
+        rlimits = self._rlimits(cgroup)
         for pid in (proc.pid, child):
             if cgroup is not None:
-                for f in cgroup.procs_files():
-                    Path(f).write_text(str(pid))
-            for res, value in self._rlimits(cgroup):
+                cgroup.add(pid)
+            for res, value in rlimits:
                 resource.prlimit(pid, res, value)
 
     def _write(self, data: bytes) -> None:
