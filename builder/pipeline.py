@@ -314,10 +314,11 @@ class BuildDirector:
         self._run_tool([uv_binary(), "venv", "--no-config", "--python", interpreter.path, str(path)])
         return path / "bin" / "python"
 
-    def _install(self, python: Path, requirements: Sequence[str]) -> None:
-        """Install build requirements from wheels only, from the configured upstream index."""
+    def _install(self, python: Path, requirements: Sequence[str], *, find_links: Path | None = None) -> None:
+        """Install from wheels only, from the configured upstream index (and ``find_links``)."""
         if not requirements:
             return
+        links = ["--find-links", str(find_links)] if find_links is not None else []
         self._run_tool(
             [
                 uv_binary(),
@@ -328,6 +329,7 @@ class BuildDirector:
                 str(python),
                 "--index-url",
                 self.settings.upstream_index,
+                *links,
                 "--only-binary",
                 ":all:",
                 *requirements,
@@ -350,23 +352,8 @@ class BuildDirector:
     def _prove(self, interpreter: Interpreter, wheel: Path) -> None:
         """Install the wheel into a fresh environment and import its top-level modules, in the sandbox."""
         env_python = self._create_env(interpreter, self.workdir / "proveenv")
-        self._run_tool(
-            [
-                uv_binary(),
-                "pip",
-                "install",
-                "--no-config",
-                "--python",
-                str(env_python),
-                "--index-url",
-                self.settings.upstream_index,
-                "--find-links",
-                str(wheel.parent),
-                "--only-binary",
-                ":all:",
-                str(wheel),
-            ]
-        )
+        # Its dependencies come from upstream, as a client's would.
+        self._install(env_python, [str(wheel)], find_links=wheel.parent)
         modules = top_level_modules(wheel)
         if not modules:
             self.log.line("wheelyard: the wheel has no importable top-level module; nothing to import")
