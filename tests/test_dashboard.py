@@ -489,12 +489,7 @@ def test_counts_filters_and_pages_cover_builds_beyond_the_newest_page(
     browser.wait(_shows([again, old_failed]), "the new failure of ancient-lib")
     browser.wait(f"{_count('failed')} === 2", "two failures counted")
 
-    shot = tmp_path / "dashboard-filtered.png"
-    data = browser.screenshot(shot)
-    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 30_000, len(data)
-    keep = os.environ.get("WHEELYARD_DASHBOARD_FILTERED_SCREENSHOT")
-    if keep:
-        shutil.copyfile(shot, keep)
+    screenshot(browser, tmp_path / "dashboard-filtered.png", "WHEELYARD_DASHBOARD_FILTERED_SCREENSHOT")
     assert browser.errors() == []
 
 
@@ -511,6 +506,15 @@ FAILURE = {
         "remedies": [],
     }
 }
+
+
+def screenshot(browser: Browser, shot: Path, keep_variable: str) -> None:
+    """A screenshot of the page that is a real picture of it; copied where ``keep_variable`` says, if set."""
+    data = browser.screenshot(shot)
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 30_000, len(data)
+    keep = os.environ.get(keep_variable)
+    if keep:
+        shutil.copyfile(shot, keep)
 
 
 def _saver(store: BuildStore, *, prefix: str = "u", age: float = 1000) -> Any:
@@ -563,12 +567,7 @@ def test_filters_live_in_the_url(make_stack: Any, browser: Browser, tmp_path: Pa
     browser.wait(_filters_shown("failed", "numpy", ""), "the filters of the URL in the controls")
     assert browser.evaluate(SEARCH) == {"status": "failed", "name": "numpy"}
     assert browser.evaluate("document.getElementById('shown').textContent") == "3 builds shown"
-    shot = tmp_path / "dashboard-linked.png"
-    data = browser.screenshot(shot)
-    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 30_000, len(data)
-    keep = os.environ.get("WHEELYARD_DASHBOARD_LINKED_SCREENSHOT")
-    if keep:
-        shutil.copyfile(shot, keep)
+    screenshot(browser, tmp_path / "dashboard-linked.png", "WHEELYARD_DASHBOARD_LINKED_SCREENSHOT")
 
     # Each change of a filter is in the URL at once.
     browser.type("#f-target", "cp312-manylinux_x86_64")

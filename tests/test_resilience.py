@@ -157,6 +157,18 @@ def wait_compiling(stack: Stack, build_id: str) -> None:
     wait_until(lambda: MARKER in build_log(stack, build_id), 180, "the build to reach its compiler", interval=0.1)
 
 
+def start_slow_build(stack: Stack) -> tuple[subprocess.Popen[bytes], str]:
+    """Index, API and one worker ("worker-a"), and the slow sdist requested: (the worker, the build
+    id), once the build is compiling."""
+    stack.start_index_and_api()
+    worker = stack.start_worker("worker-a", TARGET)
+    response = stack.request(f"{SLOW_NAME}==0.1.0", [TARGET])
+    assert response.status_code == 202, response.text
+    build_id = response.json()["builds"][0]["id"]
+    wait_compiling(stack, build_id)
+    return worker, build_id
+
+
 def index_wheels(stack: Stack, project: str) -> list[str]:
     page = requests.get(f"{stack.simple}{project}/", timeout=10)
     if page.status_code == 404:
@@ -193,12 +205,7 @@ def test_killed_pool_process_is_requeued_at_once_and_built_once(
     make_stack: Any, slow_upstream: str, tmp_path: Path
 ) -> None:
     s = make_stack(db=20, WHEELYARD_UPSTREAM_INDEX=slow_upstream)
-    s.start_index_and_api()
-    worker = s.start_worker("worker-a", TARGET)
-    response = s.request(f"{SLOW_NAME}==0.1.0", [TARGET])
-    assert response.status_code == 202, response.text
-    build_id = response.json()["builds"][0]["id"]
-    wait_compiling(s, build_id)
+    worker, build_id = start_slow_build(s)
 
     # The pool process running the build: the worker's child with the sandbox (bubblewrap) under it.
     table = process_table()
@@ -236,12 +243,7 @@ def test_lost_worker_job_goes_to_another_worker_after_the_visibility_timeout(
     limits = time_limits(20)
     assert limits.wall < limits.soft < limits.hard < limits.visibility <= 60
     s = make_stack(db=21, WHEELYARD_UPSTREAM_INDEX=slow_upstream, WHEELYARD_BUILD_TIMEOUT="20")
-    s.start_index_and_api()
-    worker = s.start_worker("worker-a", TARGET)
-    response = s.request(f"{SLOW_NAME}==0.1.0", [TARGET])
-    assert response.status_code == 202, response.text
-    build_id = response.json()["builds"][0]["id"]
-    wait_compiling(s, build_id)
+    worker, build_id = start_slow_build(s)
     assert s.build(build_id)["worker"].startswith("worker-a-")
 
     # The machine is lost: the worker and all its processes die at once, nothing is acknowledged.
