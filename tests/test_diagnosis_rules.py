@@ -769,6 +769,7 @@ def test_minimal_rules_parse() -> None:
         (lambda s: s.replace('keywords = ["boom"]', "keywords = []"), "must not be empty"),
         (lambda s: s + "\n[[rule]]\nid = ", "not valid TOML"),
         (lambda s: s.replace('capability = ""', 'capability = ""\npriority = 500'), "priority"),
+        (lambda s: s.replace('capability = ""', 'capability = ""\nin_build = "yes"'), "'in_build' must be"),
     ],
 )
 def test_validation_rejects(change: object, message: str) -> None:

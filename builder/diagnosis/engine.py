@@ -134,10 +134,6 @@ class Remedy:
     text: str
 
 
-# Fetch failures that happen while an sdist builds (the build's own dependencies).
-_BUILD_TIME_FETCHES = frozenset({"cargo-dependency-unavailable"})
-
-
 @dataclass(frozen=True)
 class Cause:
     """One recognised failure in the log."""
@@ -612,9 +608,9 @@ class Scanner:
         wheel_lookup: WheelLookup | None,
     ) -> list[str]:
         out: list[str] = []
-        # pip could not get the package itself: no sdist was built, so no wheel advice. A crate
-        # that cargo could not fetch is a failure inside the sdist's build, where it applies.
-        fetch = primary.category in ("network-failure", "no-distribution") and primary.rule not in _BUILD_TIME_FETCHES
+        # pip could not get the package itself: no sdist was built, so no wheel advice (unless the
+        # rule says the fetch that failed was the build's own, as cargo's crates are).
+        fetch = primary.category in ("network-failure", "no-distribution") and not self.rs.rule(primary.rule).in_build
         if self.sdist and package and not fetch:
             out.append(
                 f"pip built {package} from source (an sdist): no wheel it could use was "

@@ -71,6 +71,7 @@ _RULE_FIELDS = frozenset(
         "refines",
         "window",
         "defaults",
+        "in_build",
     }
 )
 _REQUIRED = ("id", "category", "keywords", "patterns", "explanation", "remedies", "capability")
@@ -114,6 +115,9 @@ class Rule:
     refines: str | None = None
     window: int = 0
     defaults: Mapping[str, str] = field(default_factory=dict)
+    # A fetch failure of the sdist's build itself (its own dependencies), not of pip getting the
+    # package: the advice about the sdist pip built still applies.
+    in_build: bool = False
     order: int = 0
 
     def match(self, line: str) -> re.Match[str] | None:
@@ -246,6 +250,9 @@ def _parse_rule(raw: Any, index: int) -> Rule:
     defaults = raw.get("defaults", {})
     if not isinstance(defaults, dict) or not all(isinstance(v, str) for v in defaults.values()):
         raise _err(where, "'defaults' must be a table of strings")
+    in_build = raw.get("in_build", False)
+    if not isinstance(in_build, bool):
+        raise _err(where, "'in_build' must be true or false")
 
     # Every placeholder must be filled on every match: by a group that every pattern has,
     # a default, the context, or (for lookup rules) the library table.
@@ -290,6 +297,7 @@ def _parse_rule(raw: Any, index: int) -> Rule:
         refines=refines,
         window=window,
         defaults=dict(defaults),
+        in_build=in_build,
         order=index,
     )
 
