@@ -299,12 +299,8 @@ class BuildStore:
         wanted = [list(dict.fromkeys(clause)) for clause in clauses] or [[ALL_BUILDS]]
         if limit < 1 or any(not clause for clause in wanted):
             return [], None
-        pipe = self.redis.pipeline(transaction=False)
-        for clause in wanted:
-            for key in clause:
-                pipe.zcard(key)
-        sizes = iter(pipe.execute())
-        totals = [sum(int(next(sizes)) for _ in clause) for clause in wanted]
+        sizes = iter(self.sizes([key for clause in wanted for key in clause]))
+        totals = [sum(next(sizes) for _ in clause) for clause in wanted]
         if min(totals) == 0:
             return [], None
         driver = wanted.pop(totals.index(min(totals)))
