@@ -65,6 +65,9 @@ class Settings:
     # A cargo source replacement for Rust builds: a directory registry of vendored crates.
     cargo_vendor_dir: Path | None = None
     sandbox: bool = True
+    # Build requirements of the form "name @ URL" make the installer fetch a URL of the build's
+    # choosing: refused unless a deployment allows them.
+    allow_direct_url_requirements: bool = False
     limits: Limits = field(default_factory=Limits)
     # Newest manylinux glibc a mirrored wheel may need (the manylinux_2_28 images' default).
     manylinux_glibc_max: tuple[int, int] = (2, 28)
@@ -200,6 +203,10 @@ def load_settings(
         values["worker_concurrency"] = _int("WHEELYARD_WORKER_CONCURRENCY", env["WHEELYARD_WORKER_CONCURRENCY"])
     if "WHEELYARD_FROM_SOURCE" in env:
         values["from_source_default"] = _bool("WHEELYARD_FROM_SOURCE", env["WHEELYARD_FROM_SOURCE"])
+    if "WHEELYARD_ALLOW_DIRECT_URL_REQUIREMENTS" in env:
+        values["allow_direct_url_requirements"] = _bool(
+            "WHEELYARD_ALLOW_DIRECT_URL_REQUIREMENTS", env["WHEELYARD_ALLOW_DIRECT_URL_REQUIREMENTS"]
+        )
     if "WHEELYARD_SANDBOX" in env:
         values["sandbox"] = _bool("WHEELYARD_SANDBOX", env["WHEELYARD_SANDBOX"])
     if env.get("WHEELYARD_INTERPRETERS"):

@@ -6,6 +6,7 @@ database of their own that is emptied at the start of the session.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import shutil
@@ -296,12 +297,10 @@ def make_sdist(root: Path, name: str, version: str, files: dict[str, str], dest:
     return archive
 
 
-@pytest.fixture
-def local_upstream(tmp_path: Path) -> Iterator[tuple[Path, str]]:
-    """An upstream index of the test's own sdists (put them in the yielded directory) that
-    redirects every other project to PyPI, as a devpi or Artifactory in front of PyPI would."""
-    packages = tmp_path / "upstream"
-    packages.mkdir()
+@contextlib.contextmanager
+def upstream_index(packages: Path) -> Iterator[str]:
+    """A pypiserver serving the sdists in ``packages`` that redirects every other project to PyPI,
+    as a devpi or Artifactory in front of PyPI would; yields its simple URL."""
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "pypiserver", "run", "-p", str(port), "-i", "127.0.0.1", "-a", ".", "-P", "."]
@@ -317,7 +316,19 @@ def local_upstream(tmp_path: Path) -> Iterator[tuple[Path, str]]:
         except requests.RequestException:
             return False
 
-    wait_until(up, 30, "the local upstream index")
-    yield packages, f"http://127.0.0.1:{port}/simple/"
-    proc.terminate()
-    proc.wait(timeout=10)
+    try:
+        wait_until(up, 30, "the local upstream index")
+        yield f"http://127.0.0.1:{port}/simple/"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture
+def local_upstream(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    """An upstream index of the test's own sdists (put them in the yielded directory) that
+    redirects every other project to PyPI, as a devpi or Artifactory in front of PyPI would."""
+    packages = tmp_path / "upstream"
+    packages.mkdir()
+    with upstream_index(packages) as url:
+        yield packages, url
