@@ -12,13 +12,14 @@ allows them (``allow_direct_url_requirements``), and then only over http(s).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from packaging.requirements import InvalidRequirement, Requirement
 
 from builder.errors import WheelyardError
 
-__all__ = ["BuildRequirementRefused", "DirectUrlRefused", "parse_build_requirements"]
+__all__ = ["BuildRequirementRefused", "DirectUrlRefused", "install_command", "parse_build_requirements"]
 
 _HINT = (
     "build requirements must be PEP 508 requirements such as 'setuptools>=61' or "
@@ -66,3 +67,38 @@ def parse_build_requirements(entries: Iterable[object], *, source: str, allow_di
                 )
         out.add(str(requirement))
     return sorted(out)
+
+
+def install_command(
+    uv: str,
+    python: Path,
+    requirements_file: Path,
+    *,
+    index_url: str,
+    cache_dir: Path,
+    find_links: Path | None = None,
+) -> list[str]:
+    """uv's command line installing ``requirements_file`` (one parsed requirement a line) into
+    the environment of ``python``: wheels only, from ``index_url`` (and ``find_links``), with
+    no configuration file of the host and no Python downloads."""
+    links = ["--find-links", str(find_links)] if find_links is not None else []
+    return [
+        uv,
+        "pip",
+        "install",
+        "--no-config",
+        "--no-python-downloads",
+        "--system-certs",
+        "--no-progress",
+        "--cache-dir",
+        str(cache_dir),
+        "--python",
+        str(python),
+        "--index-url",
+        index_url,
+        *links,
+        "--only-binary",
+        ":all:",
+        "--requirements",
+        str(requirements_file),
+    ]

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import stat
 import subprocess
 import sys
 import tarfile
@@ -45,9 +44,9 @@ from pathlib import Path
 from typing import Any
 
 from build import BuildBackendException, BuildException, ProjectBuilder
-from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+from packaging.utils import parse_wheel_filename
 
-from builder.build_requirements import parse_build_requirements
+from builder.build_requirements import install_command, parse_build_requirements
 from builder.capabilities import Capabilities, Interpreter
 from builder.config import Settings
 from builder.errors import AlreadyPublished, BuildFailed, WheelyardError
@@ -63,7 +62,7 @@ from builder.sandbox import (
 from builder.secrets import Redactor, secret_paths, secret_values
 from builder.targets import BuildTarget
 from builder.upstream import DistFile, Release, SimpleIndex
-from builder.verify import WheelInfo, verify_wheel
+from builder.verify import WheelInfo, take_wheel, verify_wheel
 
 Report = Callable[[str, dict[str, Any]], None]
 
@@ -282,7 +281,7 @@ class BuildDirector:
         self.log.line(f"wheelyard: built {built.name}")
         # From here on only the worker's copy is read: the build's user can still write out/
         # (the proof runs as that user), but not the worker's directory.
-        taken = self._take(built, outdir)
+        taken = take_wheel(built, outdir, self.private / "built")
         repaired = self._step("repair", lambda: self._repair(taken))
         info = self._step("verify", lambda: self._verify(repaired, release))
         self._step("prove", lambda: self._prove(interpreter, repaired))
@@ -404,25 +403,6 @@ class BuildDirector:
             entries, source=source, allow_direct_urls=self.settings.allow_direct_url_requirements
         )
 
-    def _installer(self, python: Path) -> Sandbox:
-        """Where uv installs into an environment: a sandbox with the network (it downloads from
-        the upstream index) but without the data directory, the worker's secrets or a way to
-        write anything but that environment and this build's own uv cache (a shared cache
-        would let one build plant files in the next one's environments)."""
-        cache = self.workdir / "uv-cache"
-        cache.mkdir(exist_ok=True)
-        return Sandbox(
-            limits=self.settings.limits,
-            workdir=self.workdir,
-            log=self.log,
-            enabled=self.settings.sandbox,
-            read_only=interpreter_paths(str(python)),
-            env=build_environment(self.settings),
-            hidden=[self.settings.data_dir, *secret_paths(os.environ)],
-            writable=[python.parent.parent, cache],
-            network=True,
-        )
-
     def _install(self, python: Path, requirements: Sequence[str], *, find_links: Path | None = None) -> None:
         """Install from wheels only, from the configured upstream index (and ``find_links``),
         in the installer's sandbox. The requirements go through a file: none is an argument."""
@@ -432,62 +412,19 @@ class BuildDirector:
         listing = self.shared / f"requirements-{self._installs}.txt"
         listing.write_text("".join(f"{r}\n" for r in requirements))
         os.chmod(listing, 0o644)
-        links = ["--find-links", str(find_links)] if find_links is not None else []
-        cmd = [
+        cmd = install_command(
             uv_binary(),
-            "pip",
-            "install",
-            "--no-config",
-            "--no-python-downloads",
-            "--system-certs",
-            "--no-progress",
-            "--cache-dir",
-            str(self.workdir / "uv-cache"),
-            "--python",
-            str(python),
-            "--index-url",
-            self.settings.upstream_index,
-            *links,
-            "--only-binary",
-            ":all:",
-            "--requirements",
-            str(listing),
-        ]
+            python,
+            listing,
+            index_url=self.settings.upstream_index,
+            cache_dir=self.workdir / "uv-cache",
+            find_links=find_links,
+        )
         self.log.line("$ " + " ".join(cmd) + "  # " + ", ".join(requirements))
         certs = {k: os.environ[k] for k in ("SSL_CERT_FILE", "SSL_CERT_DIR") if k in os.environ}
-        self._installer(python).run(cmd, cwd=str(self.shared), extra_environ=certs)
-
-    def _take(self, built: Path, outdir: Path) -> Path:
-        """Copy the wheel the build wrote into the worker's own directory, where the build's user
-        cannot reach it: a regular file directly in ``outdir``, never through a link."""
-        name = built.name
-        try:
-            parse_wheel_filename(name)
-        except InvalidWheelFilename as exc:
-            raise StepFailed(
-                f"the build backend returned {name!r}, which is not a wheel: {exc}",
-                "build_wheel returns the basename of the .whl file it wrote",
-                reference="invalid-wheel-filename",
-            ) from None
-        if built.parent != outdir:
-            raise StepFailed(f"the build backend returned a wheel outside its output directory: {built}", None)
-        taken_dir = self.private / "built"
-        taken_dir.mkdir(exist_ok=True)
-        taken = taken_dir / name
-        try:
-            fd = os.open(built, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-        except OSError as exc:
-            raise StepFailed(
-                f"the build's wheel {name} cannot be read: {exc.strerror}",
-                "build_wheel must write a regular file (not a link) into its output directory",
-                reference="wheel-rejected",
-            ) from None
-        with os.fdopen(fd, "rb") as src:
-            if not stat.S_ISREG(os.fstat(src.fileno()).st_mode):
-                raise StepFailed(f"the build's wheel {name} is not a regular file", None, reference="wheel-rejected")
-            with taken.open("xb") as dst:
-                shutil.copyfileobj(src, dst, 1 << 20)
-        return taken
+        installer_sandbox(self.settings, self.workdir, self.log, python).run(
+            cmd, cwd=str(self.shared), extra_environ=certs
+        )
 
     def _repair(self, wheel: Path) -> Path:
         tags = parse_wheel_filename(wheel.name)[3]
@@ -561,6 +498,26 @@ class BuildDirector:
             sha256 = on_index or sha256
         self.log.line(f"wheelyard: published {path.name} sha256={sha256}")
         return sha256
+
+
+def installer_sandbox(settings: Settings, workdir: Path, log: BuildLog, python: Path) -> Sandbox:
+    """Where uv installs into the environment of ``python``: a sandbox with the network (it
+    downloads from the upstream index) but without the data directory, the worker's secrets or a
+    way to write anything but that environment and the build's own uv cache (a shared cache
+    would let one build plant files in the next one's environments)."""
+    cache = workdir / "uv-cache"
+    cache.mkdir(exist_ok=True)
+    return Sandbox(
+        limits=settings.limits,
+        workdir=workdir,
+        log=log,
+        enabled=settings.sandbox,
+        read_only=interpreter_paths(str(python)),
+        env=build_environment(settings),
+        hidden=[settings.data_dir, *secret_paths(os.environ)],
+        writable=[python.parent.parent, cache],
+        network=True,
+    )
 
 
 def rust_toolchain_paths() -> tuple[Path, Path]:

@@ -17,6 +17,8 @@ import io
 import json
 import os
 import re
+import shutil
+import subprocess
 import tarfile
 import textwrap
 import threading
@@ -29,8 +31,11 @@ from typing import Any
 import pytest
 import requests
 
-from builder.publish import published_sha256
-from tests.conftest import REDIS_SERVER, RedisDatabases, Stack, make_sdist, upstream_index
+from builder.config import Settings
+from builder.pipeline import BuildLog, installer_sandbox, uv_binary, work_directory
+from builder.publish import publish_wheel, published_sha256
+from tests.conftest import REDIS_SERVER, RedisDatabases, Stack, interpreter, make_sdist, upstream_index
+from tests.test_verify import make_wheel
 
 pytestmark = [
     pytest.mark.slow,
@@ -292,6 +297,76 @@ def test_requirement_injection_is_refused(
         assert "uv pip install" not in log  # refused before anything was installed
     assert hits == []  # the worker fetched no URL of the build's choosing
     assert {p.name: p.read_bytes() for p in attacks.wheel_files()} == wheels_before
+
+
+# --- a published file never changes -----------------------------------------------------------
+
+
+def _published_file(attacks: Attacks, tmp: Path, name: str) -> tuple[Path, bytes]:
+    """A wheel uploaded to the stack's index as a worker would; returns its file there and bytes."""
+    (tmp / name).mkdir(parents=True)
+    wheel = make_wheel(tmp / name, name, VERSION)
+    index_url = f"http://127.0.0.1:{attacks.stack.index_port}"
+    sha = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    publish_wheel(wheel, index_url=index_url, user="wheelyard", password=attacks.stack.password, sha256=sha)
+    attacks.published[wheel.name] = sha
+    stored = next(p for p in attacks.wheel_files() if p.name == wheel.name)
+    return stored, stored.read_bytes()
+
+
+def test_uv_target_cannot_replace_a_published_file(attacks: Attacks, tmp_path: Path) -> None:
+    """Even handed ``--target=<data dir>/wheels`` and a payload wheel holding a file of a published
+    wheel's name, the install (in its sandbox, as the worker runs it) writes nothing the index serves."""
+    stored, original = _published_file(attacks, tmp_path, "wheelyard-attack-target")
+    settings = Settings(data_dir=attacks.stack.data_dir, upstream_index=attacks.stack.simple)
+    workdir = work_directory(attacks.stack.data_dir / "work")
+    try:
+        shared = workdir / "shared"
+        shared.mkdir(mode=0o755)
+        payload = make_wheel(shared, "wheelyard-payload", "1.0", extra={stored.name: b"forged bytes"})
+        env = workdir / "buildenv"
+        subprocess.run([uv_binary(), "venv", "-q", "--python", interpreter("3.12"), str(env)], check=True)
+        with BuildLog(workdir / "build.log") as log:
+            sandbox = installer_sandbox(settings, workdir, log, env / "bin" / "python")
+            code = sandbox.run_command(
+                [uv_binary(), "pip", "install", "--no-config", "--python", str(env / "bin" / "python")]
+                + [
+                    "--cache-dir",
+                    str(workdir / "uv-cache"),
+                    "--no-index",
+                    "--target",
+                    str(stored.parent),
+                    str(payload),
+                ],
+                cwd=str(shared),
+            )
+        output = (workdir / "build.log").read_text()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    # Whether uv got as far as writing (into the empty tmpfs over the data directory) or not, the
+    # index's files are untouched.
+    print(f"uv exited {code}:\n{output}")
+    assert stored.read_bytes() == original
+    served = requests.get(f"http://127.0.0.1:{attacks.stack.index_port}/packages/{stored.name}", timeout=30)
+    assert served.content == original
+    assert not list(stored.parent.rglob("wheelyard_payload*"))
+
+
+def test_a_build_never_replaces_a_published_file(attacks: Attacks, tmp_path: Path) -> None:
+    """A build whose wheel has the name of a file already on the index (another one's upload, or a
+    redelivered job's) leaves that file as it is and records the index's hash."""
+    name = "wheelyard-attack-preplaced"
+    stored, original = _published_file(attacks, tmp_path, name)
+    project = {
+        "pyproject.toml": IN_TREE_BACKEND.format(requires="[]"),
+        "backend.py": BACKEND.format(name=name, version=VERSION, extra=[]),
+    }
+    done = attacks.build(name, project)
+    attacks.check_contained(done)
+    assert done["status"] == "published", done
+    assert done["wheel"] == stored.name
+    assert stored.read_bytes() == original
+    assert done["sha256"] == hashlib.sha256(original).hexdigest()
 
 
 # --- 3. substitution after verification -----------------------------------------------------
