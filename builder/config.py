@@ -69,6 +69,9 @@ class Settings:
     # Newest manylinux glibc a mirrored wheel may need (the manylinux_2_28 images' default).
     manylinux_glibc_max: tuple[int, int] = (2, 28)
     worker_concurrency: int = 1
+    # A platform wheel without compiled code (its extension failed to build) is refused as
+    # hollow-wheel; with this set it is published re-tagged py3-none-any instead.
+    publish_hollow_as_pure: bool = False
     # Scheduled prebuilds: a file of "REQUIREMENT TARGET[,TARGET...]" lines, submitted every interval.
     prebuild_file: Path | None = None
     prebuild_interval: int = 3600
@@ -200,6 +203,10 @@ def load_settings(
         values["worker_concurrency"] = _int("WHEELYARD_WORKER_CONCURRENCY", env["WHEELYARD_WORKER_CONCURRENCY"])
     if "WHEELYARD_FROM_SOURCE" in env:
         values["from_source_default"] = _bool("WHEELYARD_FROM_SOURCE", env["WHEELYARD_FROM_SOURCE"])
+    if "WHEELYARD_PUBLISH_HOLLOW_AS_PURE" in env:
+        values["publish_hollow_as_pure"] = _bool(
+            "WHEELYARD_PUBLISH_HOLLOW_AS_PURE", env["WHEELYARD_PUBLISH_HOLLOW_AS_PURE"]
+        )
     if "WHEELYARD_SANDBOX" in env:
         values["sandbox"] = _bool("WHEELYARD_SANDBOX", env["WHEELYARD_SANDBOX"])
     if env.get("WHEELYARD_INTERPRETERS"):
