@@ -123,6 +123,12 @@ class Settings:
     worker_concurrency: int = setting(
         1, env="WHEELYARD_WORKER_CONCURRENCY", minimum=1, help="builds one worker runs at once"
     )
+    publish_hollow_as_pure: bool = setting(
+        False,
+        env="WHEELYARD_PUBLISH_HOLLOW_AS_PURE",
+        help="publish a platform wheel without compiled code (its extension failed) as py3-none-any "
+        "instead of refusing it as hollow-wheel",
+    )
     prebuild_file: Path | None = setting(
         None, env="WHEELYARD_PREBUILD_FILE", help="a file of 'REQUIREMENT TARGET[,TARGET...]' lines to prebuild"
     )

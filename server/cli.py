@@ -175,16 +175,28 @@ def cmd_index(args: argparse.Namespace, settings: Settings, out: TextIO, err: Te
 def _worker_targets(settings: Settings, selected: str | None) -> tuple[Any, list[Any]]:
     """What this host can build, narrowed to ``--targets`` where given."""
     from builder.capabilities import probe
-    from builder.targets import parse_targets
+    from builder.targets import is_pattern, parse_targets, split_target_list
 
     capabilities = probe(settings.extra_interpreters)
     targets = capabilities.targets()
     if selected:
-        wanted = parse_targets(t for t in selected.split(",") if t.strip())
+        items = split_target_list(selected)
+        named = [i for i in items if not is_pattern(i)]
+        wanted = parse_targets(named) if named else []
         missing = [t.identifier for t in wanted if t not in targets]
         if missing:
             raise WheelyardError(
                 f"this worker cannot build {', '.join(missing)}",
+                "run `wheelyard worker --probe` to see what it can build",
+                reference="target-not-buildable",
+            )
+        # A pattern narrows to what this host builds; a named identifier must be buildable.
+        patterns = [i for i in items if is_pattern(i)]
+        if patterns:
+            wanted += [t for t in parse_targets(patterns) if t in targets and t not in wanted]
+        if not wanted:
+            raise WheelyardError(
+                f"no target this worker can build matches {selected!r}",
                 "run `wheelyard worker --probe` to see what it can build",
                 reference="target-not-buildable",
             )
