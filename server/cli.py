@@ -174,11 +174,13 @@ def cmd_index(args: argparse.Namespace, settings: Settings, out: TextIO, err: Te
 
 def _worker_targets(settings: Settings, selected: str | None) -> tuple[Any, list[Any]]:
     """What this host can build, narrowed to ``--targets`` where given."""
-    from builder.capabilities import probe
+    from builder.capabilities import checked_capabilities
     from builder.targets import is_pattern, parse_targets, split_target_list
 
-    capabilities = probe(settings.extra_interpreters)
+    # Every interpreter found is run in the build sandbox as the build user; one that fails is not served.
+    capabilities = checked_capabilities(settings)
     targets = capabilities.targets()
+    why = "".join("\n" + u.line() for u in capabilities.unusable)
     if selected:
         items = split_target_list(selected)
         named = [i for i in items if not is_pattern(i)]
@@ -186,7 +188,7 @@ def _worker_targets(settings: Settings, selected: str | None) -> tuple[Any, list
         missing = [t.identifier for t in wanted if t not in targets]
         if missing:
             raise WheelyardError(
-                f"this worker cannot build {', '.join(missing)}",
+                f"this worker cannot build {', '.join(missing)}{why}",
                 "run `wheelyard worker --probe` to see what it can build",
                 reference="target-not-buildable",
             )
@@ -211,6 +213,8 @@ def cmd_worker(args: argparse.Namespace, settings: Settings, out: TextIO, err: T
     from builder.worker import Heartbeat, default_worker_name, worker_info, worker_queues
 
     capabilities, targets = _worker_targets(settings, args.targets)
+    for unusable in capabilities.unusable:
+        err.write(unusable.line() + "\n")
     queues = worker_queues(targets)
     sandbox_ok = sandbox_available()
     if args.probe:
