@@ -56,6 +56,12 @@ class Settings:
     index_password: str | None = None
     # Reading the index is open unless a read password is set.
     index_read_password: str | None = None
+    # What serves the index's static pages: nginx, embedded, auto (nginx if on PATH), or none
+    # (only the upload endpoint runs; a static server elsewhere serves DATA_DIR/site).
+    index_server: str = "auto"
+    # pypiserver, the upload endpoint behind the static server (port 0: a free one on loopback).
+    index_upload_host: str = "127.0.0.1"
+    index_upload_port: int = 0
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     api_url: str = "http://127.0.0.1:8000"
@@ -186,6 +192,10 @@ def load_settings(
     env_str("WHEELYARD_INDEX_URL", "index_url")
     env_str("WHEELYARD_INDEX_HOST", "index_host")
     env_str("WHEELYARD_INDEX_USER", "index_user")
+    env_str("WHEELYARD_INDEX_SERVER", "index_server")
+    env_str("WHEELYARD_INDEX_UPLOAD_HOST", "index_upload_host")
+    if env.get("WHEELYARD_INDEX_UPLOAD_PORT"):
+        values["index_upload_port"] = _int("WHEELYARD_INDEX_UPLOAD_PORT", env["WHEELYARD_INDEX_UPLOAD_PORT"])
     env_str("WHEELYARD_API_URL", "api_url")
     env_str("WHEELYARD_API_HOST", "api_host")
     env_str("WHEELYARD_CARGO_VENDOR_DIR", "cargo_vendor_dir")

@@ -19,6 +19,7 @@ import requests
 
 from builder.config import Settings, load_settings
 from builder.errors import ConfigurationError, WheelyardError
+from server import index_commands
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -106,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     reindex.add_argument(
         "--wait", type=float, default=60, help="seconds to wait for another process that is indexing (default 60)"
     )
+    index_commands.add_parsers(sub)
     return parser
 
 
@@ -192,8 +194,7 @@ def cmd_index(args: argparse.Namespace, settings: Settings, out: TextIO, err: Te
     from server.index import serve_index
 
     settings = settings.with_overrides(index_host=args.host, index_port=args.port)
-    serve_index(settings)
-    return EXIT_OK
+    return serve_index(settings)
 
 
 def _worker_targets(settings: Settings, selected: str | None) -> tuple[Any, list[Any]]:
@@ -457,6 +458,7 @@ COMMANDS = {
     "request": cmd_request,
     "status": cmd_status,
     "reindex": cmd_reindex,
+    **index_commands.COMMANDS,
 }
 
 
