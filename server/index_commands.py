@@ -7,6 +7,7 @@ import time
 from typing import Any, TextIO
 
 from builder.config import Settings
+from server.options import setting_option
 
 
 def add_parsers(sub: Any) -> None:
@@ -15,14 +16,14 @@ def add_parsers(sub: Any) -> None:
     yank.add_argument("version")
     yank.add_argument("--reason", default="", help="why; pip shows it to whoever installs the release by pin")
     yank.add_argument("--undo", action="store_true", help="un-yank the release")
-    yank.add_argument("--api-url", help="default http://127.0.0.1:8000 (WHEELYARD_API_URL)")
+    setting_option(yank, "--api-url", "api_url")
     sub.add_parser("reindex-pages", help="write every page of the index again from its files (recovery)")
 
 
 def cmd_yank(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
-    from server.cli import ApiClient
+    from server.client_commands import ApiClient
 
-    client = ApiClient(args.api_url or settings.api_url, settings.api_token)
+    client = ApiClient(settings.api_url, settings.api_token)
     body = {"name": args.name, "version": args.version, "reason": args.reason, "yanked": not args.undo}
     result = client.call("POST", "/api/index/yank", json=body)
     what = "un-yanked" if args.undo else "yanked"
