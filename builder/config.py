@@ -102,6 +102,18 @@ class Settings:
     index_read_password: str | None = setting(
         None, env="WHEELYARD_INDEX_READ_PASSWORD", secret=True, help="a password for reading the index (unset: open)"
     )
+    # What serves the index's static pages, and pypiserver (the upload endpoint) behind it.
+    index_server: str = setting(
+        "auto",
+        env="WHEELYARD_INDEX_SERVER",
+        help="what serves the index's pages: nginx, embedded, auto (nginx if on PATH) or none (uploads only)",
+    )
+    index_upload_host: str = setting(
+        "127.0.0.1", env="WHEELYARD_INDEX_UPLOAD_HOST", help="address pypiserver (the upload endpoint) listens on"
+    )
+    index_upload_port: int = setting(
+        0, env="WHEELYARD_INDEX_UPLOAD_PORT", minimum=0, maximum=65535, help="its port (0: a free one, on loopback)"
+    )
     api_host: str = setting("127.0.0.1", env="WHEELYARD_API_HOST", help="address the API listens on")
     api_port: int = setting(8000, env="WHEELYARD_API_PORT", minimum=1, maximum=65535, help="port of the API")
     api_url: str = setting(

@@ -22,7 +22,7 @@ from typing import Any, TextIO
 
 from builder.config import Settings, load_settings, settings_help
 from builder.errors import ConfigurationError, WheelyardError
-from server import client_commands
+from server import client_commands, index_commands
 from server.options import add_global_options, setting_option, setting_values
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -81,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     reindex.add_argument(
         "--wait", type=float, default=60, help="seconds to wait for another process that is indexing (default 60)"
     )
+    index_commands.add_parsers(sub)
     for name, command in sub.choices.items():
         if name != "diagnose":  # diagnose parses its own arguments
             add_global_options(command, after_command=True)
@@ -168,8 +169,7 @@ def cmd_api(args: argparse.Namespace, settings: Settings, out: TextIO, err: Text
 def cmd_index(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
     from server.index import serve_index
 
-    serve_index(settings)
-    return EXIT_OK
+    return serve_index(settings)
 
 
 def _worker_targets(settings: Settings, selected: str | None) -> tuple[Any, list[Any]]:
@@ -323,6 +323,7 @@ COMMANDS = {
     **client_commands.COMMANDS,
     "config": cmd_config,
     "reindex": cmd_reindex,
+    **index_commands.COMMANDS,
 }
 
 
