@@ -72,6 +72,11 @@ class Settings:
     # Scheduled prebuilds: a file of "REQUIREMENT TARGET[,TARGET...]" lines, submitted every interval.
     prebuild_file: Path | None = None
     prebuild_interval: int = 3600
+    # Demand from clients (server/demand): misses kept at most; building on a miss, off unless turned on.
+    miss_limit: int = 10_000
+    build_on_miss: bool = False
+    build_on_miss_cooldown: int = 3600
+    build_on_miss_per_hour: int = 60
     # Interpreters a worker may use besides those it discovers (paths to python executables).
     extra_interpreters: tuple[Path, ...] = ()
 
@@ -192,6 +197,15 @@ def load_settings(
     env_str("WHEELYARD_PREBUILD_FILE", "prebuild_file")
     if env.get("WHEELYARD_PREBUILD_INTERVAL"):
         values["prebuild_interval"] = _int("WHEELYARD_PREBUILD_INTERVAL", env["WHEELYARD_PREBUILD_INTERVAL"])
+    for name, key in (
+        ("WHEELYARD_MISS_LIMIT", "miss_limit"),
+        ("WHEELYARD_BUILD_ON_MISS_COOLDOWN", "build_on_miss_cooldown"),
+        ("WHEELYARD_BUILD_ON_MISS_PER_HOUR", "build_on_miss_per_hour"),
+    ):
+        if env.get(name):
+            values[key] = _int(name, env[name])
+    if "WHEELYARD_BUILD_ON_MISS" in env:
+        values["build_on_miss"] = _bool("WHEELYARD_BUILD_ON_MISS", env["WHEELYARD_BUILD_ON_MISS"])
     if env.get("WHEELYARD_INDEX_PORT"):
         values["index_port"] = _int("WHEELYARD_INDEX_PORT", env["WHEELYARD_INDEX_PORT"])
     if env.get("WHEELYARD_API_PORT"):

@@ -91,6 +91,7 @@ def run_stack(settings: Settings, *, worker: bool, targets: str | None, out: Tex
                 WHEELYARD_UPSTREAM_INDEX=settings.upstream_index,
                 WHEELYARD_FROM_SOURCE="true" if settings.from_source_default else "false",
                 WHEELYARD_SANDBOX="true" if settings.sandbox else "false",
+                WHEELYARD_BUILD_ON_MISS="true" if settings.build_on_miss else "false",
                 PYTHONUNBUFFERED="1",
             )
             for name, value in (
