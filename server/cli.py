@@ -17,29 +17,60 @@ from typing import Any, TextIO
 
 import requests
 
-from builder.config import Settings, load_settings
+from builder.config import SETTINGS_BY_KEY, Settings, load_settings, settings_help
+from builder.config_table import SettingError
 from builder.errors import ConfigurationError, WheelyardError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def setting_option(parser: argparse.ArgumentParser, flag: str, key: str, **kwargs: Any) -> None:
+    """An option that sets a setting of builder/config.py: its type and help come from there.
+
+    ``main`` hands every such option to ``load_settings`` as the command-line layer, so a
+    value given here is checked, and what derives from it (the URLs from a port) follows.
+    """
+    declared = SETTINGS_BY_KEY[key]
+
+    def parse(text: str) -> Any:
+        try:
+            return declared.from_text(text, flag)
+        except SettingError as exc:
+            raise argparse.ArgumentTypeError(f"{exc.message}: {exc.hint}") from None
+
+    kwargs.setdefault("help", f"{declared.help} ({declared.env})")
+    parser.add_argument(flag, dest=f"{_SETTING_DEST}{key}", type=parse, metavar=key.rsplit(".")[-1].upper(), **kwargs)
+
+
+_SETTING_DEST = "setting:"
+# Options of every command, accepted before the command and after it: (flag, setting key).
+GLOBAL_SETTING_OPTIONS = (("--data-dir", "data_dir"), ("--redis-url", "redis_url"))
+
+
+def _add_global_options(parser: argparse.ArgumentParser, *, after_command: bool) -> None:
+    # After the command the defaults are SUPPRESS, so an option given before it is not reset.
+    default: dict[str, Any] = {"default": argparse.SUPPRESS} if after_command else {}
+    parser.add_argument(
+        "--config", type=Path, help="a TOML file of settings, [wheelyard] (WHEELYARD_CONFIG)", **default
+    )
+    for flag, key in GLOBAL_SETTING_OPTIONS:
+        setting_option(parser, flag, key, **default)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="wheelyard",
         description="Builds the wheels pip cannot find, diagnoses failed builds, publishes them to a private index.",
+        epilog=settings_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--config", type=Path, help="a TOML file with a [wheelyard] table")
-    parser.add_argument(
-        "--data-dir",
-        type=Path,
-        help="wheels, logs and the embedded Redis's files (default ~/.wheelyard)",
-    )
+    _add_global_options(parser, after_command=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
     up = sub.add_parser("up", help="run the whole stack on this machine (embedded Redis unless WHEELYARD_REDIS_URL)")
-    up.add_argument("--api-port", type=int)
-    up.add_argument("--index-port", type=int)
+    setting_option(up, "--api-port", "api_port")
+    setting_option(up, "--index-port", "index_port")
     up.add_argument("--no-worker", action="store_true", help="run the API and index only")
     up.add_argument(
         "--targets",
@@ -47,17 +78,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     api = sub.add_parser("api", help="run the HTTP API and dashboard")
-    api.add_argument("--host")
-    api.add_argument("--port", type=int)
+    setting_option(api, "--host", "api_host")
+    setting_option(api, "--port", "api_port")
 
     index = sub.add_parser("index", help="run the private package index (pypiserver)")
-    index.add_argument("--host")
-    index.add_argument("--port", type=int)
+    setting_option(index, "--host", "index_host")
+    setting_option(index, "--port", "index_port")
 
     worker = sub.add_parser("worker", help="run a build worker for the targets this host can build")
     worker.add_argument("--probe", action="store_true", help="print what this worker can build, and exit")
     worker.add_argument("--targets", help="comma-separated build identifiers to serve (default: all it can)")
-    worker.add_argument("--concurrency", type=int)
+    setting_option(worker, "--concurrency", "worker_concurrency")
     worker.add_argument("--name", help="worker name (default wheelyard-PID@HOST)")
 
     request = sub.add_parser("request", help="ask for the wheels of a requirement")
@@ -83,12 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="follow the builds; exit 0 only if every target is on the index",
     )
     request.add_argument("--timeout", type=float, default=3600, help="seconds --wait waits (default 3600)")
-    request.add_argument("--api-url", help="default http://127.0.0.1:8000 (WHEELYARD_API_URL)")
+    setting_option(request, "--api-url", "api_url")
     request.add_argument("--json", action="store_true", help="print the builds as JSON")
 
     status = sub.add_parser("status", help="show a build, or the latest builds")
     status.add_argument("build_id", nargs="?")
-    status.add_argument("--api-url")
+    setting_option(status, "--api-url", "api_url")
     status.add_argument("--json", action="store_true")
 
     diagnose = sub.add_parser(
@@ -99,6 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     diagnose.add_argument("args", nargs=argparse.REMAINDER)
 
     sub.add_parser("beat", help="run the scheduler of prebuild jobs")
+    config = sub.add_parser("config", help="print the settings every command here would run with (no secrets)")
+    config.add_argument("--json", action="store_true", help="as JSON")
     reindex = sub.add_parser(
         "reindex",
         help="index every build record again (after workers of a release without build-list indexes wrote some)",
@@ -106,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     reindex.add_argument(
         "--wait", type=float, default=60, help="seconds to wait for another process that is indexing (default 60)"
     )
+    for name, command in sub.choices.items():
+        if name != "diagnose":  # diagnose parses its own arguments
+            _add_global_options(command, after_command=True)
     return parser
 
 
@@ -126,7 +162,8 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None, stderr
     except SystemExit as exc:
         return int(exc.code or 0)
     try:
-        settings = load_settings(config_file=args.config, data_dir=args.data_dir)
+        options = {k[len(_SETTING_DEST) :]: v for k, v in vars(args).items() if k.startswith(_SETTING_DEST)}
+        settings = load_settings(config_file=args.config, **options)
         handler = COMMANDS[args.command]
         return handler(args, settings, out, err)
     except WheelyardError as exc:
@@ -182,7 +219,6 @@ def cmd_api(args: argparse.Namespace, settings: Settings, out: TextIO, err: Text
 
     from server.api import create_app
 
-    settings = settings.with_overrides(api_host=args.host, api_port=args.port)
     app = create_app(settings, resolve_redis_url(settings))
     uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_level="info", access_log=False)
     return EXIT_OK
@@ -191,7 +227,6 @@ def cmd_api(args: argparse.Namespace, settings: Settings, out: TextIO, err: Text
 def cmd_index(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
     from server.index import serve_index
 
-    settings = settings.with_overrides(index_host=args.host, index_port=args.port)
     serve_index(settings)
     return EXIT_OK
 
@@ -245,7 +280,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings, out: TextIO, err: T
         )
     redis_url = resolve_redis_url(settings)
     name = args.name or default_worker_name()
-    concurrency = args.concurrency or settings.worker_concurrency
+    concurrency = settings.worker_concurrency
     app = create_celery_app(settings, redis_url)
     register_tasks(app, settings, redis_url, capabilities, name, upload_password(settings))
     store = BuildStore(connect(redis_url))
@@ -285,11 +320,6 @@ def cmd_beat(args: argparse.Namespace, settings: Settings, out: TextIO, err: Tex
 def cmd_up(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
     from server.stack import run_stack
 
-    settings = settings.with_overrides(api_port=args.api_port, index_port=args.index_port)
-    if args.api_port:
-        settings = settings.with_overrides(api_url=f"http://{settings.api_host}:{args.api_port}")
-    if args.index_port:
-        settings = settings.with_overrides(index_url=f"http://{settings.index_host}:{args.index_port}")
     return run_stack(settings, worker=not args.no_worker, targets=args.targets, out=out, err=err)
 
 
@@ -344,7 +374,7 @@ class ApiClient:
 
 
 def cmd_request(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
-    client = ApiClient(args.api_url or settings.api_url, settings.api_token)
+    client = ApiClient(settings.api_url, settings.api_token)
     if args.wait:
         client.wait_ready(min(args.timeout, 300), err)
     body: dict[str, Any] = {
@@ -411,7 +441,7 @@ def _summary(b: dict[str, Any]) -> str:
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
-    client = ApiClient(args.api_url or settings.api_url, settings.api_token)
+    client = ApiClient(settings.api_url, settings.api_token)
     if args.build_id:
         builds = [client.call("GET", f"/api/builds/{args.build_id}")]
     else:
@@ -421,6 +451,16 @@ def cmd_status(args: argparse.Namespace, settings: Settings, out: TextIO, err: T
     else:
         for b in builds:
             out.write(f"{b['id']} {b['name']}=={b['version']} " + _summary(b) + "\n")
+    return EXIT_OK
+
+
+def cmd_config(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
+    public = settings.public()
+    if args.json:
+        out.write(json.dumps(public, indent=2) + "\n")
+        return EXIT_OK
+    for key, value in public.items():
+        out.write(f"{key} = {json.dumps(value)}\n")
     return EXIT_OK
 
 
@@ -456,6 +496,7 @@ COMMANDS = {
     "beat": cmd_beat,
     "request": cmd_request,
     "status": cmd_status,
+    "config": cmd_config,
     "reindex": cmd_reindex,
 }
 
