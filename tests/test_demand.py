@@ -13,11 +13,11 @@ import redis
 import requests
 
 from builder.targets import BuildTarget
-from server.demand.misses import COUNTS, REASONS
-from server.demand.routes import project_from_path
-from server.demand.useragent import client_target
+from server.misses.misses import COUNTS, REASONS
+from server.misses.routes import project_from_path
+from server.misses.useragent import client_target
 from tests.conftest import Stack, interpreter, isolated_pip_env, make_sdist, make_venv, wait_until
-from tests.demand_clients import pip_user_agent, reporting_proxy, uv_user_agent
+from tests.demand_clients import pip_user_agent, uv_user_agent
 from tests.test_verify import make_wheel
 
 
@@ -173,6 +173,24 @@ def test_misses_are_counted_per_project_and_target_and_a_hit_forgets_one(
     listed = {(m["project"], m["target"]) for m in misses(s)["misses"]}
     assert ("demand-missing", "cp312-manylinux_x86_64") not in listed
     assert ("demand-only313", "cp312-manylinux_x86_64") in listed
+
+
+def test_the_index_reports_a_real_pips_requests(demand_stack: Stack, tmp_path: Path) -> None:
+    s = demand_stack
+    python = make_venv(interpreter("3.13"), tmp_path / "venv")
+    result = subprocess.run(
+        [str(python), "-m", "pip", "download", "--no-deps", "--no-cache-dir", "-d", str(tmp_path / "dl")]
+        + ["--index-url", s.simple, "Demand_Through.The-Index"],
+        env=isolated_pip_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0 and "No matching distribution" in result.stderr, result.stderr
+    listed = wait_until(lambda: misses(s)["misses"], 30, "the index's report of pip's request")
+    assert [(m["project"], m["target"], m["reason"], m["count"]) for m in listed] == [
+        ("demand-through-the-index", "cp313-manylinux_x86_64", "no-project", 1)
+    ]
 
 
 def test_bad_reports_are_ignored_and_misses_stay_bounded(demand_stack: Stack, agents: dict[str, str]) -> None:
@@ -337,10 +355,10 @@ def test_a_real_pip_miss_is_built_and_the_next_install_succeeds(
             timeout=300,
         )
 
-    # The index reports the page request, as it does for every client.
-    with reporting_proxy(f"http://127.0.0.1:{s.index_port}", s.api) as index:
-        first = pip_install(index)
+    # The index itself reports the page request, with the client's User-Agent.
+    first = pip_install(s.simple)
     assert first.returncode != 0 and "No matching distribution" in first.stderr, first.stderr
+    wait_until(lambda: misses(s)["misses"], 30, "the index's report of the miss")
     listed = misses(s)["misses"]
     assert [(m["project"], m["target"], m["reason"]) for m in listed] == [
         (DEMO, "cp312-manylinux_x86_64", "no-project")

@@ -24,7 +24,7 @@ import redis
 from builder.errors import WheelyardError
 from builder.records import PREFIX, BuildStore, name_index
 from builder.targets import BuildTarget
-from server.demand.misses import MissStore
+from server.misses.misses import MissStore
 from server.service import BuildService
 
 logger = logging.getLogger(__name__)

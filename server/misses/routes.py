@@ -16,10 +16,10 @@ from packaging.utils import canonicalize_name
 from pydantic import BaseModel, Field
 
 from builder.config import Settings
-from server.demand.holdings import Holdings, serves
-from server.demand.misses import NO_PROJECT, NO_WHEEL, MissStore
-from server.demand.on_miss import BuildOnMiss, Ensure, is_private, newest_release
-from server.demand.useragent import client_target
+from server.misses.holdings import Holdings, serves
+from server.misses.misses import NO_PROJECT, NO_WHEEL, MissStore
+from server.misses.on_miss import BuildOnMiss, Ensure, is_private, newest_release
+from server.misses.useragent import client_target
 from server.service import BuildService
 
 # PEP 508 names, as the index's /simple/<name>/ takes them.
