@@ -165,6 +165,19 @@ class Settings:
     prebuild_interval: int = setting(
         3600, env="WHEELYARD_PREBUILD_INTERVAL", minimum=1, help="seconds between submissions of the prebuild file"
     )
+    # Demand from clients (server/demand, docs/demand.md).
+    miss_limit: int = setting(
+        10_000, env="WHEELYARD_MISS_LIMIT", minimum=1, help="(project, client target) misses kept; the oldest go first"
+    )
+    build_on_miss: bool = setting(
+        False, env="WHEELYARD_BUILD_ON_MISS", help="ask for the newest release of a project clients missed"
+    )
+    build_on_miss_cooldown: int = setting(
+        3600, env="WHEELYARD_BUILD_ON_MISS_COOLDOWN", minimum=1, help="seconds before one miss is built on again"
+    )
+    build_on_miss_per_hour: int = setting(
+        60, env="WHEELYARD_BUILD_ON_MISS_PER_HOUR", minimum=0, help="misses built on per hour, at most, in all"
+    )
     extra_interpreters: tuple[Path, ...] = setting(
         (),
         env="WHEELYARD_INTERPRETERS",

@@ -32,6 +32,7 @@ from builder.targets import known_identifiers
 from builder.tasks import BUILD_TASK, create_celery_app
 from builder.upstream import SimpleIndex
 from server.index_api import index_router
+from server.misses.routes import create_demand_router
 from server.service import BuildService, count_builds, find_builds, present
 
 logger = logging.getLogger(__name__)
@@ -227,6 +228,8 @@ def create_app(
         from_source_default=settings.from_source_default,
         glibc_max=settings.manylinux_glibc_max,
     )
+
+    app.include_router(create_demand_router(settings, service))
 
     # -- errors, in one place ----------------------------------------------------------------
     @app.exception_handler(WheelyardError)
