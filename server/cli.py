@@ -24,7 +24,7 @@ from typing import Any, TextIO
 
 from builder.config import Settings, load_settings, settings_help
 from builder.errors import ConfigurationError, WheelyardError
-from server import client_commands
+from server import client_commands, index_commands
 from server.options import add_global_options, setting_option, setting_values
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -83,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     reindex.add_argument(
         "--wait", type=float, default=60, help="seconds to wait for another process that is indexing (default 60)"
     )
+    index_commands.add_parsers(sub)
     for name, command in sub.choices.items():
         if name != "diagnose":  # diagnose parses its own arguments
             add_global_options(command, after_command=True)
@@ -170,17 +171,18 @@ def cmd_api(args: argparse.Namespace, settings: Settings, out: TextIO, err: Text
 def cmd_index(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
     from server.index import serve_index
 
-    serve_index(settings)
-    return EXIT_OK
+    return serve_index(settings)
 
 
 def _worker_targets(settings: Settings, selected: str | None) -> tuple[Any, list[Any]]:
     """What this host can build, narrowed to ``--targets`` where given."""
-    from builder.capabilities import probe
+    from builder.capabilities import checked_capabilities
     from builder.targets import is_pattern, parse_targets, split_target_list
 
-    capabilities = probe(settings.extra_interpreters)
+    # Every interpreter found is run in the build sandbox as the build user; one that fails is not served.
+    capabilities = checked_capabilities(settings)
     targets = capabilities.targets()
+    why = "".join("\n" + u.line() for u in capabilities.unusable)
     if selected:
         items = split_target_list(selected)
         named = [i for i in items if not is_pattern(i)]
@@ -188,7 +190,7 @@ def _worker_targets(settings: Settings, selected: str | None) -> tuple[Any, list
         missing = [t.identifier for t in wanted if t not in targets]
         if missing:
             raise WheelyardError(
-                f"this worker cannot build {', '.join(missing)}",
+                f"this worker cannot build {', '.join(missing)}{why}",
                 "run `wheelyard worker --probe` to see what it can build",
                 reference="target-not-buildable",
             )
@@ -213,6 +215,8 @@ def cmd_worker(args: argparse.Namespace, settings: Settings, out: TextIO, err: T
     from builder.worker import Heartbeat, default_worker_name, worker_info, worker_queues
 
     capabilities, targets = _worker_targets(settings, args.targets)
+    for unusable in capabilities.unusable:
+        err.write(unusable.line() + "\n")
     queues = worker_queues(targets)
     sandbox_ok = sandbox_available()
     if args.probe:
@@ -339,6 +343,7 @@ COMMANDS = {
     **client_commands.COMMANDS,
     "config": cmd_config,
     "reindex": cmd_reindex,
+    **index_commands.COMMANDS,
 }
 
 

@@ -117,6 +117,13 @@ def child_environment(settings: Settings) -> dict[str, str]:
 def run_stack(settings: Settings, *, worker: bool, targets: str | None, out: TextIO, err: TextIO) -> int:
     from server.index import ensure_upload_credentials
 
+    if worker:
+        # The worker's own start-up check, so that `up` never reports a stack that cannot build.
+        from builder.capabilities import checked_capabilities
+
+        for unusable in checked_capabilities(settings).unusable:
+            err.write(unusable.line() + "\n")
+
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     user, _ = ensure_upload_credentials(settings)
     stop = False
