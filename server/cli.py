@@ -19,6 +19,7 @@ import requests
 
 from builder.config import Settings, load_settings
 from builder.errors import ConfigurationError, WheelyardError
+from server.ensure import command as ensure_command
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -85,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     request.add_argument("--timeout", type=float, default=3600, help="seconds --wait waits (default 3600)")
     request.add_argument("--api-url", help="default http://127.0.0.1:8000 (WHEELYARD_API_URL)")
     request.add_argument("--json", action="store_true", help="print the builds as JSON")
+
+    ensure_command.add_parser(sub)
 
     status = sub.add_parser("status", help="show a build, or the latest builds")
     status.add_argument("build_id", nargs="?")
@@ -455,6 +458,7 @@ COMMANDS = {
     "worker": cmd_worker,
     "beat": cmd_beat,
     "request": cmd_request,
+    "ensure": ensure_command.cmd_ensure,
     "status": cmd_status,
     "reindex": cmd_reindex,
 }
