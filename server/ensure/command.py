@@ -119,7 +119,7 @@ def cmd_ensure(args: argparse.Namespace, settings: Settings, out: TextIO, err: T
         if report["done"]:
             # The index's word, not the builds': a re-run finds every finished wheel present.
             body["retry"] = False
-            report = client.call("POST", "/api/ensure", json=body)
+            report = this_run(client.call("POST", "/api/ensure", json=body), report)
     show.finish(report)
     if args.json is not None:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
@@ -151,6 +151,21 @@ def follow(client: Any, report: dict[str, Any], deadline: float, show: Progress)
         recount(report)
         show(report)
     return report
+
+
+def this_run(final: dict[str, Any], followed: dict[str, Any]) -> dict[str, Any]:
+    """The index's final report, each wheel this run mirrored or built still said to be so."""
+    done = {
+        (i["name"], i["version"], i["target"]): i
+        for i in followed["items"]
+        if i["outcome"] in ("mirrored", "published")
+    }
+    for item in final["items"]:
+        earlier = done.get((item["name"], item["version"], item["target"]))
+        if item["outcome"] == "present" and earlier is not None:
+            item["outcome"], item["build_id"] = earlier["outcome"], earlier["build_id"]
+    recount(final)
+    return final
 
 
 def recount(report: dict[str, Any]) -> None:
