@@ -274,3 +274,30 @@ def test_a_private_name_is_taken_from_the_index_and_a_failing_package_is_diagnos
     # (cytoolz itself imports toolz's internals, which the private project does not have.)
     result = subprocess.run([str(python), "-c", "import idna, toolz; print(toolz.PRIVATE)"], capture_output=True)
     assert result.returncode == 0 and result.stdout.strip() == b"True", result.stderr
+
+
+def test_a_pure_python_sdist_is_built_once_for_every_target(
+    local_stack: tuple[Stack, Path], tmp_path: Path, refusing_proxy: str
+) -> None:
+    stack, upstream_dir = local_stack
+    make_sdist(
+        tmp_path / "pure-src",
+        "puresdist",
+        "1.0",
+        {
+            "pyproject.toml": '[build-system]\nrequires = ["setuptools>=68"]\nbuild-backend = "setuptools.build_meta"\n'
+            '[project]\nname = "puresdist"\nversion = "1.0"\n',
+            "puresdist/__init__.py": "PURE = True\n",
+        },
+        upstream_dir,
+    )
+    (tmp_path / "requirements.txt").write_text("puresdist==1.0\n")
+    # The worker serves cp312 and pure wheels only: a build for cp313 would wait for a worker forever.
+    result = ensure(stack, tmp_path, "-r", "requirements.txt", "-t", "cp31{2,3}-manylinux_x86_64", "--wait")
+    assert result.returncode == 0, result.stdout + result.stderr + stack.log("worker-ensure-local")
+    builds = requests.get(f"{stack.api}/api/builds", params={"name": "puresdist"}, timeout=30).json()["builds"]
+    assert [(b["target"], b["status"], b["wheel"]) for b in builds] == [
+        ("cp312-manylinux_x86_64", "published", "puresdist-1.0-py3-none-any.whl")
+    ]
+    python = pip_install_offline(stack, "3.13", tmp_path, refusing_proxy, "puresdist==1.0")
+    imports(python, "puresdist")

@@ -26,6 +26,7 @@ from server.ensure.inputs import (
     from_strings,
     from_uv_lock,
 )
+from server.ensure.report import OUTCOMES
 from server.ensure.resolve import Resolver
 from server.ensure.run import Ensurer
 from server.service import BuildService, shown_status
@@ -75,6 +76,45 @@ class BuildsRequest(BaseModel):
     )
 
 
+class EnsureItem(BaseModel):
+    """One wheel of the closures: a distribution for one wheel target."""
+
+    name: str
+    version: str
+    target: str = Field(description="the wheel's target: a build identifier, or py3-none-any for a pure wheel")
+    serves: list[str] = Field(description="the targets whose closure names this distribution")
+    outcome: str = Field(description=f"one of: {', '.join(OUTCOMES)}")
+    wheel: str | None
+    build_id: str | None
+    error: dict[str, Any] | None
+    diagnosis: dict[str, Any] | None = Field(description="for a failed build: what broke and the fix")
+    after: str | None = Field(description="built after this release's build for that target (its wheel may be pure)")
+
+
+class EnsureReport(BaseModel):
+    ok: bool = Field(description="every wheel of every target's closure is on the index")
+    done: bool = Field(description="no build is still under way")
+    targets: list[str]
+    counts: dict[str, int] = Field(description=f"items by outcome: {', '.join(OUTCOMES)}")
+    total: int
+    private: list[str] = Field(description="private names the closures name, taken from the index")
+    errors: list[dict[str, Any]] = Field(description="targets whose closure could not be found, with the error")
+    closures: dict[str, list[str]] = Field(description="target -> the name==version of its closure")
+    items: list[EnsureItem]
+    elapsed: float
+
+
+class BuildState(BaseModel):
+    status: str
+    wheel: str | None
+    error: dict[str, Any] | None
+    diagnosis: dict[str, Any] | None
+
+
+class BuildStates(BaseModel):
+    builds: dict[str, BuildState]
+
+
 def sources_of(body: EnsureRequest) -> Sources:
     """Every source the body carries, merged."""
     sources = from_strings(body.requirements)
@@ -112,13 +152,13 @@ def ensure_router(settings: Settings, service: BuildService) -> APIRouter:
     ensurer = make_ensurer(settings, service)
     store: BuildStore = service.store
 
-    @router.post("/api/ensure", tags=["ensure"])
+    @router.post("/api/ensure", tags=["ensure"], response_model=EnsureReport)
     def ensure(body: EnsureRequest) -> dict[str, Any]:
         """Resolve each target's closure and ask for every wheel the index lacks."""
         report = ensurer.ensure(sources_of(body), body.targets, wait=body.wait, timeout=body.timeout, retry=body.retry)
         return report.to_dict()
 
-    @router.post("/api/ensure/builds", tags=["ensure"])
+    @router.post("/api/ensure/builds", tags=["ensure"], response_model=BuildStates)
     def builds(body: BuildsRequest) -> dict[str, Any]:
         """Where each build of a report is now: its status, wheel, error and diagnosis."""
         served = store.served_queues()

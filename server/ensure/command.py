@@ -114,12 +114,13 @@ def cmd_ensure(args: argparse.Namespace, settings: Settings, out: TextIO, err: T
     show = Progress(err)
     report = client.call("POST", "/api/ensure", json=body)
     show(report)
-    if args.wait and not report["done"]:
-        report = follow(client, report, deadline, show)
-        if report["done"]:
-            # The index's word, not the builds': a re-run finds every finished wheel present.
-            body["retry"] = False
-            report = this_run(client.call("POST", "/api/ensure", json=body), report)
+    body["retry"] = False  # what this run asks again is asked once
+    while args.wait and not report["done"] and time.monotonic() < deadline:
+        followed = follow(client, report, deadline, show)
+        # The index's word, not the builds': a re-run finds every finished wheel present, and asks
+        # for what was waiting on another build of its release.
+        report = this_run(client.call("POST", "/api/ensure", json=body), followed)
+        show(report)
     show.finish(report)
     if args.json is not None:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
@@ -154,7 +155,7 @@ def follow(client: Any, report: dict[str, Any], deadline: float, show: Progress)
 
 
 def this_run(final: dict[str, Any], followed: dict[str, Any]) -> dict[str, Any]:
-    """The index's final report, each wheel this run mirrored or built still said to be so."""
+    """The index's newer report, each wheel this run mirrored or built still said to be so."""
     done = {
         (i["name"], i["version"], i["target"]): i
         for i in followed["items"]

@@ -27,6 +27,9 @@ class Item:
     build_id: str | None = None
     error: dict[str, Any] | None = None
     diagnosis: dict[str, Any] | None = None
+    # Built from its sdist after the build of this same release for ``after``: if that build's
+    # wheel is pure Python it serves this target too, and nothing is built twice.
+    after: str | None = None
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -43,6 +46,7 @@ class Item:
             "build_id": self.build_id,
             "error": self.error,
             "diagnosis": self.diagnosis,
+            "after": self.after,
         }
 
 

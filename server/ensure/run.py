@@ -69,7 +69,7 @@ class Ensurer:
         if progress is not None:
             progress(report)
         if wait:
-            self._follow(report, started + timeout, progress)
+            self._follow(report, started + timeout, progress, retry)
         report.elapsed = time.monotonic() - started
         return report
 
@@ -142,11 +142,12 @@ class Ensurer:
             for item, serves in groups:
                 for target in serves:
                     _add(items, item, target)
-                if item.outcome == "queued" and item is items[item.key]:
+                if item.outcome == "queued" and item.after is None and item is items[item.key]:
                     wanted.append(item)
         with ThreadPoolExecutor(max_workers=_THREADS) as pool:
             list(pool.map(lambda item: self._submit(item, retry), wanted))
         report.items = sorted(items.values(), key=lambda i: i.key)
+        self._settle(report.items, retry)
 
     def _requests(self, pin: Pin, targets: list[BuildTarget]) -> list[tuple[Item, list[BuildTarget]]]:
         """What to ask the service for, for one missing release: one item per wheel target."""
@@ -158,9 +159,18 @@ class Ensurer:
         groups: dict[str, list[BuildTarget]] = {}
         for target in targets:
             groups.setdefault(self._wheel_target(release, target), []).append(target)
-        return [
-            (Item(pin.name, pin.version, wheel_target, [], "queued"), serves) for wheel_target, serves in groups.items()
-        ]
+        out = [(Item(pin.name, pin.version, wheel, [], "queued"), serves) for wheel, serves in groups.items()]
+        # Built from the sdist for several targets: the first build goes ahead, the others wait for
+        # it (its wheel may be pure Python, and then serves them all).
+        built = [item for item, serves in out if self._from_sdist(release, serves[0])]
+        for item in built[1:]:
+            item.after = built[0].target
+        return out
+
+    def _from_sdist(self, release: Release, target: BuildTarget) -> bool:
+        if self.service.from_source_default:
+            return release.sdist is not None
+        return release.wheel_for(target, glibc_max=self.service.glibc_max) is None and release.sdist is not None
 
     def _wheel_target(self, release: Release, target: BuildTarget) -> str:
         """py3-none-any where the wheel upstream has for ``target`` is pure: one mirror serves all targets."""
@@ -179,8 +189,24 @@ class Ensurer:
             return
         _update(item, submission.record, self.service.store.served_queues())
 
+    def _settle(self, items: list[Item], retry: bool) -> None:
+        """Each item waiting for another build of its release: served by that build's pure wheel,
+        or asked for itself once that build ended otherwise."""
+        by_key = {i.key: i for i in items}
+        for item in items:
+            if item.after is None or item.outcome != "queued":
+                continue
+            leader = by_key[(item.name, item.version, item.after)]
+            if leader.outcome in PENDING:
+                continue
+            item.after = None
+            if leader.outcome in ("mirrored", "published") and leader.wheel and _PURE.accepts(_tags(leader.wheel)):
+                item.outcome, item.wheel, item.build_id = leader.outcome, leader.wheel, leader.build_id
+            else:
+                self._submit(item, retry)
+
     # -- follow ----------------------------------------------------------------------------------
-    def _follow(self, report: Report, deadline: float, progress: Progress | None) -> None:
+    def _follow(self, report: Report, deadline: float, progress: Progress | None, retry: bool) -> None:
         """Poll the builds until none is pending or the deadline passes; progress on every change."""
         store = self.service.store
         last = report.counts()
@@ -192,6 +218,7 @@ class Ensurer:
                     record = store.get(item.build_id)
                     if record is not None:
                         _update(item, record, served)
+            self._settle(report.items, retry)
             counts = report.counts()
             if counts != last and progress is not None:
                 progress(report)
