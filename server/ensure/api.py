@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from builder.config import Settings
 from builder.errors import WheelyardError
 from builder.records import BuildStore
-from server.ensure.holdings import Holdings
+from server.ensure.holdings import Holdings, read_auth
 from server.ensure.inputs import (
     InvalidInput,
     Sources,
@@ -135,7 +135,7 @@ def sources_of(body: EnsureRequest) -> Sources:
 
 def make_ensurer(settings: Settings, service: BuildService) -> Ensurer:
     """The ensure core as this deployment runs it: its upstream, its index, its build service."""
-    auth = (settings.index_user, settings.index_read_password) if settings.index_read_password else None
+    auth = read_auth(settings)
     return Ensurer(
         service=service,
         resolver=Resolver(

@@ -18,6 +18,7 @@ from typing import Any, TextIO
 from builder.config import Settings
 from server.ensure.inputs import InvalidInput, from_requirements_file
 from server.ensure.report import ON_INDEX, OUTCOMES, PENDING, failure_text, progress_line
+from server.options import setting_option
 
 EXIT_OK, EXIT_FAILED, EXIT_PENDING = 0, 1, 3
 POLL_SECONDS = 1.0
@@ -50,7 +51,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--timeout", type=float, default=3600, help="seconds --wait waits (default 3600)")
     p.add_argument("--retry", action="store_true", help="build again what failed before")
     p.add_argument("--json", type=Path, metavar="FILE", help="write the report (every wheel, outcome, diagnosis)")
-    p.add_argument("--api-url", help="default http://127.0.0.1:8000 (WHEELYARD_API_URL)")
+    setting_option(p, "--api-url", "api_url")
 
 
 def request_body(args: argparse.Namespace) -> dict[str, Any]:
@@ -104,10 +105,10 @@ def _is_uv_lock(path: Path) -> bool:
 
 
 def cmd_ensure(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
-    from server.cli import ApiClient
+    from server.client_commands import ApiClient
 
     body = request_body(args)
-    client = ApiClient(args.api_url or settings.api_url, settings.api_token)
+    client = ApiClient(settings.api_url, settings.api_token)
     if args.wait:
         client.wait_ready(min(args.timeout, 300), err)
     deadline = time.monotonic() + args.timeout

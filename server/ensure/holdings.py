@@ -197,7 +197,7 @@ def private_check(settings: Settings, store: BuildStore) -> Callable[[str], bool
     upstream under a name that might be private (the request is refused, and can be sent again).
     """
     root = settings.index_url.rstrip("/").removesuffix("/simple") + "/"
-    auth = (settings.index_user, settings.index_read_password) if settings.index_read_password else None
+    auth = read_auth(settings)
     session = requests.Session()
 
     def is_private(name: str) -> bool:
@@ -212,6 +212,17 @@ def private_check(settings: Settings, store: BuildStore) -> Callable[[str], bool
             ) from None
         if response.status_code == 404:
             return False
+        if response.status_code != 200:
+            raise IndexUnavailable(
+                f"the wheelyard index at {redact_url(root)} answered {response.status_code} for {canonical}, so "
+                "whether it is a private project there is unknown; nothing was queued",
+                "give the API the index's read password (WHEELYARD_INDEX_READ_PASSWORD) and check the index",
+            )
         return bool(private_names(store, [canonical]))
 
     return is_private
+
+
+def read_auth(settings: Settings) -> tuple[str, str] | None:
+    """The credentials that read the index: the read password, as the user ``reader`` (docs/index.md)."""
+    return ("reader", settings.index_read_password) if settings.index_read_password else None

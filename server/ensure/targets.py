@@ -5,12 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from cibuildwheel.selector import selector_matches
-
 from builder.errors import InvalidTarget
-from builder.targets import PLATFORMS, PURE, SUPPORTED_MINORS, BuildTarget, parse_targets
-
-_PATTERN_CHARS = set("*?[{")
+from builder.targets import PURE, BuildTarget, parse_targets
 
 # A marker environment per operating system: (sys_platform, platform_system, os_name).
 _OS_MARKERS = {
@@ -19,46 +15,30 @@ _OS_MARKERS = {
     "windows": ("win32", "Windows", "nt"),
 }
 
-# uv's --python-platform for each platform id; manylinux at the glibc wheelyard mirrors up to.
+# uv's --python-platform for the platform ids it resolves for; manylinux at the glibc wheelyard
+# mirrors up to.
 _UV_PLATFORMS = {
     "manylinux_x86_64": "x86_64-manylinux_{glibc}",
     "manylinux_aarch64": "aarch64-manylinux_{glibc}",
     "musllinux_x86_64": "x86_64-unknown-linux-musl",
+    "musllinux_aarch64": "aarch64-unknown-linux-musl",
     "macosx_x86_64": "x86_64-apple-darwin",
     "macosx_arm64": "aarch64-apple-darwin",
     "win_amd64": "x86_64-pc-windows-msvc",
+    "win_arm64": "aarch64-pc-windows-msvc",
+    "win32": "i686-pc-windows-msvc",
 }
 
 
-def known_identifiers() -> list[str]:
-    """Every interpreter build identifier wheelyard knows, in cibuildwheel's spelling."""
-    return [f"cp3{minor}-{platform}" for minor in SUPPORTED_MINORS for platform in PLATFORMS]
-
-
 def expand_targets(selectors: Iterable[str]) -> list[BuildTarget]:
-    """Build identifiers and patterns (``cp31{2,3}-manylinux_x86_64``, ``cp3*-musllinux_*``), each
-    pattern matched the way cibuildwheel matches its build selectors; every target names an interpreter."""
-    identifiers: list[str] = []
-    for selector in selectors:
-        text = selector.strip()
-        if not text:
-            continue
-        if not _PATTERN_CHARS & set(text):
-            identifiers.append(text)
-            continue
-        matched = [i for i in known_identifiers() if selector_matches(text, i)]
-        if not matched:
-            raise InvalidTarget(
-                f"the pattern {text!r} matches no build identifier",
-                "patterns match names like cp312-manylinux_x86_64, e.g. cp31{2,3}-manylinux_x86_64 or cp3*-musllinux_*",
-            )
-        identifiers += matched
-    targets = parse_targets(identifiers)
+    """Build identifiers and cibuildwheel-style patterns (``cp31{2,3}-manylinux_x86_64``), as
+    ``builder.targets.parse_targets`` reads them; every target must name an interpreter."""
+    targets = parse_targets(s for s in selectors if s.strip())
     if any(t.is_pure for t in targets):
         raise InvalidTarget(
             f"{PURE} names no interpreter, and a closure depends on the interpreter",
-            "name the interpreters the team installs on, e.g. -t cp312-manylinux_x86_64; "
-            "pure-Python wheels are ensured once for all of them",
+            "name the interpreters the team installs on, e.g. -t cp312-manylinux_x86_64 (a pattern that "
+            f"matches {PURE} too, like '*', is too wide); pure-Python wheels are ensured once for all of them",
         )
     return targets
 
@@ -85,4 +65,10 @@ def marker_environment(target: BuildTarget) -> dict[str, str]:
 
 def uv_platform(target: BuildTarget, glibc_max: tuple[int, int]) -> str:
     """uv's --python-platform for ``target``: its wheels are those the target installs."""
+    if target.platform not in _UV_PLATFORMS:
+        raise InvalidTarget(
+            f"uv cannot resolve requirements for {target}'s platform",
+            f"resolve for {target} elsewhere and ensure the lock (--lock pylock.toml or uv.lock), "
+            f"which is taken as it is; uv resolves for {', '.join(sorted(_UV_PLATFORMS))}",
+        )
     return _UV_PLATFORMS[target.platform].format(glibc=f"{glibc_max[0]}_{glibc_max[1]}")
