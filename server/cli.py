@@ -14,6 +14,7 @@ with ``server.options.setting_option`` reaches the handler through ``settings``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -207,6 +208,7 @@ def _worker_targets(settings: Settings, selected: str | None) -> tuple[Any, list
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
+    from builder.capabilities import resolve_parallelism
     from builder.records import BuildStore, connect
     from builder.sandbox import limit_mechanisms, sandbox_available
     from builder.tasks import create_celery_app, register_tasks
@@ -225,6 +227,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings, out: TextIO, err: T
             "available": sandbox_ok,
             "limits": limit_mechanisms(settings.limits),
         }
+        data["parallelism"] = dataclasses.asdict(resolve_parallelism(settings))
         out.write(json.dumps(data, indent=2) + "\n")
         return EXIT_OK
     if settings.sandbox and not sandbox_ok:
@@ -237,13 +240,15 @@ def cmd_worker(args: argparse.Namespace, settings: Settings, out: TextIO, err: T
         )
     redis_url = resolve_redis_url(settings)
     name = args.name or default_worker_name()
-    concurrency = settings.worker_concurrency
+    parallelism = resolve_parallelism(settings)
+    concurrency = parallelism.concurrency
+    settings = settings.with_overrides(worker_concurrency=concurrency, build_jobs=parallelism.jobs)
     app = create_celery_app(settings, redis_url)
     register_tasks(app, settings, redis_url, capabilities, name, upload_password(settings))
     store = BuildStore(connect(redis_url))
     heartbeat = Heartbeat(store, name, worker_info(capabilities, targets))
     heartbeat.start()
-    err.write(f"wheelyard worker {name}: serving {', '.join(queues)}\n")
+    err.write(f"wheelyard worker {name}: serving {', '.join(queues)}; {parallelism.line()}\n")
     try:
         app.worker_main(
             [
