@@ -73,6 +73,7 @@ _FALLBACK_KEYWORDS = (
     "Interrupt",
     "NotFound",
     "Unavailable",
+    "build failed",
 )
 
 
@@ -251,7 +252,7 @@ class Scanner:
             found |= kw_rules.get(km.group(1), frozenset())
         step = self.ctx.step
         looks_failed = _FALLBACK_RE.search(line) is not None
-        if looks_failed or "Failed to build" in line or "Failed building" in line:
+        if looks_failed or "Failed to build" in line or "Failed building" in line or "build failed" in line:
             self.last_error = no  # noise or not: a log that says this after "Successfully" failed
         for i in sorted(found):
             rule = self.rules[i]
