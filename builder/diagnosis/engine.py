@@ -147,6 +147,7 @@ class Scanner:
         self.hits: list[_Hit] = []
         self.seen: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
         self.worst: tuple[int, int] | None = None  # (priority, -line) of the least cause kept, when full
+        self._above: tuple[int, re.Pattern[str]] = (-1, self._line_kw)
         self.last_error = 0  # the last line that was a cause or looked like an error
         self.pending: list[_Hit] = []
         self.tail: deque[tuple[int, str]] = deque(maxlen=CONTEXT_BEFORE)
@@ -246,16 +247,20 @@ class Scanner:
         if self.ctx.observe(line, no) or (self.ctx.success_line and not had_success and not self._fallback_on):
             self._rebuild_prefilter()
             rebuilt = True
-        found: set[int] = set()
-        kw_rules = self._kw_rules
-        for km in self._line_kw.finditer(line):
-            found |= kw_rules.get(km.group(1), frozenset())
+        found = self._candidates(line)
         step = self.ctx.step
-        looks_failed = _FALLBACK_RE.search(line) is not None
-        if looks_failed or "Failed to build" in line or "Failed building" in line or "build failed" in line:
-            self.last_error = no  # noise or not: a log that says this after "Successfully" failed
+        looks_failed = False
+        if self._fallback_on:
+            looks_failed = _FALLBACK_RE.search(line) is not None
+            if looks_failed or "Failed to build" in line or "Failed building" in line or "build failed" in line:
+                self.last_error = no  # noise or not: a log that says this after "Successfully" failed
+        # rules are in trial order, highest priority first: once MAX_CAUSES are kept, a rule no
+        # more important than the least of them cannot add a cause, nor can any rule after it
+        floor = self.worst[0] if self.worst is not None else -1
         for i in sorted(found):
             rule = self.rules[i]
+            if rule.priority <= floor:
+                break
             if rule.steps and step not in rule.steps:
                 continue
             if rule.not_steps and step in rule.not_steps:
@@ -278,6 +283,22 @@ class Scanner:
                 self._rebuild_prefilter()
                 rebuilt = True
         return rebuilt
+
+    def _candidates(self, line: str) -> set[int]:
+        """Indexes of the rules whose keywords ``line`` holds (once MAX_CAUSES are kept, only of
+        the rules that could still add a cause: a smaller keyword regex)."""
+        line_kw = self._line_kw
+        if self.worst is not None:
+            if self._above[0] != self.worst[0]:
+                kws = {k for r in self.rules if r.priority > self.worst[0] for k in r.keywords}
+                rx = re.compile("(?=(" + _trie_pattern(kws) + "))") if kws else re.compile("(?!)")
+                self._above = (self.worst[0], rx)
+            line_kw = self._above[1]
+        found: set[int] = set()
+        kw_rules = self._kw_rules
+        for km in line_kw.finditer(line):
+            found |= kw_rules.get(km.group(1), frozenset())
+        return found
 
     def _is_noise(self, line: str) -> bool:
         return self._noise.search(line) is not None

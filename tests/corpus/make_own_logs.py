@@ -10,6 +10,7 @@ packages. The combined stdout+stderr is kept as ``tests/corpus/own/raw/<id>.log`
 run in ``runs.jsonl``; labels are written afterwards, by reading the logs (``labels.json``).
 
 Run:  python tests/corpus/make_own_logs.py COUNT [--seed N] [--jobs 2]
+      python tests/corpus/make_own_logs.py 0 --finalize   (trimmed copies into tests/corpus/own)
 Downloads and scratch environments live in bench/.cache/corpus (git-ignored).
 """
 
@@ -164,7 +165,7 @@ FRONT_ENDS = [
 ]
 
 CONDITIONS = [
-    ("plain", 6),
+    ("plain", 3),
     ("no-cc", 6),
     ("no-cxx", 3),
     ("no-compilers", 2),
@@ -404,7 +405,7 @@ def _quote(a: str) -> str:
 
 def plan(count: int, seed: int) -> list[tuple[str, tuple[str, str, str], str]]:
     rng = random.Random(seed)
-    reqs = popular(rng, count // 3) + [rng.choice(OLD_POOL) for _ in range(count - count // 3)]
+    reqs = popular(rng, count // 6) + [rng.choice(OLD_POOL) for _ in range(count - count // 6)]
     rng.shuffle(reqs)
     conds = [c for c, w in CONDITIONS for _ in range(w)]
     return [(r, rng.choice(FRONT_ENDS), rng.choice(conds)) for r in reqs]
@@ -416,7 +417,13 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--seed", type=int, default=13)
     ap.add_argument("--start", type=int, default=1, help="number of the first log")
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--finalize", action="store_true", help="copy the raw logs into tests/corpus/own, trimmed")
     args = ap.parse_args(argv)
+    if args.finalize:
+        kept = finalize(args.seed)
+        (OUT.parent / "runs.json").write_text(json.dumps(kept, indent=1) + "\n", encoding="utf-8")
+        print(f"{len(kept)} logs kept in {OUT.parent}")
+        return 0
     CACHE.mkdir(parents=True, exist_ok=True)
     runs = plan(args.count, args.seed)
     with ThreadPoolExecutor(args.jobs) as pool:
@@ -428,3 +435,35 @@ def main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
+
+
+# -- after the runs: the logs kept in the repository ----------------------------------------
+
+KEEP_LINES = (500, 2000)  # a longer log keeps its first and last lines, and says how many were cut
+MAX_WIDTH = 1000  # a longer line (pip 18's lists of links) keeps its start, and says so
+MAX_SUCCESSES = 30  # logs that did not fail: a few, drawn at random
+
+
+def trim(text: str) -> str:
+    lines = [
+        ln if len(ln) <= MAX_WIDTH else f"{ln[:MAX_WIDTH]} [... {len(ln) - MAX_WIDTH} characters cut]"
+        for ln in text.split("\n")
+    ]
+    head, tail = KEEP_LINES
+    if len(lines) > head + tail + 1:
+        lines = [*lines[:head], f"[... {len(lines) - head - tail} lines cut from this log ...]", *lines[-tail:]]
+    return "\n".join(lines)
+
+
+def finalize(seed: int) -> list[dict[str, object]]:
+    """Copy the raw logs into tests/corpus/own (trimmed; at most MAX_SUCCESSES that did not fail)."""
+    runs = [json.loads(x) for x in (OUT / "runs.jsonl").read_text("utf-8").splitlines() if x.strip()]
+    runs.sort(key=lambda r: str(r["id"]))
+    ok = [r for r in runs if r["exit"] == 0]
+    keep_ok = {str(r["id"]) for r in random.Random(seed).sample(ok, min(MAX_SUCCESSES, len(ok)))}
+    kept = [r for r in runs if r["exit"] != 0 or r["id"] in keep_ok]
+    dest = OUT.parent
+    for r in kept:
+        text = (OUT / f"{r['id']}.log").read_text("utf-8", errors="replace")
+        (dest / f"{r['id']}.log").write_text(trim(text), encoding="utf-8")
+    return kept
