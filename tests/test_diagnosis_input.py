@@ -120,3 +120,42 @@ def test_distinct_error_lines_keep_the_cap_and_the_first() -> None:
     assert len(d.causes) == 50
     assert d.primary.line == 1
     assert [c.line for c in d.causes] == list(range(1, 51))
+
+
+def test_hollow_wheel_is_diagnosed_by_the_compile_error_that_made_it() -> None:
+    # builder/pipeline.py's log: the optional extension failed, the build went on in pure Python,
+    # and the platform-tagged wheel without a compiled module was refused.
+    log = [
+        "==> build",
+        "Installed 2 packages in 4ms",
+        "building 'fastx._speedups' extension",
+        "gcc -pthread -fPIC -I/usr/include/python3.12 -c src/_speedups.c -o build/_speedups.o",
+        "src/_speedups.c:3:10: fatal error: zstd.h: No such file or directory",
+        "compilation terminated.",
+        "WARNING: the C extension could not be built; falling back to pure Python",
+        "wheelyard: built fastx-1.0-cp312-cp312-linux_x86_64.whl",
+        "==> repair",
+        "wheelyard: build failed: fastx-1.0-cp312-cp312-linux_x86_64.whl is tagged for a platform but holds no "
+        "compiled module: the extension did not compile and the build fell back to pure Python",
+    ]
+    d = diagnose(log)
+    assert d.failed
+    assert (d.primary.category, d.primary.line) == ("missing-library-header", 5)
+    alone = diagnose([line for line in log if "zstd.h" not in line])
+    assert alone.failed and alone.primary.line == len(log) - 1
+    assert alone.primary.text.startswith("wheelyard: build failed:")
+
+
+def test_proof_import_failure_is_not_a_missing_build_dependency() -> None:
+    log = [
+        "==> prove",
+        "wheelyard: proof: importing tinypkg",
+        "Traceback (most recent call last):",
+        "ModuleNotFoundError: No module named 'tinypkg._native'",
+        "wheelyard: proof: import failed: tinypkg: ModuleNotFoundError: No module named 'tinypkg._native'",
+    ]
+    d = diagnose(log)
+    assert (d.primary.category, d.primary.rule, d.primary.line) == ("import-failed", "import-failed", 4)
+    assert "tinypkg._native" in d.primary.detail
+    before = diagnose(["==> build", *log[2:4]])
+    assert before.primary.category == "missing-build-dependency"

@@ -118,9 +118,9 @@ _STEP_KEYWORDS = (
 # The last words of a build or install that worked (top level, not a build environment's).
 _SUCCESS_RE = re.compile(
     r"^(?:Successfully installed \S|Successfully built \S|Installed \d+ packages? in \S"
-    r"|Successfully (?:created|built) wheel)"
+    r"|Successfully (?:created|built) wheel|Saved \S+\.whl\s*$)"
 )
-_SUCCESS_KEYWORDS = ("Successfully installed", "Successfully built", "Installed ")
+_SUCCESS_KEYWORDS = ("Successfully installed", "Successfully built", "Installed ", "Saved ")
 
 
 class Context:

@@ -59,7 +59,7 @@ _FALLBACK_RE = re.compile(
     r"^\s*(?:\|\s+)*(?:[\w.]*(?:Error|Exception|Exit|Failure|Interrupt|NotFound|Unavailable)"
     r"|error|ERROR|fatal|FATAL|Error|Fatal)(?:\[\w+\])?:\s*\S"
     r"|\b(?:fatal )?error:\s*\S|\bERROR:\s*\S|\berror C\d{4}|\berror trying to exec\b"
-    r"|^\s*(?:\|\s+)*[\w.]*(?:Error|Exception)\s*$"
+    r"|^\s*(?:\|\s+)*[\w.]*(?:Error|Exception)\s*$|^wheelyard: build failed: "
 )
 _FALLBACK_KEYWORDS = (
     "rror",

@@ -252,7 +252,6 @@ def fetch_sdist(req: str, env: dict[str, str]) -> Path | None:
                 "--no-deps",
                 "--no-binary",
                 name,
-                "--no-build-isolation",
                 "--ignore-requires-python",
                 "-q",
                 "-d",
