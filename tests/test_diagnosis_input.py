@@ -159,3 +159,21 @@ def test_proof_import_failure_is_not_a_missing_build_dependency() -> None:
     assert "tinypkg._native" in d.primary.detail
     before = diagnose(["==> build", *log[2:4]])
     assert before.primary.category == "missing-build-dependency"
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "2024-05-01T10:00:00.1234567Z Exception: the build script gave up",
+        "  ../src/meson.build:12:4: ERROR: Problem encountered: unsupported platform",
+        "Exception: no version file",
+        "  setuptools.errors.PlatformError: unsupported platform",
+        "  distutils.errors.DistutilsExecError: command failed",
+        "    | ExceptionGroup: unhandled errors in a TaskGroup (1 sub-exception)",
+        "  SystemExit: 2",
+    ],
+)
+def test_fallback_points_at_the_error(line: str) -> None:
+    d = diagnose(["running build", "  copying a.py", line, "  done"])
+    assert d.primary.category == "unknown"
+    assert d.primary.line == 3

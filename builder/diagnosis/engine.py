@@ -56,7 +56,7 @@ _CI_PREFIX = re.compile(
 
 # The first line that looks like an error, for logs no rule explains.
 _FALLBACK_RE = re.compile(
-    r"^\s*(?:\|\s+)*(?:[\w.]*(?:Error|Exception|Exit|Failure|Interrupt|NotFound|Unavailable)"
+    r"^\s*(?:\|\s+)*(?:[\w.]*(?:Error|Exception|ExceptionGroup|Exit|Failure|Interrupt|NotFound|Unavailable)"
     r"|error|ERROR|fatal|FATAL|Error|Fatal)(?:\[\w+\])?:\s*\S"
     r"|\b(?:fatal )?error:\s*\S|\bERROR:\s*\S|\berror C\d{4}|\berror trying to exec\b"
     r"|^\s*(?:\|\s+)*[\w.]*(?:Error|Exception)\s*$|^wheelyard: build failed: "

@@ -432,15 +432,33 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
-
-
 # -- after the runs: the logs kept in the repository ----------------------------------------
 
-KEEP_LINES = (500, 2000)  # a longer log keeps its first and last lines, and says how many were cut
-MAX_WIDTH = 1000  # a longer line (pip 18's lists of links) keeps its start, and says so
+KEEP_LINES = (400, 1600)  # a longer log keeps its first and last lines, and says how many were cut
+MAX_WIDTH = 600  # a longer line (pip 18's lists of links) keeps its start, and says so
 MAX_SUCCESSES = 30  # logs that did not fail: a few, drawn at random
+
+
+def _collapse(lines: list[str]) -> list[str]:
+    """A run of more than 30 lines that start alike (or pip's "Skipping link ...") keeps its first
+    and last 10, and says how many were cut."""
+
+    def kind(line: str) -> str:  # pip's link evaluation says one of several things per file
+        return "link" if "https://files.pythonhosted.org/packages/" in line else " ".join(line.split()[:2])
+
+    out: list[str] = []
+    i = 0
+    while i < len(lines):
+        key = kind(lines[i])
+        j = i
+        while j < len(lines) and key and kind(lines[j]) == key:
+            j += 1
+        run = lines[i : max(j, i + 1)]
+        if len(run) > 30:
+            run = [*run[:10], f"[... {len(run) - 20} similar lines cut from this log ...]", *run[-10:]]
+        out.extend(run)
+        i = max(j, i + 1)
+    return out
 
 
 def trim(text: str) -> str:
@@ -448,6 +466,7 @@ def trim(text: str) -> str:
         ln if len(ln) <= MAX_WIDTH else f"{ln[:MAX_WIDTH]} [... {len(ln) - MAX_WIDTH} characters cut]"
         for ln in text.split("\n")
     ]
+    lines = _collapse(lines)
     head, tail = KEEP_LINES
     if len(lines) > head + tail + 1:
         lines = [*lines[:head], f"[... {len(lines) - head - tail} lines cut from this log ...]", *lines[-tail:]]
@@ -456,8 +475,12 @@ def trim(text: str) -> str:
 
 def finalize(seed: int) -> list[dict[str, object]]:
     """Copy the raw logs into tests/corpus/own (trimmed; at most MAX_SUCCESSES that did not fail)."""
-    runs = [json.loads(x) for x in (OUT / "runs.jsonl").read_text("utf-8").splitlines() if x.strip()]
-    runs.sort(key=lambda r: str(r["id"]))
+    by_id = {}
+    for x in (OUT / "runs.jsonl").read_text("utf-8").splitlines():
+        if x.strip():
+            run = json.loads(x)
+            by_id[run["id"]] = run  # a run made again replaces the first
+    runs = [r for _, r in sorted(by_id.items()) if (OUT / f"{r['id']}.log").is_file()]
     ok = [r for r in runs if r["exit"] == 0]
     keep_ok = {str(r["id"]) for r in random.Random(seed).sample(ok, min(MAX_SUCCESSES, len(ok)))}
     kept = [r for r in runs if r["exit"] != 0 or r["id"] in keep_ok]
@@ -466,3 +489,7 @@ def finalize(seed: int) -> list[dict[str, object]]:
         text = (OUT / f"{r['id']}.log").read_text("utf-8", errors="replace")
         (dest / f"{r['id']}.log").write_text(trim(text), encoding="utf-8")
     return kept
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
