@@ -365,6 +365,24 @@ CASES += [
         "missing-build-tool",
     ),
 ]
+CASES += [
+    (
+        "py-exec-locals",
+        '    File "<string>", line 26, in get_version\n'
+        "  KeyError: '__version__'\n"
+        "  error: subprocess-exited-with-error\n",
+        2,
+        "python-version-incompat",
+    ),
+    (
+        "pyproject-rejected",
+        "error: Failed to download and build `orjson==3.6.0`\n"
+        "  cause: TOML parse error at line 1, column 1\n"
+        "         `pyproject.toml` is using the `[project]` table, but the required `project.version` field is neither set nor present in the `project.dynamic` list\n",
+        3,
+        "incompatible-build-tool",
+    ),
+]
 CASES.append(
     (
         "build-missing-dependencies",
