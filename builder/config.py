@@ -29,6 +29,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from builder.buildlog import DEFAULT_HEAD_BYTES, DEFAULT_TAIL_BYTES
 from builder.config_table import (
     Setting,
     SettingError,
@@ -61,8 +62,13 @@ class Limits:
     disk_bytes: int = setting(
         8 * 1024**3, env="WHEELYARD_BUILD_DISK", minimum=1024**2, help="bytes a build may write to its disk"
     )
+    # A hard cap far above any real build (big numeric builds print tens of MiB of warnings): it
+    # stops a build that prints without end. What the record keeps is log_head/tail_bytes.
     log_bytes: int = setting(
-        16 * 1024**2, env="WHEELYARD_BUILD_LOG_BYTES", minimum=4096, help="bytes of output a build may print"
+        1024**3,
+        env="WHEELYARD_BUILD_LOG_BYTES",
+        minimum=4096,
+        help="bytes of output a build may print before it is killed as log-too-large",
     )
 
 
@@ -122,6 +128,18 @@ class Settings:
     )
     worker_concurrency: int = setting(
         1, env="WHEELYARD_WORKER_CONCURRENCY", minimum=1, help="builds one worker runs at once"
+    )
+    log_head_bytes: int = setting(
+        DEFAULT_HEAD_BYTES,
+        env="WHEELYARD_LOG_HEAD_BYTES",
+        minimum=1024,
+        help="bytes of a build log's head kept in its record",
+    )
+    log_tail_bytes: int = setting(
+        DEFAULT_TAIL_BYTES,
+        env="WHEELYARD_LOG_TAIL_BYTES",
+        minimum=1024,
+        help="bytes of a build log's tail kept in its record",
     )
     publish_hollow_as_pure: bool = setting(
         False,

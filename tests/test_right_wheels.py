@@ -97,12 +97,37 @@ PyMODINIT_FUNC PyInit__native(void) { return PyModule_Create(&mod); }
 """,
 }
 
+# Prints 40 MiB in the hook that builds the wheel (compiler warnings of a big numeric build), then builds.
+PRINTS_40_MIB = {
+    "pyproject.toml": PYPROJECT,
+    "setup.py": """
+import sys
+from setuptools import setup
+if "bdist_wheel" in sys.argv:
+    print("WY-HEAD-MARK")
+    line = "warning: " + "x" * 1014 + "\\n"
+    for _ in range(40 * 1024):
+        sys.stdout.write(line)
+    print("WY-TAIL-MARK", flush=True)
+setup(name="wyloud", version="1.0", py_modules=["wyloud"])
+""",
+    "wyloud.py": "LOUD = True\n",
+}
+
+PRINTS_FOREVER = {
+    "pyproject.toml": PYPROJECT,
+    "setup.py": "import sys\nwhile True:\n    sys.stdout.write('y' * 1023 + '\\n')\n",
+}
+
 SDISTS = {
     "wyinner": EXTENSION_IN_PACKAGE,
     "wyns.broken": NAMESPACE_BROKEN,
     "wyhollow": FALLS_BACK,
     "wylazy": LAZY_UNLOADABLE,
+    "wyloud": PRINTS_40_MIB,
+    "wyforever": PRINTS_FOREVER,
 }
+LOG_HARD_CAP = 64 * 1024**2
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +160,12 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, redis_url: str, upstream: str) -> Iterator[Stack]:
-    s = Stack(tmp_path_factory.mktemp("right-wheels"), redis_url, WHEELYARD_UPSTREAM_INDEX=upstream)
+    s = Stack(
+        tmp_path_factory.mktemp("right-wheels"),
+        redis_url,
+        WHEELYARD_UPSTREAM_INDEX=upstream,
+        WHEELYARD_BUILD_LOG_BYTES=str(LOG_HARD_CAP),
+    )
     s.start_index_and_api()
     s.start_worker("worker-right", f"{TARGET},py3-none-any")
     yield s
@@ -196,3 +226,23 @@ def test_lazily_loaded_extension_that_cannot_load_on_the_target_is_refused(stack
     log = log_of(stack, done["id"])
     assert "undefined symbol: _PyWheelyard_RemovedInThisPython" in log
     assert "wheelyard: proof: imported wylazy\n" in log
+
+
+def test_a_build_that_prints_40_mib_publishes_and_its_record_keeps_head_marker_and_tail(stack: Stack) -> None:
+    done = build(stack, "wyloud==1.0", target="py3-none-any")
+    assert done["status"] == "published", done
+    stored = log_of(stack, done["id"])
+    assert len(stored.encode()) < 17 * 1024**2
+    assert stored.index("WY-HEAD-MARK") < stored.index("of output left out here")
+    assert stored.count("left out here") == 1
+    # The tail is the end of the log: the last lines of the hook's output, and the publication.
+    assert stored.index("left out here") < stored.index("WY-TAIL-MARK") < stored.index("wheelyard: published")
+
+
+def test_a_build_that_prints_without_end_is_killed_at_the_hard_cap(stack: Stack) -> None:
+    done = build(stack, "wyforever==1.0", target="py3-none-any")
+    assert done["status"] == "failed", done
+    assert done["error"]["cause"] == "log-too-large", done["error"]
+    assert done["diagnosis"]["primary"]["rule"] == "sandbox-log-size", done["diagnosis"]["primary"]
+    stored = log_of(stack, done["id"])
+    assert f"wheelyard: build killed: log too large (limit {LOG_HARD_CAP} bytes)" in stored
