@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 import redis
 
+from builder.buildlog import StoredLog, stored_form
 from builder.capabilities import Capabilities
 from builder.config import Settings
 from builder.pipeline import BuildDirector, BuildJob, BuildLog, BuildOutcome, work_directory
@@ -70,11 +71,13 @@ class Progress:
     fails a build. Once a write fails, writes are skipped for a while; ``log_lost`` tells that the
     log in Redis misses chunks and must be written again from the file."""
 
-    def __init__(self, store: BuildStore, build_id: str) -> None:
+    def __init__(self, store: BuildStore, build_id: str, stored: StoredLog | None = None) -> None:
         self.store = store
         self.build_id = build_id
         self.log_lost = False
         self._skip_until = 0.0
+        # The record keeps the log's head (written as it comes) and its tail (written at the end).
+        self.stored = stored or StoredLog()
 
     def _try(self, action: Callable[[], object]) -> bool:
         if time.monotonic() < self._skip_until:
@@ -91,8 +94,20 @@ class Progress:
         self._try(lambda: self.store.update(self.build_id, step=step))
 
     def log(self, data: bytes) -> None:
-        if not self._try(lambda: self.store.append_log(self.build_id, data)):
+        head = self.stored.take(data)
+        if head and not self._try(lambda: self.store.append_log(self.build_id, head)):
             self.log_lost = True
+
+    def finish_log(self, path: Path) -> None:
+        """Write the end of the stored log; the whole of it again from the file if chunks were lost."""
+        if self.log_lost:
+            # Chunks were lost while Redis was away: the file on this worker has the whole log.
+            data = stored_form(path, self.stored.head, self.stored.tail)
+            retry_redis(lambda: self.store.replace_log(self.build_id, data), f"build {self.build_id}: writing the log")
+            return
+        ending = self.stored.ending()
+        if ending:
+            retry_redis(lambda: self.store.append_log(self.build_id, ending), f"build {self.build_id}: writing the log")
 
 
 def run_build(
@@ -131,7 +146,7 @@ def run_build(
     workroot = settings.data_dir / "work"
     workroot.mkdir(exist_ok=True)
     workdir = work_directory(workroot)
-    progress = Progress(store, build_id)
+    progress = Progress(store, build_id, StoredLog(settings.log_head_bytes, settings.log_tail_bytes))
     log = BuildLog(workdir / "build.log", sink=progress.log)
     job = BuildJob(
         build_id=build_id,
@@ -176,10 +191,7 @@ def run_build(
                 f"wheelyard: diagnosis: {primary.get('category', 'unknown')} ({primary.get('rule', '-')})"
                 f" at line {primary.get('line', '-')}: {primary.get('detail') or primary.get('explanation') or ''}"
             )
-        if progress.log_lost:
-            # Chunks were lost while Redis was away: the file on this worker has the whole log.
-            data = log.path.read_bytes()
-            retry_redis(lambda: store.replace_log(build_id, data), f"build {build_id}: writing the log again")
+        progress.finish_log(log.path)
         record_outcome(store, build_id, **changes)
         return outcome
     finally:
