@@ -8,6 +8,7 @@ the build identifiers it serves, and so the Celery queues it subscribes to.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
@@ -391,8 +392,17 @@ def _access_hint(path: str, sandboxed: bool) -> str:
                         f"it lives under {directory} (mode {st.st_mode & 0o777:04o}), which the build user "
                         f"(uid {BUILD_UID}) cannot enter; give that user access (chmod o+x {directory}) or install "
                         "the interpreters elsewhere (/opt/python, /usr/local) and name them in WHEELYARD_INTERPRETERS "
-                        "(the sandbox binds back only the worker's own HOME: an interpreter under another "
-                        "user's home, or root's while HOME points elsewhere, is out of reach)"
+                        "(the sandbox covers a closed directory above the interpreter, such as a 0700 home, and "
+                        "binds the interpreter back; it cannot open the interpreter's own directories)"
+                    )
+        for exe in candidates:
+            with contextlib.suppress(OSError):
+                mode = exe.stat().st_mode
+                if not mode & 0o001:
+                    return (
+                        f"the interpreter {exe} (mode {mode & 0o777:04o}) cannot be run by the build user "
+                        f"(uid {BUILD_UID}); chmod o+rx {exe}, or install the interpreters elsewhere and name them "
+                        "in WHEELYARD_INTERPRETERS"
                     )
     return (
         "make the interpreter, its shared library (libpythonX.Y.so) and its headers readable by the build user, "

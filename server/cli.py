@@ -14,9 +14,11 @@ with ``server.options.setting_option`` reaches the handler through ``settings``.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import dataclasses
 import json
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
@@ -239,6 +241,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings, out: TextIO, err: T
             reference="sandbox-unavailable",
         )
     redis_url = resolve_redis_url(settings)
+    _pool_processes_die_with(os.getpid())
     name = args.name or default_worker_name()
     parallelism = resolve_parallelism(settings)
     concurrency = parallelism.concurrency
@@ -270,6 +273,23 @@ def cmd_worker(args: argparse.Namespace, settings: Settings, out: TextIO, err: T
     finally:
         heartbeat.stop()
     return EXIT_OK
+
+
+def _pool_processes_die_with(worker_pid: int) -> None:
+    """Each pool process is killed when the worker's main process dies (kill -9, the OOM killer).
+
+    Billiard's pool processes do not notice their parent's death: one would go on with its
+    build unsupervised, while the job, never acknowledged, is handed out again.
+    """
+    from celery.signals import worker_process_init
+
+    def arm(**_: object) -> None:
+        if sys.platform.startswith("linux"):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if os.getppid() != worker_pid:  # the worker died before prctl took effect
+            os._exit(1)
+
+    worker_process_init.connect(arm, weak=False)
 
 
 def cmd_beat(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:

@@ -31,7 +31,8 @@ EXTENSION_IN_PACKAGE = {
     "setup.py": """
 import os
 from setuptools import Extension, setup
-jobs = [os.environ.get(v) for v in ("MAKEFLAGS", "CMAKE_BUILD_PARALLEL_LEVEL", "NPY_NUM_BUILD_JOBS", "CARGO_BUILD_JOBS")]
+names = ("MAKEFLAGS", "CMAKE_BUILD_PARALLEL_LEVEL", "NPY_NUM_BUILD_JOBS", "CARGO_BUILD_JOBS")
+jobs = [os.environ.get(v) for v in names]
 print("WY-JOBS", *jobs)
 setup(name="wyinner", version="1.0", packages=["wyinner"], ext_package="wyinner",
       ext_modules=[Extension("_speedups", ["src/speedups.c"])])
