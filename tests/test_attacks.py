@@ -353,20 +353,23 @@ def test_uv_target_cannot_replace_a_published_file(attacks: Attacks, tmp_path: P
 
 
 def test_a_build_never_replaces_a_published_file(attacks: Attacks, tmp_path: Path) -> None:
-    """A build whose wheel has the name of a file already on the index (another one's upload, or a
-    redelivered job's) leaves that file as it is and records the index's hash."""
+    """A request for a project whose file is already on the index by upload is refused as a private
+    name, so no build can produce a wheel under that name; the file stays as it is."""
     name = "wheelyard-attack-preplaced"
     stored, original = _published_file(attacks, tmp_path, name)
     project = {
         "pyproject.toml": IN_TREE_BACKEND.format(requires="[]"),
         "backend.py": BACKEND.format(name=name, version=VERSION, extra=[]),
     }
-    done = attacks.build(name, project)
-    attacks.check_contained(done)
-    assert done["status"] == "published", done
-    assert done["wheel"] == stored.name
+    make_sdist(attacks.root / "src", name, VERSION, project, attacks.packages)
+    response = attacks.stack.request(f"{name}=={VERSION}", [TARGET], from_source=True)
+    assert response.status_code == 409, response.text
+    assert response.json()["error"] == "private-name"
+    attacks.check_no_secret(response.text)
     assert stored.read_bytes() == original
-    assert done["sha256"] == hashlib.sha256(original).hexdigest()
+    assert published_sha256(stored.name, index_url=f"http://127.0.0.1:{attacks.stack.index_port}") == (
+        hashlib.sha256(original).hexdigest()
+    )
 
 
 # --- 3. substitution after verification -----------------------------------------------------
