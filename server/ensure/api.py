@@ -142,6 +142,7 @@ def make_ensurer(settings: Settings, service: BuildService) -> Ensurer:
             upstream_index=settings.upstream_index,
             cache_dir=settings.data_dir / "cache" / "uv",
             glibc_max=settings.manylinux_glibc_max,
+            settings=settings,
         ),
         holdings=lambda: Holdings(settings.index_url, wheel_dir=settings.wheel_dir, auth=auth),
     )

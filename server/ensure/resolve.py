@@ -4,7 +4,10 @@ Unpinned requirements are resolved by ``uv pip compile`` with the target's Pytho
 platform, against the upstream index, with no configuration of this host (``--no-config``, a
 clean environment). It first runs with ``--no-build`` (no package's code runs); only when a
 release has no wheel uv can use does it run again allowing uv to read (or, for an sdist without
-static metadata, prepare) that release's metadata from its sdist.
+static metadata, prepare) that release's metadata from its sdist. Preparing metadata runs the
+sdist's build backend, a stranger's code, so that second run is in the build sandbox: with the
+network (uv downloads), without the data directory, the service's secrets or a shared cache, and
+able to write only its own temporary directory.
 Private projects are given to uv as overrides pointing at their wheels on wheelyard's index, so
 the resolver takes them from there and never asks upstream for their names.
 """
@@ -12,6 +15,7 @@ the resolver takes them from there and never asks upstream for their names.
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
 import tempfile
@@ -23,8 +27,11 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from builder.config import Settings
 from builder.errors import WheelyardError
 from builder.pipeline import uv_binary
+from builder.sandbox import FileBuildLog, LimitExceeded, Sandbox, build_environment, interpreter_paths
+from builder.secrets import is_secret_variable, secret_paths
 from builder.targets import BuildTarget
 from server.ensure.inputs import Pin, Sources
 from server.ensure.targets import marker_environment, uv_platform
@@ -48,6 +55,9 @@ class Resolver:
     cache_dir: Path
     glibc_max: tuple[int, int] = (2, 28)
     timeout: float = RESOLVE_TIMEOUT
+    # The deployment's settings make the sandbox that runs sdists' build backends; without them
+    # (tests of the resolver alone) builds are never allowed.
+    settings: Settings | None = None
 
     def closure(self, sources: Sources, target: BuildTarget, overrides: Mapping[str, str]) -> list[Pin]:
         """Every release the sources install on ``target`` (``overrides``: private name -> wheel URL)."""
@@ -66,10 +76,10 @@ class Resolver:
             work = Path(tmp)
             cmd = self._command(sources, target, overrides, work)
             result = self._run([*cmd, "--no-build"], target, work)
-            if result.returncode != 0 and "--no-build" in result.stderr:
+            if result.returncode != 0 and "--no-build" in result.stderr and self.settings is not None:
                 # A release with no wheel uv can use (the very thing wheelyard builds): its metadata
                 # comes from its sdist, which uv reads, or prepares with the sdist's build backend.
-                result = self._run(cmd, target, work)
+                result = self._run_sandboxed(cmd, target, work, self.settings)
         if result.returncode != 0:
             raise ResolutionFailed(
                 f"uv could not resolve the requirements for {target}:\n{_tail(result.stderr, overrides)}",
@@ -123,6 +133,40 @@ class Resolver:
                 "pin more of the requirements (a lock file is taken as it is)",
             ) from None
 
+    def _run_sandboxed(
+        self, cmd: list[str], target: BuildTarget, work: Path, settings: Settings
+    ) -> subprocess.CompletedProcess[str]:
+        """``cmd`` in the build sandbox (see the module's docstring); its result read from the files it wrote."""
+        output = work / "compiled.txt"
+        cache = work / "uv-cache"
+        cache.mkdir()
+        env = {**self._env(work), "UV_CACHE_DIR": str(cache), "HOME": str(work)}
+        env.pop("LANG", None)
+        # The log lives outside what the sandbox may write, so the build cannot swap it for a link.
+        with (
+            tempfile.TemporaryDirectory(prefix="wheelyard-resolve-log-") as logs,
+            FileBuildLog(Path(logs) / "resolve.log") as log,
+        ):
+            sandbox = Sandbox(
+                limits=settings.limits,
+                workdir=work,
+                log=log,
+                enabled=settings.sandbox,
+                read_only=interpreter_paths(sys.executable),
+                env=build_environment(settings, {k: v for k, v in env.items() if not is_secret_variable(k, v)}),
+                hidden=[settings.data_dir, *secret_paths(os.environ)],
+                network=True,
+            )
+            try:
+                code = sandbox.run_command([*cmd, "--output-file", str(output)], cwd=str(work))
+            except LimitExceeded as exc:
+                raise ResolutionFailed(
+                    f"resolving for {target} stopped at a build sandbox limit: {exc.message}",
+                    "pin more of the requirements (a lock file is taken as it is)",
+                ) from None
+            stderr = log.path.read_text(errors="replace")
+        return subprocess.CompletedProcess(cmd, code, _read_regular(output) if code == 0 else "", stderr)
+
     def _env(self, work: Path) -> dict[str, str]:
         """uv with no configuration of this host: no uv.toml, no UV_* or PIP_* variables."""
         env = {
@@ -138,6 +182,18 @@ class Resolver:
             if name in os.environ:
                 env[name] = os.environ[name]
         return env
+
+
+def _read_regular(path: Path) -> str:
+    """A file the sandbox wrote, read only if it is a regular file (never through a link it planted)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return ""
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return ""
+        return fh.read(16 * 1024 * 1024).decode(errors="replace")
 
 
 def parse_compiled(text: str, overrides: Mapping[str, str]) -> list[Pin]:
