@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     diagnose.add_argument("args", nargs=argparse.REMAINDER)
 
-    sub.add_parser("beat", help="run the scheduler of prebuild jobs")
+    sub.add_parser("beat", help="run the scheduler of watch lists (WHEELYARD_WATCH_FILE)")
     config = sub.add_parser("config", help="print the settings every command here would run with (no secrets)")
     config.add_argument("--json", action="store_true", help="as JSON")
     reindex = sub.add_parser(
