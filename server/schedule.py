@@ -25,7 +25,7 @@ from builder.upstream import SimpleIndex
 from server.service import BuildService
 from server.watch.lists import WatchList, read_watch_file
 from server.watch.prebuild import CONVERT_HINT, read_prebuild_file, submit_prebuilds
-from server.watch.run import ListOutcome, WatchState, failure_key, live_capabilities, sort_failures, sources_of
+from server.watch.run import ListRunner, WatchState
 
 logger = logging.getLogger(__name__)
 
@@ -33,8 +33,6 @@ SCHEDULE_QUEUE = "wheelyard.schedule"
 WATCH_TASK = "wheelyard.watch"
 WATCH_LIST_TASK = "wheelyard.watch-list"
 PREBUILD_TASK = "wheelyard.prebuild"
-# A failure's tries are forgotten this long after the last one: it is tried again after that.
-FORGET_TRIES_SECONDS = 24 * 3600
 
 
 def load_watch_lists(settings: Settings) -> list[WatchList]:
@@ -62,8 +60,13 @@ def create_schedule_app(settings: Settings, redis_url: str) -> Celery:
         from_source_default=settings.from_source_default,
         glibc_max=settings.manylinux_glibc_max,
     )
-    ensurer = make_ensurer(settings, service)
-    state = WatchState(store.redis)
+    runner = ListRunner(
+        make_ensurer(settings, service),
+        service,
+        WatchState(store.redis),
+        retries=settings.watch_retries,
+        backoff=settings.watch_backoff,
+    )
 
     @app.task(name=WATCH_TASK, ignore_result=True)  # type: ignore[untyped-decorator]
     def watch() -> int:
@@ -81,38 +84,11 @@ def create_schedule_app(settings: Settings, redis_url: str) -> Celery:
         name=WATCH_LIST_TASK, bind=True, max_retries=settings.watch_retries, acks_late=True, ignore_result=True
     )
     def watch_list(self: Any, data: dict[str, Any], resubmit: list[dict[str, Any]] | None = None) -> None:
-        watch_list = WatchList.from_dict(data)
-        if self.request.retries:
-            state.retry_taken(watch_list.name)
-        for entry in resubmit or []:
-            state.tried(failure_key(entry), FORGET_TRIES_SECONDS)
-            _build_again(service, entry)
-        outcome = ensure_list(watch_list, self.request.retries)
-        if not outcome.should_retry:
-            return
-        if self.request.retries >= settings.watch_retries:
-            logger.warning("watch list %r: still failing after %d retries", watch_list.name, self.request.retries)
-            return
-        tries = state.tries([failure_key(entry) for entry in outcome.retry])
-        tried = max(tries.values(), default=self.request.retries)
-        countdown = settings.watch_backoff * 2**tried
-        if not state.retry_scheduled(watch_list.name, countdown):
-            return  # a run of an earlier tick has a retry under way: one is enough
-        logger.info("watch list %r: trying again in %d s", watch_list.name, countdown)
-        raise self.retry(countdown=countdown, kwargs={"resubmit": outcome.retry})
-
-    def ensure_list(watch_list: WatchList, attempt: int) -> ListOutcome:
-        try:
-            report = ensurer.ensure(sources_of(watch_list), watch_list.targets)
-        except (WheelyardError, OSError) as exc:
-            outcome = ListOutcome(watch_list.name, errors=[_error(exc)], attempt=attempt)
-        else:
-            tries = state.tries([failure_key(item) for item in report.failures()])
-            capabilities = live_capabilities(store)
-            outcome = sort_failures(watch_list.name, report, capabilities, tries, settings.watch_retries, attempt)
-        state.save(outcome)
-        logger.info("%s", outcome.summary())
-        return outcome
+        attempt = self.request.retries
+        outcome = runner.run(WatchList.from_dict(data), attempt, resubmit or [])
+        countdown = runner.countdown(outcome, attempt)
+        if countdown is not None:
+            raise self.retry(countdown=countdown, kwargs={"resubmit": outcome.retry})
 
     @app.task(name=PREBUILD_TASK, acks_late=True, ignore_result=True, throws=(WheelyardError,))  # type: ignore[untyped-decorator]
     def prebuild() -> dict[str, int]:
@@ -131,19 +107,6 @@ def create_schedule_app(settings: Settings, redis_url: str) -> Celery:
             options = {"queue": SCHEDULE_QUEUE, "expires": float(every)}
             app.conf.beat_schedule[entry] = {"task": task, "schedule": float(every), "options": options}
     return app
-
-
-def _build_again(service: BuildService, entry: dict[str, Any]) -> None:
-    try:
-        service.submit(f"{entry['name']}=={entry['version']}", [entry["target"]], retry=True)
-    except WheelyardError as exc:
-        logger.warning("watch: cannot build %s again: %s", failure_key(entry), exc.message)
-
-
-def _error(exc: Exception) -> dict[str, Any]:
-    if isinstance(exc, WheelyardError):
-        return {"target": None, "error": exc.reference, "message": exc.message, "hint": exc.hint}
-    return {"target": None, "error": "watch-file-unreadable", "message": str(exc), "hint": None}
 
 
 def run_beat(settings: Settings, redis_url: str) -> None:

@@ -10,6 +10,7 @@ is kept in Redis (``wheelyard:watch:status``) for ``GET /api/watch`` and the bea
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,10 +18,20 @@ from typing import Any, Protocol
 
 import redis
 
+from builder.errors import WheelyardError
 from builder.records import PREFIX, BuildStore
+from server.service import BuildService
 from server.watch.lists import WatchList
 
+logger = logging.getLogger(__name__)
+# A failure's tries are forgotten this long after the last one: it is tried again after that.
+FORGET_TRIES_SECONDS = 24 * 3600
+
 STATUS = f"{PREFIX}watch:status"
+
+
+class Ensurer(Protocol):
+    def ensure(self, sources: Any, selectors: Any) -> Any: ...
 
 
 class EnsureReport(Protocol):
@@ -167,6 +178,61 @@ class WatchState:
 
 def _tries_key(key: str) -> str:
     return f"{PREFIX}watch:tries:{key}"
+
+
+@dataclass
+class ListRunner:
+    """Runs one watch list: builds again what its last run said to retry, ensures it, sorts what failed."""
+
+    ensurer: Ensurer
+    service: BuildService
+    state: WatchState
+    retries: int  # a failure is built again this many times at most
+    backoff: int  # seconds before the first retry; doubled for each next one
+
+    def run(self, watch_list: WatchList, attempt: int, resubmit: list[dict[str, Any]]) -> ListOutcome:
+        if attempt:
+            self.state.retry_taken(watch_list.name)
+        for entry in resubmit:
+            self.state.tried(failure_key(entry), FORGET_TRIES_SECONDS)
+            self._build_again(entry)
+        try:
+            report = self.ensurer.ensure(sources_of(watch_list), watch_list.targets)
+        except (WheelyardError, OSError) as exc:
+            outcome = ListOutcome(watch_list.name, errors=[_error(exc)], attempt=attempt)
+        else:
+            tries = self.state.tries([failure_key(item) for item in report.failures()])
+            capabilities = live_capabilities(self.service.store)
+            outcome = sort_failures(watch_list.name, report, capabilities, tries, self.retries, attempt)
+        self.state.save(outcome)
+        logger.info("%s", outcome.summary())
+        return outcome
+
+    def countdown(self, outcome: ListOutcome, attempt: int) -> int | None:
+        """Seconds until the list's retry, or None: nothing to retry, retries spent, or one is pending."""
+        if not outcome.should_retry:
+            return None
+        if attempt >= self.retries:
+            logger.warning("watch list %r: still failing after %d retries", outcome.name, attempt)
+            return None
+        tries = self.state.tries([failure_key(entry) for entry in outcome.retry])
+        seconds: int = self.backoff * 2 ** max(tries.values(), default=attempt)
+        if not self.state.retry_scheduled(outcome.name, seconds):
+            return None  # a run of an earlier tick has a retry under way: one is enough
+        logger.info("watch list %r: trying again in %d s", outcome.name, seconds)
+        return seconds
+
+    def _build_again(self, entry: dict[str, Any]) -> None:
+        try:
+            self.service.submit(f"{entry['name']}=={entry['version']}", [entry["target"]], retry=True)
+        except WheelyardError as exc:
+            logger.warning("watch: cannot build %s again: %s", failure_key(entry), exc.message)
+
+
+def _error(exc: Exception) -> dict[str, Any]:
+    if isinstance(exc, WheelyardError):
+        return {"target": None, "error": exc.reference, "message": exc.message, "hint": exc.hint}
+    return {"target": None, "error": "watch-file-unreadable", "message": str(exc), "hint": None}
 
 
 def _label(item: dict[str, Any]) -> str:
