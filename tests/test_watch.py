@@ -77,6 +77,8 @@ def test_a_bad_watch_file_is_refused_saying_what_and_where(tmp_path: Path, text:
         read_watch_file(write(tmp_path, text), check_targets=expand_targets)
     assert message in refused.value.message
     assert refused.value.hint
+    if "'project'" in message:
+        assert refused.value.hint.startswith("did you mean 'projects'?")
 
 
 # -- on schedule, on real parts ---------------------------------------------------------------

@@ -23,6 +23,7 @@ run, so an edit is seen at the next one.
 
 from __future__ import annotations
 
+import difflib
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -99,8 +100,10 @@ def _one(path: Path, number: int, table: dict[str, Any], check_targets: Any) -> 
     where = f"{path}: list {number}" + (f" ({table['name']!r})" if isinstance(table.get("name"), str) else "")
     unknown = sorted(set(table) - set(LIST_KEYS))
     if unknown:
+        close = difflib.get_close_matches(unknown[0], LIST_KEYS, n=1)
         raise InvalidWatchFile(
-            f"{where}: unknown key(s) {', '.join(map(repr, unknown))}", f"a list's keys are: {', '.join(LIST_KEYS)}"
+            f"{where}: unknown key(s) {', '.join(map(repr, unknown))}",
+            (f"did you mean {close[0]!r}? " if close else "") + f"a list's keys are: {', '.join(LIST_KEYS)}",
         )
     name = table.get("name", f"list-{number}")
     if not isinstance(name, str) or not name.strip() or len(name) > 100:
