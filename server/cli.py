@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import dataclasses
 import json
 import os
 import signal
@@ -25,6 +26,7 @@ from typing import Any, TextIO
 from builder.config import Settings, load_settings, settings_help
 from builder.errors import ConfigurationError, WheelyardError
 from server import client_commands, index_commands
+from server.ensure import command as ensure_command
 from server.options import add_global_options, setting_option, setting_values
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -65,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--name", help="worker name (default wheelyard-PID@HOST)")
 
     client_commands.add_parsers(sub)
+    ensure_command.add_parser(sub)
 
     diagnose = sub.add_parser(
         "diagnose",
@@ -209,6 +212,7 @@ def _worker_targets(settings: Settings, selected: str | None) -> tuple[Any, list
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
+    from builder.capabilities import resolve_parallelism
     from builder.records import BuildStore, connect
     from builder.sandbox import limit_mechanisms, sandbox_available
     from builder.tasks import create_celery_app, register_tasks
@@ -227,6 +231,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings, out: TextIO, err: T
             "available": sandbox_ok,
             "limits": limit_mechanisms(settings.limits),
         }
+        data["parallelism"] = dataclasses.asdict(resolve_parallelism(settings))
         out.write(json.dumps(data, indent=2) + "\n")
         return EXIT_OK
     if settings.sandbox and not sandbox_ok:
@@ -240,13 +245,15 @@ def cmd_worker(args: argparse.Namespace, settings: Settings, out: TextIO, err: T
     redis_url = resolve_redis_url(settings)
     _pool_processes_die_with(os.getpid())
     name = args.name or default_worker_name()
-    concurrency = settings.worker_concurrency
+    parallelism = resolve_parallelism(settings)
+    concurrency = parallelism.concurrency
+    settings = settings.with_overrides(worker_concurrency=concurrency, build_jobs=parallelism.jobs)
     app = create_celery_app(settings, redis_url)
     register_tasks(app, settings, redis_url, capabilities, name, upload_password(settings))
     store = BuildStore(connect(redis_url))
     heartbeat = Heartbeat(store, name, worker_info(capabilities, targets))
     heartbeat.start()
-    err.write(f"wheelyard worker {name}: serving {', '.join(queues)}\n")
+    err.write(f"wheelyard worker {name}: serving {', '.join(queues)}; {parallelism.line()}\n")
     try:
         app.worker_main(
             [
@@ -341,6 +348,7 @@ COMMANDS = {
     "worker": cmd_worker,
     "beat": cmd_beat,
     **client_commands.COMMANDS,
+    "ensure": ensure_command.cmd_ensure,
     "config": cmd_config,
     "reindex": cmd_reindex,
     **index_commands.COMMANDS,
