@@ -39,6 +39,9 @@ class Limits:
     memory_bytes: int = 4 * 1024**3
     processes: int = 512
     disk_bytes: int = 8 * 1024**3
+    # Files, directories and links in the build's work directory (inodes: blocks alone let
+    # 300,000 empty files through).
+    files: int = 200_000
     log_bytes: int = 16 * 1024**2
 
 
@@ -144,6 +147,7 @@ _LIMIT_ENV = {
     "WHEELYARD_BUILD_MEMORY": "memory_bytes",
     "WHEELYARD_BUILD_PROCESSES": "processes",
     "WHEELYARD_BUILD_DISK": "disk_bytes",
+    "WHEELYARD_BUILD_FILES": "files",
     "WHEELYARD_BUILD_LOG_BYTES": "log_bytes",
 }
 

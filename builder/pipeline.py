@@ -23,7 +23,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 import warnings
@@ -41,6 +40,7 @@ from builder.config import Settings
 from builder.errors import AlreadyPublished, BuildFailed, WheelyardError
 from builder.publish import publish_wheel, published_sha256
 from builder.sandbox import FileBuildLog, LimitExceeded, Sandbox, build_environment, run_tool
+from builder.sdist import UnpackLimits, unpack_sdist
 from builder.targets import BuildTarget
 from builder.upstream import DistFile, Release, SimpleIndex
 from builder.verify import WheelInfo, verify_wheel
@@ -175,7 +175,8 @@ class BuildDirector:
                 "the worker's probe should not have subscribed to this queue; check `wheelyard worker --probe`",
             )
         archive = self._step("fetch", lambda: self.index.download(sdist, self.workdir / "dist"))
-        srcdir = self._step("unpack", lambda: unpack_sdist(archive, self.workdir / "src"))
+        limits = UnpackLimits(max_bytes=self.settings.limits.disk_bytes, max_files=self.settings.limits.files)
+        srcdir = self._step("unpack", lambda: unpack_sdist(archive, self.workdir / "src", limits))
         env_python = self._step("prepare", lambda: self._create_env(interpreter, self.workdir / "buildenv"))
         sandbox = self._sandbox_for()
         builder = ProjectBuilder(
@@ -294,7 +295,9 @@ class BuildDirector:
             "PATH": os.pathsep.join([venv_bin, "/usr/local/bin", "/usr/bin", "/bin"]),
             "HOME": str(self.workdir / "home"),
             "UV_NO_CONFIG": "1",
-            "UV_CACHE_DIR": str(self.settings.data_dir / "cache" / "uv"),
+            # Per build, inside the work directory: what a build requirement unpacks is counted in
+            # the build's disk limit and goes with the work directory, never into a shared cache.
+            "UV_CACHE_DIR": str(self.workdir / "uv-cache"),
             "UV_PYTHON_DOWNLOADS": "never",
             "UV_SYSTEM_CERTS": "1",  # trust the host's CA store, as pip does
             "PIP_CONFIG_FILE": os.devnull,
@@ -415,25 +418,6 @@ def uv_binary() -> str:
         if found:
             return found
         raise StepFailed("uv is not installed on this worker", "pip install uv") from None
-
-
-def unpack_sdist(archive: Path, dest: Path) -> Path:
-    """Unpack an sdist without letting it write outside ``dest``; return its project directory."""
-    dest.mkdir(parents=True, exist_ok=True)
-    if archive.name.endswith(".zip"):
-        with zipfile.ZipFile(archive) as zf:
-            for member in zf.namelist():
-                target = (dest / member).resolve()
-                if not str(target).startswith(str(dest.resolve()) + os.sep):
-                    raise StepFailed(f"{archive.name} has a member outside its directory: {member}", None)
-            zf.extractall(dest)
-    else:
-        with tarfile.open(archive) as tf:
-            tf.extractall(dest, filter="data")
-    entries = [p for p in dest.iterdir() if p.is_dir()]
-    if len(entries) == 1 and any((entries[0] / f).exists() for f in ("pyproject.toml", "setup.py")):
-        return entries[0]
-    raise StepFailed(f"{archive.name} does not hold one project directory with pyproject.toml or setup.py", None)
 
 
 def top_level_modules(wheel: Path) -> list[str]:
