@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import redis
+from celery.exceptions import SoftTimeLimitExceeded
 
 from builder.capabilities import Capabilities
 from builder.config import Settings
@@ -197,6 +198,8 @@ def _run_director(
             settings, capabilities, job, workdir=workdir, log=log, report=progress.step, upload_password=upload_password
         )
         return director.run()
+    except SoftTimeLimitExceeded:
+        raise  # the task records it (task-time-limit)
     except Exception as exc:  # noqa: BLE001 - the record must get an outcome
         logger.exception("build %s: unexpected error", record.id)
         log.write(traceback.format_exc().encode())

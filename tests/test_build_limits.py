@@ -254,6 +254,31 @@ def test_log_flood_is_log_too_large(service: Stack, packages: Path, tmp_path: Pa
     assert_worker_goes_on(service, packages, tmp_path, "log")
 
 
+NON_WHEEL_BACKEND = {
+    "pyproject.toml": '[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n',
+    "backend.py": """
+import os
+
+
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    with open(os.path.join(wheel_directory, "not-a-wheel.txt"), "w") as fh:
+        fh.write("surprise")
+    return "not-a-wheel.txt"
+""",
+    "setup.py": "",
+}
+
+
+def test_hook_returning_a_non_wheel_name_ends_failed_not_stuck(service: Stack, packages: Path, tmp_path: Path) -> None:
+    name = "wheelyard-not-a-wheel"
+    make_sdist(tmp_path / "src", name, "0.1.0", NON_WHEEL_BACKEND, packages)
+    done = build(service, name)
+    assert done["status"] == "failed", done
+    assert done["error"]["error"] and done["error"]["message"] and done["error"]["hint"], done["error"]
+    assert "Traceback" not in done["error"]["message"]
+    assert_worker_goes_on(service, packages, tmp_path, "non-wheel")
+
+
 # -- a worker lost mid-build --------------------------------------------------------------------------
 
 
