@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from builder.targets import PURE, SUPPORTED_MINORS, BuildTarget
+from builder.targets import PURE, SUPPORTED_MINORS, BuildTarget, known_identifiers
 
 TOOLS = (
     "cc",
@@ -105,6 +105,8 @@ class Capabilities:
                 if interpreter.version[0] != 3 or interpreter.version[1] not in SUPPORTED_MINORS:
                     continue
                 for plat in self.platforms:
+                    if f"{interpreter.tag}-{plat}" not in known_identifiers():
+                        continue  # cibuildwheel has no such identifier (e.g. an old CPython on riscv64)
                     target = BuildTarget.parse(f"{interpreter.tag}-{plat}")
                     if target not in out:
                         out.append(target)

@@ -1,9 +1,19 @@
-"""All of wheelyard's configuration, in one typed place.
+"""All of wheelyard's configuration, declared once.
+
+Each setting is one field below, made with ``setting()``: its name (the attribute, and
+the key in a configuration file), its type (the annotation), its default, its
+environment variable and its help. Everything else is derived from these fields: the
+loader and its validation (``load_settings``), the environment handed to child processes
+(``to_environ``), the settings part of ``wheelyard --help`` and the table in
+docs/configuration.md (``python -m builder.config``; a test checks the file is current).
+
+To add a setting, add a field with ``setting(...)`` to ``Settings`` (or ``Limits``, for a
+limit of one build) and regenerate docs/configuration.md.
 
 Layers are resolved once, in this order (later wins): built-in defaults, a TOML file
-(``--config`` or ``$WHEELYARD_CONFIG``, table ``[wheelyard]``), the environment
-(``WHEELYARD_*``), and command-line options. Nothing reads the environment after that:
-every component receives a ``Settings``.
+(``--config`` or ``$WHEELYARD_CONFIG``, table ``[wheelyard]``, limits in
+``[wheelyard.limits]``), the environment (``WHEELYARD_*``), and command-line options.
+Nothing reads the environment after that: every component receives a ``Settings``.
 
 Secrets (index password, API token) come from the environment or from files named by
 ``*_FILE`` variables; they are never logged, and ``Settings.public()`` leaves them out.
@@ -19,6 +29,14 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from builder.buildlog import DEFAULT_HEAD_BYTES, DEFAULT_TAIL_BYTES
+from builder.config_table import (
+    Setting,
+    SettingError,
+    declared_settings,
+    render_text,
+    setting,
+)
 from builder.errors import ConfigurationError
 
 if sys.version_info >= (3, 11):
@@ -27,56 +45,127 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 DEFAULT_UPSTREAM = "https://pypi.org/simple/"
-SECRET_FIELDS = frozenset({"index_password", "api_token", "index_read_password"})
 
 
 @dataclass(frozen=True)
 class Limits:
     """Limits a single build runs under; a build that breaks one is killed with its process tree."""
 
-    wall_seconds: int = 1800
-    cpu_seconds: int = 3600
-    memory_bytes: int = 4 * 1024**3
-    processes: int = 512
-    disk_bytes: int = 8 * 1024**3
+    wall_seconds: int = setting(
+        1800, env="WHEELYARD_BUILD_TIMEOUT", minimum=1, help="wall-clock seconds a build may take"
+    )
+    cpu_seconds: int = setting(3600, env="WHEELYARD_BUILD_CPU_SECONDS", minimum=1, help="CPU seconds a build may use")
+    memory_bytes: int = setting(
+        4 * 1024**3, env="WHEELYARD_BUILD_MEMORY", minimum=16 * 1024**2, help="bytes of memory a build may use"
+    )
+    processes: int = setting(512, env="WHEELYARD_BUILD_PROCESSES", minimum=1, help="processes a build may run at once")
+    disk_bytes: int = setting(
+        8 * 1024**3, env="WHEELYARD_BUILD_DISK", minimum=1024**2, help="bytes a build may write to its disk"
+    )
     # Files, directories and links in the build's work directory (inodes: blocks alone let
     # 300,000 empty files through).
-    files: int = 200_000
-    log_bytes: int = 16 * 1024**2
+    files: int = setting(
+        200_000,
+        env="WHEELYARD_BUILD_FILES",
+        minimum=1,
+        help="files and directories a build may have in its work directory",
+    )
+    # A hard cap far above any real build (big numeric builds print tens of MiB of warnings): it
+    # stops a build that prints without end. What the record keeps is log_head/tail_bytes.
+    log_bytes: int = setting(
+        1024**3,
+        env="WHEELYARD_BUILD_LOG_BYTES",
+        minimum=4096,
+        help="bytes of output a build may print before it is killed as log-too-large",
+    )
 
 
 @dataclass(frozen=True)
 class Settings:
-    data_dir: Path = field(default_factory=lambda: Path.home() / ".wheelyard")
-    # None: start an embedded Redis in data_dir.
-    redis_url: str | None = None
-    upstream_index: str = DEFAULT_UPSTREAM
+    data_dir: Path = setting(
+        factory=lambda: Path.home() / ".wheelyard",
+        env="WHEELYARD_DATA_DIR",
+        shown_default="~/.wheelyard",
+        help="wheels, logs and the embedded Redis's files",
+    )
+    redis_url: str | None = setting(
+        None, env="WHEELYARD_REDIS_URL", help="the Redis to use (unset: `wheelyard up` starts one in the data dir)"
+    )
+    upstream_index: str = setting(
+        DEFAULT_UPSTREAM, env="WHEELYARD_UPSTREAM_INDEX", help="the simple index sdists and wheels come from"
+    )
     # The private index (pypiserver): where wheels are uploaded and where pip reads them.
-    index_host: str = "127.0.0.1"
-    index_port: int = 8080
-    index_url: str = "http://127.0.0.1:8080"
-    index_user: str = "wheelyard"
-    index_password: str | None = None
-    # Reading the index is open unless a read password is set.
-    index_read_password: str | None = None
-    api_host: str = "127.0.0.1"
-    api_port: int = 8000
-    api_url: str = "http://127.0.0.1:8000"
-    api_token: str | None = None
+    index_host: str = setting("127.0.0.1", env="WHEELYARD_INDEX_HOST", help="address the index listens on")
+    index_port: int = setting(8080, env="WHEELYARD_INDEX_PORT", minimum=1, maximum=65535, help="port of the index")
+    index_url: str = setting(
+        "http://127.0.0.1:8080",
+        env="WHEELYARD_INDEX_URL",
+        shown_default="http://INDEX_HOST:INDEX_PORT",
+        help="where workers and clients reach the index",
+    )
+    index_user: str = setting("wheelyard", env="WHEELYARD_INDEX_USER", help="the index's upload user")
+    index_password: str | None = setting(
+        None, env="WHEELYARD_INDEX_PASSWORD", secret=True, help="the upload password (unset: generated in the data dir)"
+    )
+    index_read_password: str | None = setting(
+        None, env="WHEELYARD_INDEX_READ_PASSWORD", secret=True, help="a password for reading the index (unset: open)"
+    )
+    api_host: str = setting("127.0.0.1", env="WHEELYARD_API_HOST", help="address the API listens on")
+    api_port: int = setting(8000, env="WHEELYARD_API_PORT", minimum=1, maximum=65535, help="port of the API")
+    api_url: str = setting(
+        "http://127.0.0.1:8000",
+        env="WHEELYARD_API_URL",
+        shown_default="http://API_HOST:API_PORT",
+        help="where clients reach the API",
+    )
+    api_token: str | None = setting(
+        None, env="WHEELYARD_API_TOKEN", secret=True, help="a token requests must carry (unset: none needed)"
+    )
     # Teams that only run wheels built in-house make every request build from source.
-    from_source_default: bool = False
-    # A cargo source replacement for Rust builds: a directory registry of vendored crates.
-    cargo_vendor_dir: Path | None = None
-    sandbox: bool = True
+    from_source_default: bool = setting(
+        False, env="WHEELYARD_FROM_SOURCE", help="build every request from source, never mirror upstream wheels"
+    )
+    cargo_vendor_dir: Path | None = setting(
+        None, env="WHEELYARD_CARGO_VENDOR_DIR", help="a directory registry of vendored crates for Rust builds"
+    )
+    sandbox: bool = setting(True, env="WHEELYARD_SANDBOX", help="run build hooks in the bubblewrap sandbox")
     limits: Limits = field(default_factory=Limits)
-    # Newest manylinux glibc a mirrored wheel may need (the manylinux_2_28 images' default).
-    manylinux_glibc_max: tuple[int, int] = (2, 28)
-    worker_concurrency: int = 1
-    # Scheduled prebuilds: a file of "REQUIREMENT TARGET[,TARGET...]" lines, submitted every interval.
-    prebuild_file: Path | None = None
-    prebuild_interval: int = 3600
-    # Interpreters a worker may use besides those it discovers (paths to python executables).
-    extra_interpreters: tuple[Path, ...] = ()
+    # The manylinux_2_28 images' default.
+    manylinux_glibc_max: tuple[int, int] = setting(
+        (2, 28), env="WHEELYARD_MANYLINUX_GLIBC_MAX", help="newest glibc (X.Y) a mirrored manylinux wheel may need"
+    )
+    worker_concurrency: int = setting(
+        1, env="WHEELYARD_WORKER_CONCURRENCY", minimum=1, help="builds one worker runs at once"
+    )
+    log_head_bytes: int = setting(
+        DEFAULT_HEAD_BYTES,
+        env="WHEELYARD_LOG_HEAD_BYTES",
+        minimum=1024,
+        help="bytes of a build log's head kept in its record",
+    )
+    log_tail_bytes: int = setting(
+        DEFAULT_TAIL_BYTES,
+        env="WHEELYARD_LOG_TAIL_BYTES",
+        minimum=1024,
+        help="bytes of a build log's tail kept in its record",
+    )
+    publish_hollow_as_pure: bool = setting(
+        False,
+        env="WHEELYARD_PUBLISH_HOLLOW_AS_PURE",
+        help="publish a platform wheel without compiled code (its extension failed) as py3-none-any "
+        "instead of refusing it as hollow-wheel",
+    )
+    prebuild_file: Path | None = setting(
+        None, env="WHEELYARD_PREBUILD_FILE", help="a file of 'REQUIREMENT TARGET[,TARGET...]' lines to prebuild"
+    )
+    prebuild_interval: int = setting(
+        3600, env="WHEELYARD_PREBUILD_INTERVAL", minimum=1, help="seconds between submissions of the prebuild file"
+    )
+    extra_interpreters: tuple[Path, ...] = setting(
+        (),
+        env="WHEELYARD_INTERPRETERS",
+        help="python executables a worker uses besides those it finds (separated by ':')",
+    )
 
     @property
     def wheel_dir(self) -> Path:
@@ -102,7 +191,7 @@ class Settings:
             elif dataclasses.is_dataclass(value) and not isinstance(value, type):
                 value = dataclasses.asdict(value)
             elif isinstance(value, tuple):
-                value = [str(v) for v in value]
+                value = [v if isinstance(v, int) else str(v) for v in value]
             out[f.name] = value
         return out
 
@@ -110,46 +199,11 @@ class Settings:
         return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
 
-def _read_secret(env: Mapping[str, str], name: str) -> str | None:
-    if name in env:
-        return env[name]
-    path = env.get(name + "_FILE")
-    if path:
-        try:
-            return Path(path).read_text().strip()
-        except OSError as exc:
-            raise ConfigurationError(
-                f"cannot read {name}_FILE={path}: {exc.strerror}",
-                f"point {name}_FILE at a readable file, or set {name} instead",
-            ) from exc
-    return None
-
-
-def _bool(name: str, value: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in {"1", "true", "yes", "on"}:
-        return True
-    if lowered in {"0", "false", "no", "off", ""}:
-        return False
-    raise ConfigurationError(f"{name}={value!r} is not a boolean", "use true or false")
-
-
-def _int(name: str, value: Any) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise ConfigurationError(f"{name}={value!r} is not a whole number", None) from None
-
-
-_LIMIT_ENV = {
-    "WHEELYARD_BUILD_TIMEOUT": "wall_seconds",
-    "WHEELYARD_BUILD_CPU_SECONDS": "cpu_seconds",
-    "WHEELYARD_BUILD_MEMORY": "memory_bytes",
-    "WHEELYARD_BUILD_PROCESSES": "processes",
-    "WHEELYARD_BUILD_DISK": "disk_bytes",
-    "WHEELYARD_BUILD_FILES": "files",
-    "WHEELYARD_BUILD_LOG_BYTES": "log_bytes",
-}
+SETTINGS: tuple[Setting, ...] = declared_settings(Settings, {"limits": Limits})
+SECRET_FIELDS = frozenset(s.name for s in SETTINGS if s.secret)
+SETTINGS_BY_KEY = {s.key: s for s in SETTINGS}
+# URLs that follow their host and port unless they are set themselves.
+_DERIVED_URLS = {"index_url": ("index_host", "index_port"), "api_url": ("api_host", "api_port")}
 
 
 def load_settings(
@@ -157,92 +211,131 @@ def load_settings(
     config_file: Path | None = None,
     **cli: Any,
 ) -> Settings:
-    """Resolve defaults, file, environment and CLI options into one ``Settings``."""
+    """Resolve defaults, file, environment and CLI options into one ``Settings``.
+
+    ``cli`` holds options by setting name (``limits.wall_seconds`` style keys through
+    ``**{...}``); strings are parsed as the environment's are, other values are checked.
+    """
     env = os.environ if environ is None else environ
     values: dict[str, Any] = {}
-    limits: dict[str, Any] = {}
-
     path = config_file or (Path(env["WHEELYARD_CONFIG"]) if env.get("WHEELYARD_CONFIG") else None)
-    if path is not None:
-        try:
-            data = tomllib.loads(path.read_text()).get("wheelyard", {})
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigurationError(f"cannot read the config file {path}: {exc}", None) from exc
-        known = {f.name for f in fields(Settings)}
-        for key, value in data.items():
-            if key == "limits" and isinstance(value, dict):
-                limits.update(value)
-            elif key in known:
-                values[key] = value
-            else:
-                raise ConfigurationError(
-                    f"unknown setting {key!r} in {path}",
-                    f"known settings: {', '.join(sorted(known))}",
-                )
-
-    def env_str(name: str, key: str) -> None:
-        if env.get(name):
-            values[key] = env[name]
-
-    env_str("WHEELYARD_DATA_DIR", "data_dir")
-    env_str("WHEELYARD_REDIS_URL", "redis_url")
-    env_str("WHEELYARD_UPSTREAM_INDEX", "upstream_index")
-    env_str("WHEELYARD_INDEX_URL", "index_url")
-    env_str("WHEELYARD_INDEX_HOST", "index_host")
-    env_str("WHEELYARD_INDEX_USER", "index_user")
-    env_str("WHEELYARD_API_URL", "api_url")
-    env_str("WHEELYARD_API_HOST", "api_host")
-    env_str("WHEELYARD_CARGO_VENDOR_DIR", "cargo_vendor_dir")
-    env_str("WHEELYARD_PREBUILD_FILE", "prebuild_file")
-    if env.get("WHEELYARD_PREBUILD_INTERVAL"):
-        values["prebuild_interval"] = _int("WHEELYARD_PREBUILD_INTERVAL", env["WHEELYARD_PREBUILD_INTERVAL"])
-    if env.get("WHEELYARD_INDEX_PORT"):
-        values["index_port"] = _int("WHEELYARD_INDEX_PORT", env["WHEELYARD_INDEX_PORT"])
-    if env.get("WHEELYARD_API_PORT"):
-        values["api_port"] = _int("WHEELYARD_API_PORT", env["WHEELYARD_API_PORT"])
-    if env.get("WHEELYARD_WORKER_CONCURRENCY"):
-        values["worker_concurrency"] = _int("WHEELYARD_WORKER_CONCURRENCY", env["WHEELYARD_WORKER_CONCURRENCY"])
-    if "WHEELYARD_FROM_SOURCE" in env:
-        values["from_source_default"] = _bool("WHEELYARD_FROM_SOURCE", env["WHEELYARD_FROM_SOURCE"])
-    if "WHEELYARD_SANDBOX" in env:
-        values["sandbox"] = _bool("WHEELYARD_SANDBOX", env["WHEELYARD_SANDBOX"])
-    if env.get("WHEELYARD_INTERPRETERS"):
-        values["extra_interpreters"] = tuple(Path(p) for p in env["WHEELYARD_INTERPRETERS"].split(os.pathsep) if p)
-    for name, key in _LIMIT_ENV.items():
-        if env.get(name):
-            limits[key] = _int(name, env[name])
-    for name, key in (
-        ("WHEELYARD_INDEX_PASSWORD", "index_password"),
-        ("WHEELYARD_INDEX_READ_PASSWORD", "index_read_password"),
-        ("WHEELYARD_API_TOKEN", "api_token"),
-    ):
-        secret = _read_secret(env, name)
-        if secret:
-            values[key] = secret
-
-    values.update({k: v for k, v in cli.items() if v is not None and k != "limits"})
-    if isinstance(cli.get("limits"), dict):
-        limits.update(cli["limits"])
-
-    for key in ("data_dir", "cargo_vendor_dir", "prebuild_file"):
-        if values.get(key) is not None:
-            values[key] = Path(values[key]).expanduser().resolve()
-    if "manylinux_glibc_max" in values:
-        values["manylinux_glibc_max"] = tuple(values["manylinux_glibc_max"])
-    known_limits = {f.name for f in fields(Limits)}
-    unknown = set(limits) - known_limits
-    if unknown:
-        raise ConfigurationError(
-            f"unknown limit(s): {', '.join(sorted(unknown))}",
-            f"known: {', '.join(sorted(known_limits))}",
-        )
-    values["limits"] = Limits(**{k: _int(k, v) for k, v in limits.items()})
-    # Derived URLs follow the host/port unless they were set on their own.
-    if "index_url" not in values:
-        values["index_url"] = f"http://{values.get('index_host', '127.0.0.1')}:{values.get('index_port', 8080)}"
-    if "api_url" not in values:
-        values["api_url"] = f"http://{values.get('api_host', '127.0.0.1')}:{values.get('api_port', 8000)}"
     try:
-        return Settings(**values)
-    except TypeError as exc:
-        raise ConfigurationError(f"invalid settings: {exc}", None) from exc
+        if path is not None:
+            values.update(_from_file(path))
+        values.update(_from_environ(env))
+        values.update(_from_cli(cli))
+    except SettingError as exc:
+        raise ConfigurationError(exc.message, exc.hint) from None
+    for url, (host, port) in _DERIVED_URLS.items():
+        if url not in values:
+            where = [values.get(key, SETTINGS_BY_KEY[key].default) for key in (host, port)]
+            values[url] = "http://{}:{}".format(*where)
+    top = {k: v for k, v in values.items() if "." not in k}
+    limits = {k.split(".", 1)[1]: v for k, v in values.items() if k.startswith("limits.")}
+    return Settings(**top, limits=Limits(**limits))
+
+
+def to_environ(settings: Settings) -> dict[str, str]:
+    """The environment that makes a child process load exactly ``settings`` (secrets included)."""
+    env: dict[str, str] = {}
+    for s in SETTINGS:
+        value = s.get(settings)
+        if value is None or value == ():
+            continue
+        env[s.env] = render_text(s, value)
+    return env
+
+
+def _from_file(path: Path) -> dict[str, Any]:
+    try:
+        document = tomllib.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise SettingError(f"cannot read the config file {path}: {exc}", "fix the file; it is TOML") from None
+    stray = sorted(set(document) - {"wheelyard"})
+    if stray:
+        raise SettingError(
+            f"{path} has {', '.join(map(repr, stray))} outside the [wheelyard] table",
+            "put every setting under [wheelyard] (limits under [wheelyard.limits])",
+        )
+    table = document.get("wheelyard", {})
+    if not isinstance(table, dict):
+        raise SettingError(f"wheelyard in {path} is not a table", "write the settings under a [wheelyard] line")
+    flat: dict[str, Any] = {}
+    for key, value in table.items():
+        if key == "limits" and isinstance(value, dict):
+            flat.update({f"limits.{k}": v for k, v in value.items()})
+        else:
+            flat[key] = value
+    values: dict[str, Any] = {}
+    for key, value in flat.items():
+        s = SETTINGS_BY_KEY.get(key)
+        if s is None:
+            raise SettingError(f"unknown setting {key!r} in {path}", _closest(key))
+        values[key] = s.from_file(value, f"{key} in {path}")
+    return values
+
+
+def _from_environ(env: Mapping[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for s in SETTINGS:
+        text = env.get(s.env)
+        source = s.env
+        if not text and s.secret and env.get(s.env + "_FILE"):
+            source = s.env + "_FILE"
+            text = _read_secret_file(source, env[source])
+        if text:  # an empty variable is an unset one
+            values[s.key] = s.from_text(text, source)
+    return values
+
+
+def _from_cli(cli: Mapping[str, Any]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for key, value in cli.items():
+        if value is None:
+            continue
+        s = SETTINGS_BY_KEY.get(key)
+        if s is None:
+            raise SettingError(f"unknown setting {key!r}", _closest(key))
+        values[key] = s.from_text(value, key) if isinstance(value, str) else s.from_file(value, key)
+    return values
+
+
+def _read_secret_file(name: str, path: str) -> str:
+    try:
+        return Path(path).read_text().strip()
+    except OSError as exc:
+        raise SettingError(
+            f"cannot read {name}={path}: {exc.strerror}",
+            f"point {name} at a readable file, or set {name.removesuffix('_FILE')} instead",
+        ) from None
+
+
+def _closest(key: str) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(key, list(SETTINGS_BY_KEY), n=1, cutoff=0.6)
+    if close:
+        return f"did you mean {close[0]!r}? (every setting: docs/configuration.md, or `wheelyard --help`)"
+    return "every setting is listed in docs/configuration.md and in `wheelyard --help`"
+
+
+def settings_help() -> str:
+    """The settings part of ``wheelyard --help``: each environment variable, file key and default."""
+    lines = ["settings (environment variable, [wheelyard] key in --config, default):"]
+    for s in SETTINGS:
+        lines.append(f"  {s.env:<34} {s.key:<22} {s.shown_default}")
+        lines.append(f"      {s.help}")
+    return "\n".join(lines)
+
+
+def markdown_table() -> str:
+    """The table of docs/configuration.md."""
+    rows = ["| file key | environment variable | type | default | meaning |", "| --- | --- | --- | --- | --- |"]
+    for s in SETTINGS:
+        env = f"`{s.env}`" + (f" (or `{s.env}_FILE`)" if s.secret else "")
+        rows.append(f"| `{s.key}` | {env} | {s.kind_name} | `{s.shown_default}` | {s.help} |")
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(markdown_table())

@@ -26,7 +26,6 @@ import sys
 import tempfile
 import time
 import warnings
-import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +37,7 @@ from packaging.utils import parse_wheel_filename
 from builder.capabilities import Capabilities, Interpreter
 from builder.config import Settings
 from builder.errors import AlreadyPublished, BuildFailed, WheelyardError
+from builder.proof import PROOF_SCRIPT, failed_imports, is_hollow, plan_imports, read_layout, retag_pure
 from builder.publish import publish_wheel, published_sha256
 from builder.sandbox import FileBuildLog, LimitExceeded, Sandbox, build_environment, run_tool
 from builder.sdist import UnpackLimits, unpack_sdist
@@ -88,6 +88,23 @@ class StepFailed(WheelyardError):
     """A step of the pipeline failed for a reason the build log shows."""
 
     reference = "build-step-failed"
+
+
+class ProofFailed(StepFailed):
+    """The wheel installed but some of its modules failed to import; each is named in the record."""
+
+    reference = "proof-failed"
+
+    def __init__(self, failures: Sequence[dict[str, str]]) -> None:
+        names = "; ".join(f"{f['module']} ({f['error'][:300]})" for f in failures)
+        super().__init__(
+            f"the wheel installed but importing {names or 'its modules'} failed",
+            "the build log shows each import error after `==> prove`",
+        )
+        self.failures = list(failures)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "imports": self.failures}
 
 
 class BuildDirector:
@@ -340,6 +357,7 @@ class BuildDirector:
         )
 
     def _repair(self, wheel: Path) -> Path:
+        wheel = self._unless_hollow(wheel)
         tags = parse_wheel_filename(wheel.name)[3]
         if all(t.platform == "any" for t in tags):
             return wheel
@@ -352,27 +370,44 @@ class BuildDirector:
             raise StepFailed(f"auditwheel wrote {len(wheels)} wheels", "see the build log")
         return wheels[0]
 
+    def _unless_hollow(self, wheel: Path) -> Path:
+        """A platform wheel with no compiled code is refused before auditwheel sees it (or, where the
+        deployment allows it, published as the pure wheel it is: never under a platform tag)."""
+        if not is_hollow(wheel.name, read_layout(wheel)):
+            return wheel
+        what = f"{wheel.name} is tagged for a platform but holds no compiled module"
+        if self.settings.publish_hollow_as_pure:
+            pure = retag_pure(wheel, self.workdir / "retagged")
+            self.log.line(f"wheelyard: {what}; publishing it as {pure.name} (WHEELYARD_PUBLISH_HOLLOW_AS_PURE)")
+            return pure
+        raise StepFailed(
+            f"{what}: the extension did not compile and the build fell back to pure Python",
+            "the diagnosis names the compile error (often a missing library or header): fix that; or set "
+            "WHEELYARD_PUBLISH_HOLLOW_AS_PURE=true to publish such wheels as py3-none-any",
+            reference="hollow-wheel",
+        )
+
     def _prove(self, interpreter: Interpreter, wheel: Path) -> None:
-        """Install the wheel into a fresh environment and import its top-level modules, in the sandbox."""
+        """Install the wheel into a fresh environment and import its modules (builder/proof.py), in the sandbox."""
         env_python = self._create_env(interpreter, self.workdir / "proveenv")
         # Its dependencies come from upstream, as a client's would.
         self._install(env_python, [str(wheel)], find_links=wheel.parent)
-        modules = top_level_modules(wheel)
-        if not modules:
+        plan = plan_imports(read_layout(wheel))
+        for note in plan.notes:
+            self.log.line(note)
+        if not plan.modules:
             self.log.line("wheelyard: the wheel has no importable top-level module; nothing to import")
             return
-        code = (
-            "import importlib, sys\nfor m in sys.argv[1:]:\n    importlib.import_module(m)\n    print('imported', m)\n"
-        )
+        self.log.line(f"wheelyard: proof: importing {', '.join(plan.modules)}")
+        start = self.log.path.stat().st_size
         sandbox = self._sandbox_for()
         try:
-            sandbox.run([str(env_python), "-I", "-c", code, *modules], cwd=str(self.workdir))
+            sandbox.run([str(env_python), "-I", "-c", PROOF_SCRIPT, *plan.modules], cwd=str(self.workdir))
         except subprocess.CalledProcessError:
-            raise StepFailed(
-                f"the wheel installed but importing {', '.join(modules)} failed",
-                "the build log shows the import error",
-                reference="proof-failed",
-            ) from None
+            with self.log.path.open("rb") as fh:
+                fh.seek(start)
+                failures = failed_imports(fh.read().decode(errors="replace").splitlines())
+            raise ProofFailed(failures) from None
 
     def _verify(self, wheel: Path, release: Release) -> WheelInfo:
         """The wheel is whole and is what was asked for: this release, for this target."""
@@ -418,31 +453,6 @@ def uv_binary() -> str:
         if found:
             return found
         raise StepFailed("uv is not installed on this worker", "pip install uv") from None
-
-
-def top_level_modules(wheel: Path) -> list[str]:
-    """Importable top-level names of a wheel: top_level.txt where present, else its file layout."""
-    with zipfile.ZipFile(wheel) as zf:
-        names = zf.namelist()
-        listed = [n for n in names if n.endswith(".dist-info/top_level.txt")]
-        if listed:
-            text = zf.read(listed[0]).decode()
-            modules = [m.strip().replace("/", ".") for m in text.splitlines() if m.strip()]
-        else:
-            found: set[str] = set()
-            for n in names:
-                first = n.split("/", 1)[0]
-                if first.endswith((".dist-info", ".data")):
-                    continue
-                if "/" in n:
-                    if n.startswith(first + "/__init__.py"):
-                        found.add(first)
-                elif n.endswith(".py"):
-                    found.add(n[:-3])
-                elif n.endswith(".so") or n.endswith(".pyd"):
-                    found.add(n.split(".", 1)[0])
-            modules = sorted(found)
-    return [m for m in modules if m]
 
 
 def work_directory(root: Path | None = None) -> Path:

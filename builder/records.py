@@ -39,6 +39,8 @@ from typing import Any
 import redis
 from packaging.utils import canonicalize_name
 
+from builder.buildlog import DEFAULT_HEAD_BYTES, DEFAULT_TAIL_BYTES, stored_limit
+
 PREFIX = "wheelyard:"
 ACTIVE = ("queued", "building")
 DONE = ("published", "mirrored", "failed")
@@ -151,7 +153,9 @@ class Position:
 class BuildStore:
     """Reads and writes build records, logs and worker registrations in Redis."""
 
-    def __init__(self, client: redis.Redis, log_limit: int = 16 * 1024**2) -> None:
+    def __init__(
+        self, client: redis.Redis, log_limit: int = stored_limit(DEFAULT_HEAD_BYTES, DEFAULT_TAIL_BYTES)
+    ) -> None:
         self.redis = client
         self.log_limit = log_limit
         self._indexed = False  # the database's indexes were seen to cover every record
@@ -480,7 +484,8 @@ class BuildStore:
 
     # -- logs ------------------------------------------------------------------------------
     def append_log(self, build_id: str, data: bytes) -> bool:
-        """Append to a build's log; False once the log has reached its limit."""
+        """Append to a build's stored log (builder/buildlog.py decides what is kept: head, marker,
+        tail); False once it has reached ``log_limit``."""
         key = f"{PREFIX}log:{build_id}"
         size = int(self.redis.strlen(key))
         if size >= self.log_limit:
@@ -496,8 +501,8 @@ class BuildStore:
         self.redis.delete(f"{PREFIX}log:{build_id}")
 
     def replace_log(self, build_id: str, data: bytes) -> None:
-        """Set a build's whole log at once (within the limit): a worker that lost chunks while
-        Redis was away writes it again from its file."""
+        """Set a build's whole stored log at once (within the limit): a worker that lost chunks while
+        Redis was away writes it again from its file (``buildlog.stored_form``)."""
         self.redis.set(f"{PREFIX}log:{build_id}", data[: self.log_limit])
 
     # -- workers ---------------------------------------------------------------------------

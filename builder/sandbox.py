@@ -108,7 +108,8 @@ _HINTS = {
     "or limit the build's parallelism",
     "too-many-processes": "the build started more processes than allowed; raise "
     "WHEELYARD_BUILD_PROCESSES if its parallelism needs it",
-    "log-too-large": "the build printed more output than allowed; raise WHEELYARD_BUILD_LOG_BYTES",
+    "log-too-large": "the build printed more output than the hard cap, which is far above what a real build "
+    "prints: it looks like output without end; raise WHEELYARD_BUILD_LOG_BYTES if the build is real",
     "disk-full": "the build wrote more data than allowed; raise WHEELYARD_BUILD_DISK",
     "too-many-files": "the build created more files and directories than allowed; raise WHEELYARD_BUILD_FILES",
 }

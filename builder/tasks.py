@@ -30,6 +30,7 @@ from typing import Any
 from celery import Celery
 from celery.exceptions import SoftTimeLimitExceeded
 
+from builder.buildlog import stored_limit
 from builder.capabilities import Capabilities
 from builder.config import Settings
 from builder.errors import WheelyardError
@@ -141,7 +142,7 @@ def register_tasks(
         max_retries=3,
     )
     def build(self: Any, build_id: str, recovery: int = 0) -> str | None:
-        store = BuildStore(connect(redis_url), log_limit=settings.limits.log_bytes)
+        store = BuildStore(connect(redis_url), log_limit=stored_limit(settings.log_head_bytes, settings.log_tail_bytes))
         try:
             outcome = run_build(
                 settings,

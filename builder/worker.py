@@ -36,6 +36,7 @@ from typing import Any, TypeVar
 import redis
 from celery.exceptions import SoftTimeLimitExceeded
 
+from builder.buildlog import StoredLog, stored_form
 from builder.capabilities import Capabilities
 from builder.config import Settings
 from builder.pipeline import BuildDirector, BuildJob, BuildLog, BuildOutcome
@@ -82,11 +83,13 @@ class Progress:
     fails a build. Once a write fails, writes are skipped for a while; ``log_lost`` tells that the
     log in Redis misses chunks and must be written again from the file."""
 
-    def __init__(self, store: BuildStore, build_id: str) -> None:
+    def __init__(self, store: BuildStore, build_id: str, stored: StoredLog | None = None) -> None:
         self.store = store
         self.build_id = build_id
         self.log_lost = False
         self._skip_until = 0.0
+        # The record keeps the log's head (written as it comes) and its tail (written at the end).
+        self.stored = stored or StoredLog()
 
     def _try(self, action: Callable[[], object]) -> bool:
         if time.monotonic() < self._skip_until:
@@ -103,8 +106,20 @@ class Progress:
         self._try(lambda: self.store.update(self.build_id, step=step))
 
     def log(self, data: bytes) -> None:
-        if not self._try(lambda: self.store.append_log(self.build_id, data)):
+        head = self.stored.take(data)
+        if head and not self._try(lambda: self.store.append_log(self.build_id, head)):
             self.log_lost = True
+
+    def finish_log(self, path: Path) -> None:
+        """Write the end of the stored log; the whole of it again from the file if chunks were lost."""
+        if self.log_lost:
+            # Chunks were lost while Redis was away: the file on this worker has the whole log.
+            data = stored_form(path, self.stored.head, self.stored.tail)
+            retry_redis(lambda: self.store.replace_log(self.build_id, data), f"build {self.build_id}: writing the log")
+            return
+        ending = self.stored.ending()
+        if ending:
+            retry_redis(lambda: self.store.append_log(self.build_id, ending), f"build {self.build_id}: writing the log")
 
 
 def run_build(
@@ -150,15 +165,12 @@ def run_build(
     workroot = settings.data_dir / "work"
     sweep(workroot)
     with WorkDirectory(workroot) as workdir:
-        progress = Progress(store, build_id)
+        progress = Progress(store, build_id, StoredLog(settings.log_head_bytes, settings.log_tail_bytes))
         log = BuildLog(workdir.path / "build.log", sink=progress.log)
         try:
             outcome = _run_director(settings, capabilities, record, workdir.path, log, progress, upload_password)
             changes = _outcome_changes(outcome, store, record, capabilities, log)
-            if progress.log_lost:
-                # Chunks were lost while Redis was away: the file on this worker has the whole log.
-                data = log.path.read_bytes()
-                retry_redis(lambda: store.replace_log(build_id, data), f"build {build_id}: writing the log again")
+            progress.finish_log(log.path)
         finally:
             log.close()
     mine = retry_redis(

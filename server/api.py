@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any
@@ -27,7 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from builder.config import Settings
 from builder.errors import WheelyardError
 from builder.records import STATUSES, BuildStore, Position, connect
-from builder.targets import PLATFORMS, SUPPORTED_MINORS
+from builder.targets import known_identifiers
 from builder.tasks import BUILD_TASK, create_celery_app
 from builder.upstream import SimpleIndex
 from server.service import BuildService, count_builds, find_builds, present
@@ -37,10 +38,11 @@ STATIC = Path(__file__).parent / "static"
 
 
 def _identifier_pattern() -> str:
-    """The build identifiers ``BuildTarget.parse`` accepts, as a regular expression for the spec."""
-    minors = "|".join(f"0?{m}" if m < 10 else str(m) for m in SUPPORTED_MINORS)
-    platforms = "|".join(PLATFORMS)
-    return rf"^\s*(py3-none-any|cp3({minors})-({platforms}))\s*$"
+    """The build identifiers ``BuildTarget.parse`` accepts (cibuildwheel's list), and cibuildwheel's
+    selector patterns, as a regular expression for the spec (the service checks what a pattern matches)."""
+    identifiers = "|".join(re.escape(i) for i in sorted(known_identifiers()))
+    selector = r"[a-z0-9_*?\[\]{},!-]*[*?\[{][a-z0-9_*?\[\]{},!-]*"
+    return rf"^\s*(py3-none-any|{identifiers}|{selector})\s*$"
 
 
 class BuildRequest(BaseModel):

@@ -2,6 +2,13 @@
 
 Errors are rendered in one place (``main``'s handler): a ``WheelyardError`` prints what
 happened and a hint, never a traceback, and exits 1; usage errors exit 2.
+
+A command in a module of its own (as ``server.client_commands``) gives an
+``add_parsers(sub)`` and a ``COMMANDS`` mapping of name to handler
+``(args, settings, out, err) -> exit code``; registering it here is one line in
+``build_parser`` and one in ``COMMANDS``. Every command gets the global options
+(``--config``, ``--data-dir``, ``--redis-url``) after its name too, and an option made
+with ``server.options.setting_option`` reaches the handler through ``settings``.
 """
 
 from __future__ import annotations
@@ -10,15 +17,13 @@ import argparse
 import json
 import os
 import sys
-import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, TextIO
 
-import requests
-
-from builder.config import Settings, load_settings
+from builder.config import Settings, load_settings, settings_help
 from builder.errors import ConfigurationError, WheelyardError
+from server import client_commands
+from server.options import add_global_options, setting_option, setting_values
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -27,19 +32,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="wheelyard",
         description="Builds the wheels pip cannot find, diagnoses failed builds, publishes them to a private index.",
+        epilog=settings_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--config", type=Path, help="a TOML file with a [wheelyard] table")
-    parser.add_argument(
-        "--data-dir",
-        type=Path,
-        help="wheels, logs and the embedded Redis's files (default ~/.wheelyard)",
-    )
+    add_global_options(parser, after_command=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
     up = sub.add_parser("up", help="run the whole stack on this machine (embedded Redis unless WHEELYARD_REDIS_URL)")
-    up.add_argument("--api-port", type=int)
-    up.add_argument("--index-port", type=int)
+    setting_option(up, "--api-port", "api_port")
+    setting_option(up, "--index-port", "index_port")
     up.add_argument("--no-worker", action="store_true", help="run the API and index only")
     up.add_argument(
         "--targets",
@@ -47,49 +49,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     api = sub.add_parser("api", help="run the HTTP API and dashboard")
-    api.add_argument("--host")
-    api.add_argument("--port", type=int)
+    setting_option(api, "--host", "api_host")
+    setting_option(api, "--port", "api_port")
 
     index = sub.add_parser("index", help="run the private package index (pypiserver)")
-    index.add_argument("--host")
-    index.add_argument("--port", type=int)
+    setting_option(index, "--host", "index_host")
+    setting_option(index, "--port", "index_port")
 
     worker = sub.add_parser("worker", help="run a build worker for the targets this host can build")
     worker.add_argument("--probe", action="store_true", help="print what this worker can build, and exit")
     worker.add_argument("--targets", help="comma-separated build identifiers to serve (default: all it can)")
-    worker.add_argument("--concurrency", type=int)
+    setting_option(worker, "--concurrency", "worker_concurrency")
     worker.add_argument("--name", help="worker name (default wheelyard-PID@HOST)")
 
-    request = sub.add_parser("request", help="ask for the wheels of a requirement")
-    request.add_argument("requirement", help="e.g. markupsafe==3.0.2")
-    request.add_argument(
-        "-t",
-        "--target",
-        action="append",
-        required=True,
-        dest="targets",
-        help="a build identifier, e.g. cp312-manylinux_x86_64 (repeat for more)",
-    )
-    request.add_argument(
-        "--from-source",
-        action="store_true",
-        default=None,
-        help="build even where upstream has a wheel",
-    )
-    request.add_argument("--retry", action="store_true", help="build again a target whose last build failed")
-    request.add_argument(
-        "--wait",
-        action="store_true",
-        help="follow the builds; exit 0 only if every target is on the index",
-    )
-    request.add_argument("--timeout", type=float, default=3600, help="seconds --wait waits (default 3600)")
-    request.add_argument("--api-url", help="default http://127.0.0.1:8000 (WHEELYARD_API_URL)")
-    request.add_argument("--json", action="store_true", help="print the builds as JSON")
-
-    status = sub.add_parser("status", help="show a build, or the latest builds")
-    status.add_argument("build_id", nargs="?")
-    status.add_argument("--api-url")
-    status.add_argument("--json", action="store_true")
+    client_commands.add_parsers(sub)
 
     diagnose = sub.add_parser(
         "diagnose",
@@ -99,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     diagnose.add_argument("args", nargs=argparse.REMAINDER)
 
     sub.add_parser("beat", help="run the scheduler of prebuild jobs")
+    config = sub.add_parser("config", help="print the settings every command here would run with (no secrets)")
+    config.add_argument("--json", action="store_true", help="as JSON")
     reindex = sub.add_parser(
         "reindex",
         help="index every build record again (after workers of a release without build-list indexes wrote some)",
@@ -106,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     reindex.add_argument(
         "--wait", type=float, default=60, help="seconds to wait for another process that is indexing (default 60)"
     )
+    for name, command in sub.choices.items():
+        if name != "diagnose":  # diagnose parses its own arguments
+            add_global_options(command, after_command=True)
     return parser
 
 
@@ -126,7 +104,7 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None, stderr
     except SystemExit as exc:
         return int(exc.code or 0)
     try:
-        settings = load_settings(config_file=args.config, data_dir=args.data_dir)
+        settings = load_settings(config_file=args.config, **setting_values(args))
         handler = COMMANDS[args.command]
         return handler(args, settings, out, err)
     except WheelyardError as exc:
@@ -182,7 +160,6 @@ def cmd_api(args: argparse.Namespace, settings: Settings, out: TextIO, err: Text
 
     from server.api import create_app
 
-    settings = settings.with_overrides(api_host=args.host, api_port=args.port)
     app = create_app(settings, resolve_redis_url(settings))
     uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_level="info", access_log=False)
     return EXIT_OK
@@ -191,7 +168,6 @@ def cmd_api(args: argparse.Namespace, settings: Settings, out: TextIO, err: Text
 def cmd_index(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
     from server.index import serve_index
 
-    settings = settings.with_overrides(index_host=args.host, index_port=args.port)
     serve_index(settings)
     return EXIT_OK
 
@@ -199,16 +175,28 @@ def cmd_index(args: argparse.Namespace, settings: Settings, out: TextIO, err: Te
 def _worker_targets(settings: Settings, selected: str | None) -> tuple[Any, list[Any]]:
     """What this host can build, narrowed to ``--targets`` where given."""
     from builder.capabilities import probe
-    from builder.targets import parse_targets
+    from builder.targets import is_pattern, parse_targets, split_target_list
 
     capabilities = probe(settings.extra_interpreters)
     targets = capabilities.targets()
     if selected:
-        wanted = parse_targets(t for t in selected.split(",") if t.strip())
+        items = split_target_list(selected)
+        named = [i for i in items if not is_pattern(i)]
+        wanted = parse_targets(named) if named else []
         missing = [t.identifier for t in wanted if t not in targets]
         if missing:
             raise WheelyardError(
                 f"this worker cannot build {', '.join(missing)}",
+                "run `wheelyard worker --probe` to see what it can build",
+                reference="target-not-buildable",
+            )
+        # A pattern narrows to what this host builds; a named identifier must be buildable.
+        patterns = [i for i in items if is_pattern(i)]
+        if patterns:
+            wanted += [t for t in parse_targets(patterns) if t in targets and t not in wanted]
+        if not wanted:
+            raise WheelyardError(
+                f"no target this worker can build matches {selected!r}",
                 "run `wheelyard worker --probe` to see what it can build",
                 reference="target-not-buildable",
             )
@@ -246,7 +234,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings, out: TextIO, err: T
         )
     redis_url = resolve_redis_url(settings)
     name = args.name or default_worker_name()
-    concurrency = args.concurrency or settings.worker_concurrency
+    concurrency = settings.worker_concurrency
     app = create_celery_app(settings, redis_url)
     register_tasks(app, settings, redis_url, capabilities, name, upload_password(settings))
     store = BuildStore(connect(redis_url))
@@ -288,142 +276,16 @@ def cmd_beat(args: argparse.Namespace, settings: Settings, out: TextIO, err: Tex
 def cmd_up(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
     from server.stack import run_stack
 
-    settings = settings.with_overrides(api_port=args.api_port, index_port=args.index_port)
-    if args.api_port:
-        settings = settings.with_overrides(api_url=f"http://{settings.api_host}:{args.api_port}")
-    if args.index_port:
-        settings = settings.with_overrides(index_url=f"http://{settings.index_host}:{args.index_port}")
     return run_stack(settings, worker=not args.no_worker, targets=args.targets, out=out, err=err)
 
 
-# -- client commands ----------------------------------------------------------------------------
-class ApiClient:
-    def __init__(self, base_url: str, token: str | None = None) -> None:
-        self.base = base_url.rstrip("/")
-        self.session = requests.Session()
-        if token:
-            self.session.headers["Authorization"] = f"Bearer {token}"
-
-    def call(self, method: str, path: str, **kwargs: Any) -> Any:
-        try:
-            response = self.session.request(method, self.base + path, timeout=60, **kwargs)
-        except requests.ConnectionError:
-            raise WheelyardError(
-                f"the wheelyard API at {self.base} does not answer",
-                "start it with `wheelyard up`, or point --api-url / WHEELYARD_API_URL at it",
-                reference="api-unreachable",
-            ) from None
-        if response.status_code >= 400:
-            try:
-                body = response.json()
-            except ValueError:
-                body = {}
-            raise WheelyardError(
-                str(body.get("message") or f"the API answered {response.status_code}"),
-                body.get("hint"),
-                reference=str(body.get("error") or f"http-{response.status_code}"),
-            )
-        return response.json() if "json" in response.headers.get("Content-Type", "") else response.text
-
-    def wait_ready(self, timeout: float, err: TextIO) -> None:
-        deadline = time.monotonic() + timeout
-        said = False
-        while True:
-            try:
-                if self.session.get(self.base + "/api/health", timeout=5).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline:
-                raise WheelyardError(
-                    f"the wheelyard API at {self.base} was not ready within {timeout:.0f} s",
-                    "check `wheelyard up`'s output",
-                    reference="api-unreachable",
-                )
-            if not said:
-                err.write(f"waiting for the wheelyard API at {self.base} ...\n")
-                said = True
-            time.sleep(0.5)
-
-
-def cmd_request(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
-    client = ApiClient(args.api_url or settings.api_url, settings.api_token)
-    if args.wait:
-        client.wait_ready(min(args.timeout, 300), err)
-    body: dict[str, Any] = {
-        "requirement": args.requirement,
-        "targets": args.targets,
-        "retry": args.retry,
-    }
-    if args.from_source:
-        body["from_source"] = True
-    builds = client.call("POST", "/api/builds", json=body)["builds"]
-    for b in builds:
-        err.write(f"{b['target']}: {b['name']} {b['version']} build {b['id']} {b['status']}\n")
-    if args.wait:
-        builds = _follow(client, builds, args.timeout, err)
+def cmd_config(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
+    public = settings.public()
     if args.json:
-        out.write(json.dumps(builds, indent=2) + "\n")
-    else:
-        for b in builds:
-            out.write(_summary(b) + "\n")
-    if not args.wait:
+        out.write(json.dumps(public, indent=2) + "\n")
         return EXIT_OK
-    return EXIT_OK if all(b["status"] in ("published", "mirrored") for b in builds) else EXIT_FAILED
-
-
-def _follow(client: ApiClient, builds: list[dict[str, Any]], timeout: float, err: TextIO) -> list[dict[str, Any]]:
-    """Poll until every build is finished, printing each change of status and step."""
-    deadline = time.monotonic() + timeout
-    current = {b["id"]: b for b in builds}
-    seen = {b["id"]: (b["status"], b.get("step")) for b in builds}
-    started = time.monotonic()
-    while any(b["status"] not in ("published", "mirrored", "failed") for b in current.values()):
-        if time.monotonic() > deadline:
-            err.write(f"still not finished after {timeout:.0f} s\n")
-            break
-        time.sleep(0.5)
-        for build_id in list(current):
-            if current[build_id]["status"] in ("published", "mirrored", "failed"):
-                continue
-            b = client.call("GET", f"/api/builds/{build_id}")
-            current[build_id] = b
-            state = (b["status"], b.get("step"))
-            if state != seen[build_id]:
-                seen[build_id] = state
-                step = f" ({b['step']})" if b.get("step") else ""
-                err.write(f"[{time.monotonic() - started:6.1f}s] {b['target']}: {b['status']}{step}\n")
-    return list(current.values())
-
-
-def _summary(b: dict[str, Any]) -> str:
-    line = f"{b['target']}: {b['status']}"
-    if b.get("wheel"):
-        line += f" {b['wheel']} sha256={b.get('sha256')}"
-    if b["status"] == "failed":
-        primary = (b.get("diagnosis") or {}).get("primary") or {}
-        error = b.get("error") or {}
-        line += f"\n  error: {error.get('message', 'the build failed')}"
-        if primary:
-            line += f"\n  cause: {primary.get('category')} ({primary.get('rule')}): {primary.get('explanation') or ''}"
-            text = primary.get("text") or ""
-            if text:
-                line += f"\n  line {primary.get('line')}: {text.strip()}"
-        line += f"\n  log: {b.get('log_url')}"
-    return line
-
-
-def cmd_status(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
-    client = ApiClient(args.api_url or settings.api_url, settings.api_token)
-    if args.build_id:
-        builds = [client.call("GET", f"/api/builds/{args.build_id}")]
-    else:
-        builds = client.call("GET", "/api/builds", params={"limit": 20})["builds"]
-    if args.json:
-        out.write(json.dumps(builds, indent=2) + "\n")
-    else:
-        for b in builds:
-            out.write(f"{b['id']} {b['name']}=={b['version']} " + _summary(b) + "\n")
+    for key, value in public.items():
+        out.write(f"{key} = {json.dumps(value)}\n")
     return EXIT_OK
 
 
@@ -457,8 +319,8 @@ COMMANDS = {
     "index": cmd_index,
     "worker": cmd_worker,
     "beat": cmd_beat,
-    "request": cmd_request,
-    "status": cmd_status,
+    **client_commands.COMMANDS,
+    "config": cmd_config,
     "reindex": cmd_reindex,
 }
 

@@ -19,7 +19,7 @@ from typing import TextIO
 
 import requests
 
-from builder.config import Settings
+from builder.config import Settings, to_environ
 from builder.errors import WheelyardError
 
 
@@ -57,15 +57,26 @@ def _wait_http(url: str, proc: subprocess.Popen[bytes], what: str, timeout: floa
     )
 
 
+def child_environment(settings: Settings) -> dict[str, str]:
+    """The environment of each child: every resolved setting, so none is lost on the way.
+
+    ``wheelyard --config f.toml up`` resolves the file here; the children get its values
+    as variables (and no WHEELYARD_CONFIG), so they load exactly these settings.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WHEELYARD_")}
+    env.update(to_environ(settings))
+    if not settings.index_password:
+        # The password ensure_upload_credentials generated: children read it from its file.
+        env["WHEELYARD_INDEX_PASSWORD_FILE"] = str(settings.data_dir / "index-password")
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
 def run_stack(settings: Settings, *, worker: bool, targets: str | None, out: TextIO, err: TextIO) -> int:
     from server.index import ensure_upload_credentials
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    user, password = ensure_upload_credentials(settings)
-    password_file = settings.data_dir / "index-password"
-    if not password_file.exists():
-        password_file.write_text(password)
-        password_file.chmod(0o600)
+    user, _ = ensure_upload_credentials(settings)
     stop = False
 
     def on_signal(signum: int, frame: object) -> None:
@@ -76,39 +87,7 @@ def run_stack(settings: Settings, *, worker: bool, targets: str | None, out: Tex
     children: list[tuple[str, subprocess.Popen[bytes]]] = []
     try:
         with _redis(settings, err) as redis_url:
-            env = {k: v for k, v in os.environ.items() if not k.startswith("WHEELYARD_")}
-            env.update(
-                WHEELYARD_DATA_DIR=str(settings.data_dir),
-                WHEELYARD_REDIS_URL=redis_url,
-                WHEELYARD_INDEX_URL=settings.index_url,
-                WHEELYARD_INDEX_PORT=str(settings.index_port),
-                WHEELYARD_INDEX_HOST=settings.index_host,
-                WHEELYARD_INDEX_USER=user,
-                WHEELYARD_INDEX_PASSWORD_FILE=str(password_file),
-                WHEELYARD_API_URL=settings.api_url,
-                WHEELYARD_API_HOST=settings.api_host,
-                WHEELYARD_API_PORT=str(settings.api_port),
-                WHEELYARD_UPSTREAM_INDEX=settings.upstream_index,
-                WHEELYARD_FROM_SOURCE="true" if settings.from_source_default else "false",
-                WHEELYARD_SANDBOX="true" if settings.sandbox else "false",
-                PYTHONUNBUFFERED="1",
-            )
-            for name, value in (
-                ("WHEELYARD_API_TOKEN", settings.api_token),
-                ("WHEELYARD_INDEX_READ_PASSWORD", settings.index_read_password),
-                ("WHEELYARD_CARGO_VENDOR_DIR", settings.cargo_vendor_dir),
-            ):
-                if value:
-                    env[name] = str(value)
-            for field_name, var in (
-                ("wall_seconds", "WHEELYARD_BUILD_TIMEOUT"),
-                ("cpu_seconds", "WHEELYARD_BUILD_CPU_SECONDS"),
-                ("memory_bytes", "WHEELYARD_BUILD_MEMORY"),
-                ("processes", "WHEELYARD_BUILD_PROCESSES"),
-                ("disk_bytes", "WHEELYARD_BUILD_DISK"),
-                ("log_bytes", "WHEELYARD_BUILD_LOG_BYTES"),
-            ):
-                env[var] = str(getattr(settings.limits, field_name))
+            env = child_environment(settings.with_overrides(redis_url=redis_url, index_user=user))
 
             def spawn(name: str, *args: str) -> subprocess.Popen[bytes]:
                 proc = subprocess.Popen([sys.executable, "-m", "server.cli", *args], env=env, stdin=subprocess.DEVNULL)

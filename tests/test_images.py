@@ -253,6 +253,25 @@ def test_base_images_are_pinned(name: str) -> None:
             assert re.fullmatch(r"sha256:[0-9a-f]{64}", digest), f"{name}: pin {image} by digest too"
 
 
+@pytest.mark.parametrize("name", WORKER_DOCKERFILES)
+def test_worker_base_images_are_the_ones_cibuildwheel_pins(name: str) -> None:
+    """A worker builds in the image cibuildwheel itself would use: same image, same digest, so a
+    cibuildwheel upgrade that moves its pins fails here until the Dockerfile follows."""
+    import configparser
+    from importlib import resources
+
+    pins = configparser.ConfigParser()
+    pins.read_string(resources.files("cibuildwheel").joinpath("resources", "pinned_docker_images.cfg").read_text())
+    image = _global_args(IMAGES / name)["BASE_IMAGE"]
+    reference, _, digest = image.partition("@")
+    repository = reference.rsplit(":", 1)[0]
+    section = next(arch for arch in pins.sections() if repository.endswith(f"_{arch}"))
+    pinned = {value.split("#")[0].strip() for value in pins[section].values()}
+    assert f"{repository}@{digest}" in pinned, (
+        f"{name}: {image} is not one of cibuildwheel's pinned images for {section}: {sorted(pinned)}"
+    )
+
+
 def test_each_image_has_its_base() -> None:
     def base(name: str) -> str:
         return _global_args(IMAGES / name).get("BASE_IMAGE") or _global_args(IMAGES / name)["PYTHON_IMAGE"]

@@ -107,8 +107,9 @@ def project(body: str) -> Project:
 
 
 def leftover_cgroups() -> set[Path]:
+    """This test process's build cgroups (named for its pid: test sessions side by side make their own)."""
     bases = {base for base, _ in sandbox_mod._Cgroup._ours().values()}
-    return {child for base in bases for child in base.glob("wheelyard-*")}
+    return {child for base in bases for child in base.glob(f"wheelyard-{os.getpid()}-*")}
 
 
 @pytest.fixture(autouse=True)
