@@ -16,10 +16,13 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from builder.config import Settings
+from builder.errors import WheelyardError
 from builder.targets import PURE, SUPPORTED_MINORS, BuildTarget, known_identifiers
 
 TOOLS = (
@@ -64,6 +67,22 @@ class Interpreter:
 
 
 @dataclass(frozen=True)
+class UnusableInterpreter:
+    """An interpreter that runs on the host but not in the build sandbox as the build user: why, and what to do."""
+
+    path: str
+    version: tuple[int, int]
+    reason: str
+    hint: str
+
+    def line(self) -> str:
+        return (
+            f"wheelyard: interpreter {self.path} (Python {self.version[0]}.{self.version[1]}) is not served: "
+            f"{self.reason}; {self.hint}"
+        )
+
+
+@dataclass(frozen=True)
 class Capabilities:
     os: str  # linux, macos, windows
     arch: str  # x86_64, aarch64, arm64, AMD64
@@ -71,6 +90,8 @@ class Capabilities:
     libc_version: str | None
     interpreters: tuple[Interpreter, ...]
     tools: dict[str, str] = field(default_factory=dict)  # name -> version line
+    # Interpreters found on the host that failed the check in the build sandbox: not served.
+    unusable: tuple[UnusableInterpreter, ...] = ()
 
     def interpreter_for(self, target: BuildTarget) -> Interpreter | None:
         if target.is_pure:
@@ -116,6 +137,15 @@ class Capabilities:
 
     def queues(self) -> list[str]:
         return [t.queue for t in self.targets()]
+
+    def without(self, unusable: Sequence[UnusableInterpreter]) -> Capabilities:
+        """These capabilities less the interpreters that failed the sandbox check."""
+        bad = {u.path for u in unusable}
+        return replace(
+            self,
+            interpreters=tuple(i for i in self.interpreters if i.path not in bad),
+            unusable=(*self.unusable, *unusable),
+        )
 
     def capability_set(self) -> set[str]:
         """Capability names as the diagnosis rules speak of them (``tool:cc``, ``headers:cp312``)."""
@@ -264,4 +294,107 @@ def probe(extra_interpreters: Iterable[Path] = (), path: str | None = None) -> C
         libc_version=libc_version,
         interpreters=tuple(interpreters),
         tools=probe_tools(path),
+    )
+
+
+# -- the check in the build sandbox ---------------------------------------------------------
+
+# Runs in the sandbox, as the build user: the interpreter starts, imports sysconfig and finds its
+# headers where the build will look for them.
+_SANDBOX_CHECK = r"""
+import os, sys, sysconfig
+include = sysconfig.get_paths().get("include") or ""
+if sys.argv[1] == "headers" and not os.path.isfile(os.path.join(include, "Python.h")):
+    sys.exit("Python.h is not readable in %s" % include)
+print("wheelyard: the interpreter runs in the sandbox")
+"""
+
+
+def checked_capabilities(settings: Settings) -> Capabilities:
+    """What this host can build, less the interpreters that fail in the build sandbox.
+
+    Raises ``no-buildable-target`` when no target is left, with each interpreter's reason.
+    """
+    from builder.sandbox import sandbox_available
+
+    capabilities = probe(settings.extra_interpreters)
+    if not settings.sandbox or sandbox_available():  # else the worker refuses to start, and says why
+        capabilities = check_in_sandbox(capabilities, settings)
+    if not capabilities.targets():
+        raise WheelyardError(
+            "this worker has no target it can build" + "".join("\n" + u.line() for u in capabilities.unusable),
+            "install CPython with its headers where the build user can run it (pyenv, /opt/python/*, "
+            "python3.X-dev), or name it in WHEELYARD_INTERPRETERS; `wheelyard worker --probe` shows what was found",
+            reference="no-buildable-target",
+        )
+    return capabilities
+
+
+def check_in_sandbox(capabilities: Capabilities, settings: Settings) -> Capabilities:
+    """Run each interpreter found as the builds run it: in the bubblewrap sandbox, as the build user,
+    under the build limits. One that fails is not served (a build with it could only fail)."""
+    found = [_check_one(i, settings) for i in capabilities.interpreters if i.version[0] == 3]
+    return capabilities.without([u for u in found if u is not None])
+
+
+def _check_one(interpreter: Interpreter, settings: Settings) -> UnusableInterpreter | None:
+    from builder.sandbox import FileBuildLog, LimitExceeded, Sandbox, build_environment
+
+    root = settings.data_dir / "work"
+    root.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="wheelyard-check-", dir=root))
+    try:
+        with FileBuildLog(workdir / "check.log") as log:
+            sandbox = Sandbox(
+                limits=replace(settings.limits, wall_seconds=min(settings.limits.wall_seconds, 60)),
+                workdir=workdir,
+                log=log,
+                enabled=settings.sandbox,
+                hidden=[settings.data_dir],
+                env=build_environment(),
+            )
+            what = "headers" if interpreter.headers else "runs"
+            code = sandbox.run_command([interpreter.path, "-I", "-c", _SANDBOX_CHECK, what], cwd=str(workdir))
+        output = (workdir / "check.log").read_text(errors="replace")
+    except (OSError, LimitExceeded) as exc:
+        code, output = -1, str(exc)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    if code == 0:
+        return None
+    said = [line.strip() for line in output.splitlines() if line.strip() and not line.startswith("wheelyard:")]
+    reason = " | ".join(said[-2:])[:400] or f"it exited with status {code}"
+    return UnusableInterpreter(
+        interpreter.path,
+        interpreter.version,
+        f"it does not run in the build sandbox as the build user ({reason})",
+        _access_hint(interpreter.path, settings.sandbox),
+    )
+
+
+def _access_hint(path: str, sandboxed: bool) -> str:
+    """What to change: the first directory on the interpreter's way the build user cannot enter."""
+    from builder.sandbox import BUILD_GID, BUILD_UID
+
+    if sandboxed and os.geteuid() == 0:
+        candidates = [Path(path), Path(os.path.realpath(path))]
+        for exe in candidates:
+            for directory in reversed(exe.parents):
+                try:
+                    st = directory.stat()
+                except OSError:
+                    continue
+                others = st.st_mode & 0o001
+                group = st.st_gid == BUILD_GID and st.st_mode & 0o010
+                if not (others or group or st.st_uid == BUILD_UID):
+                    return (
+                        f"it lives under {directory} (mode {st.st_mode & 0o777:04o}), which the build user "
+                        f"(uid {BUILD_UID}) cannot enter; give that user access (chmod o+x {directory}) or install "
+                        "the interpreters elsewhere (/opt/python, /usr/local) and name them in WHEELYARD_INTERPRETERS "
+                        "(the sandbox binds back only the worker's own HOME: an interpreter under another "
+                        "user's home, or root's while HOME points elsewhere, is out of reach)"
+                    )
+    return (
+        "make the interpreter, its shared library (libpythonX.Y.so) and its headers readable by the build user, "
+        "or install it elsewhere and name it in WHEELYARD_INTERPRETERS"
     )

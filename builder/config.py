@@ -110,6 +110,18 @@ class Settings:
     index_read_password: str | None = setting(
         None, env="WHEELYARD_INDEX_READ_PASSWORD", secret=True, help="a password for reading the index (unset: open)"
     )
+    # What serves the index's static pages, and pypiserver (the upload endpoint) behind it.
+    index_server: str = setting(
+        "auto",
+        env="WHEELYARD_INDEX_SERVER",
+        help="what serves the index's pages: nginx, embedded, auto (nginx if on PATH) or none (uploads only)",
+    )
+    index_upload_host: str = setting(
+        "127.0.0.1", env="WHEELYARD_INDEX_UPLOAD_HOST", help="address pypiserver (the upload endpoint) listens on"
+    )
+    index_upload_port: int = setting(
+        0, env="WHEELYARD_INDEX_UPLOAD_PORT", minimum=0, maximum=65535, help="its port (0: a free one, on loopback)"
+    )
     api_host: str = setting("127.0.0.1", env="WHEELYARD_API_HOST", help="address the API listens on")
     api_port: int = setting(8000, env="WHEELYARD_API_PORT", minimum=1, maximum=65535, help="port of the API")
     api_url: str = setting(
@@ -160,6 +172,19 @@ class Settings:
     )
     prebuild_interval: int = setting(
         3600, env="WHEELYARD_PREBUILD_INTERVAL", minimum=1, help="seconds between submissions of the prebuild file"
+    )
+    # Demand from clients (server/demand, docs/demand.md).
+    miss_limit: int = setting(
+        10_000, env="WHEELYARD_MISS_LIMIT", minimum=1, help="(project, client target) misses kept; the oldest go first"
+    )
+    build_on_miss: bool = setting(
+        False, env="WHEELYARD_BUILD_ON_MISS", help="ask for the newest release of a project clients missed"
+    )
+    build_on_miss_cooldown: int = setting(
+        3600, env="WHEELYARD_BUILD_ON_MISS_COOLDOWN", minimum=1, help="seconds before one miss is built on again"
+    )
+    build_on_miss_per_hour: int = setting(
+        60, env="WHEELYARD_BUILD_ON_MISS_PER_HOUR", minimum=0, help="misses built on per hour, at most, in all"
     )
     extra_interpreters: tuple[Path, ...] = setting(
         (),

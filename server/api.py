@@ -31,6 +31,8 @@ from builder.records import STATUSES, BuildStore, Position, connect
 from builder.targets import known_identifiers
 from builder.tasks import BUILD_TASK, create_celery_app
 from builder.upstream import SimpleIndex
+from server.index_api import index_router
+from server.misses.routes import create_demand_router
 from server.service import BuildService, count_builds, find_builds, present
 
 logger = logging.getLogger(__name__)
@@ -227,6 +229,8 @@ def create_app(
         glibc_max=settings.manylinux_glibc_max,
     )
 
+    app.include_router(create_demand_router(settings, service))
+
     # -- errors, in one place ----------------------------------------------------------------
     @app.exception_handler(WheelyardError)
     async def wheelyard_error(request: Request, exc: WheelyardError) -> JSONResponse:
@@ -303,6 +307,8 @@ def create_app(
                 "try again shortly",
                 reference="indexing",
             ).with_status(503)
+
+    app.include_router(index_router(settings, require_token))
 
     # -- routes ----------------------------------------------------------------------------
     @app.get("/api/health", response_model=Health, responses={503: {"model": Health, "description": "not ready"}})

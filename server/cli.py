@@ -14,15 +14,17 @@ with ``server.options.setting_option`` reaches the handler through ``settings``.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
 from builder.config import Settings, load_settings, settings_help
 from builder.errors import ConfigurationError, WheelyardError
-from server import client_commands
+from server import client_commands, index_commands
 from server.options import add_global_options, setting_option, setting_values
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -81,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     reindex.add_argument(
         "--wait", type=float, default=60, help="seconds to wait for another process that is indexing (default 60)"
     )
+    index_commands.add_parsers(sub)
     for name, command in sub.choices.items():
         if name != "diagnose":  # diagnose parses its own arguments
             add_global_options(command, after_command=True)
@@ -168,17 +171,18 @@ def cmd_api(args: argparse.Namespace, settings: Settings, out: TextIO, err: Text
 def cmd_index(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
     from server.index import serve_index
 
-    serve_index(settings)
-    return EXIT_OK
+    return serve_index(settings)
 
 
 def _worker_targets(settings: Settings, selected: str | None) -> tuple[Any, list[Any]]:
     """What this host can build, narrowed to ``--targets`` where given."""
-    from builder.capabilities import probe
+    from builder.capabilities import checked_capabilities
     from builder.targets import is_pattern, parse_targets, split_target_list
 
-    capabilities = probe(settings.extra_interpreters)
+    # Every interpreter found is run in the build sandbox as the build user; one that fails is not served.
+    capabilities = checked_capabilities(settings)
     targets = capabilities.targets()
+    why = "".join("\n" + u.line() for u in capabilities.unusable)
     if selected:
         items = split_target_list(selected)
         named = [i for i in items if not is_pattern(i)]
@@ -186,7 +190,7 @@ def _worker_targets(settings: Settings, selected: str | None) -> tuple[Any, list
         missing = [t.identifier for t in wanted if t not in targets]
         if missing:
             raise WheelyardError(
-                f"this worker cannot build {', '.join(missing)}",
+                f"this worker cannot build {', '.join(missing)}{why}",
                 "run `wheelyard worker --probe` to see what it can build",
                 reference="target-not-buildable",
             )
@@ -212,6 +216,8 @@ def cmd_worker(args: argparse.Namespace, settings: Settings, out: TextIO, err: T
     from builder.worker import Heartbeat, LostBuilds, default_worker_name, worker_info, worker_queues
 
     capabilities, targets = _worker_targets(settings, args.targets)
+    for unusable in capabilities.unusable:
+        err.write(unusable.line() + "\n")
     queues = worker_queues(targets)
     sandbox_ok = sandbox_available()
     if args.probe:
@@ -233,6 +239,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings, out: TextIO, err: T
             reference="sandbox-unavailable",
         )
     redis_url = resolve_redis_url(settings)
+    _pool_processes_die_with(os.getpid())
     name = args.name or default_worker_name()
     concurrency = settings.worker_concurrency
     app = create_celery_app(settings, redis_url)
@@ -264,6 +271,23 @@ def cmd_worker(args: argparse.Namespace, settings: Settings, out: TextIO, err: T
     finally:
         heartbeat.stop()
     return EXIT_OK
+
+
+def _pool_processes_die_with(worker_pid: int) -> None:
+    """Each pool process is killed when the worker's main process dies (kill -9, the OOM killer).
+
+    Billiard's pool processes do not notice their parent's death: one would go on with its
+    build unsupervised, while the job, never acknowledged, is handed out again.
+    """
+    from celery.signals import worker_process_init
+
+    def arm(**_: object) -> None:
+        if sys.platform.startswith("linux"):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if os.getppid() != worker_pid:  # the worker died before prctl took effect
+            os._exit(1)
+
+    worker_process_init.connect(arm, weak=False)
 
 
 def cmd_beat(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
@@ -322,6 +346,7 @@ COMMANDS = {
     **client_commands.COMMANDS,
     "config": cmd_config,
     "reindex": cmd_reindex,
+    **index_commands.COMMANDS,
 }
 
 

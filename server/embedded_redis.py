@@ -100,6 +100,11 @@ class EmbeddedRedis:
         return None if self._process is None else self._process.pid
 
     @property
+    def returncode(self) -> int | None:
+        """How the server ended, or None while it runs (or was never started)."""
+        return None if self._process is None else self._process.poll()
+
+    @property
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 

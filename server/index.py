@@ -1,6 +1,8 @@
-"""wheelyard's private package index: pypiserver, made atomic, immutable and authenticated.
+"""wheelyard's upload endpoint: pypiserver, made atomic, immutable and authenticated.
 
-The index is pypiserver's own application with a storage backend of ours:
+Clients read the index from static files (``server/site.py`` writes them at publish time;
+nginx or ``server/index_http.py`` serves them, ``server/index_serve.py`` starts the lot).
+The upload endpoint is pypiserver's own application with a storage backend of ours:
 
 * An upload is written to a hidden staging directory next to the wheels (its name
   starts with a dot, so pypiserver never lists it), fsynced, verified, and then
@@ -8,7 +10,10 @@ The index is pypiserver's own application with a storage backend of ours:
   uploads of one filename exactly one wins; nobody ever sees a partial file, and a
   published filename is never replaced or removed.
 * A filename must be a wheel or an sdist name, with no path in it; a wheel must pass
-  ``verify_wheel`` before it becomes visible (a RECORD mismatch is refused with 400).
+  ``verify_wheel`` (a RECORD mismatch is refused with 400) and an sdist ``verify_sdist``
+  (an archive of that name and version) before it becomes visible. Once linked, its
+  project's static pages are rewritten before the upload is answered: a 200 means the
+  pages list the file.
 * Uploads need the upload credentials (an htpasswd file generated in the data
   directory). Reading is open unless a read password is set; then listing and
   downloading need the read password (any user name) or the upload credentials.
@@ -48,6 +53,8 @@ from pypiserver.config import Config
 from builder.config import Settings
 from builder.errors import AlreadyPublished, ConfigurationError, WheelRejected, WheelyardError
 from builder.verify import verify_wheel
+from server.sdist_check import SdistRejected, verify_sdist
+from server.site import IndexSite
 
 log = logging.getLogger(__name__)
 
@@ -196,9 +203,10 @@ def validate_upload_filename(filename: str) -> None:
 class ImmutableFileBackend(SimpleFileBackend):  # type: ignore[misc]
     """pypiserver's directory backend, with atomic, verified, write-once uploads."""
 
-    def __init__(self, config: Any) -> None:
+    def __init__(self, config: Any, site: IndexSite | None = None) -> None:
         super().__init__(config)
         self.root: Path = self.roots[0]
+        self.site = site
 
     def exists(self, filename: str) -> bool:
         validate_upload_filename(filename)
@@ -214,8 +222,11 @@ class ImmutableFileBackend(SimpleFileBackend):  # type: ignore[misc]
         try:
             staged = staging / filename
             _write_synced(stream, staged)
+            sha256 = None
             if filename.endswith(".whl"):
-                verify_wheel(staged)
+                sha256 = verify_wheel(staged).sha256
+            else:
+                verify_sdist(staged, filename)
             try:
                 os.link(staged, final)
             except FileExistsError:
@@ -224,6 +235,8 @@ class ImmutableFileBackend(SimpleFileBackend):  # type: ignore[misc]
         finally:
             stream.seek(offset)
             shutil.rmtree(staging, ignore_errors=True)
+        if self.site is not None:
+            self.site.publish(filename, sha256=sha256)
         log.info("published %s", filename)
 
     def remove_package(self, pkg: Any) -> None:
@@ -271,6 +284,7 @@ def remove_stale_staging(root: Path, *, older_than: float = STALE_STAGING_SECOND
 _STATUS: dict[type[WheelyardError], int] = {
     AlreadyPublished: 409,
     WheelRejected: 400,
+    SdistRejected: 400,
     InvalidUpload: 400,
     RemovalRefused: 405,
 }
@@ -323,26 +337,68 @@ def create_index_app(settings: Settings) -> Bottle:
         disable_fallback=True,
         overwrite=False,
     )
-    config.backend = BackendProxy(ImmutableFileBackend(config))
+    config.backend = BackendProxy(ImmutableFileBackend(config, IndexSite(settings.data_dir)))
     app = setup_routes_from_config(app_from_config(config), config)
     app.install(_wheelyard_errors)
     app.default_error_handler = _plain_text_error
     return app
 
 
-def serve_index(settings: Settings, *, threads: int = 8) -> None:
-    """Serve the index on ``settings.index_host:index_port`` until interrupted (waitress)."""
+# A connection that sends nothing for this long is closed, so slow clients cannot hold the
+# endpoint's connections (the static server in front of it times out slow headers itself).
+UPLOAD_IDLE_SECONDS = 60
+UPLOAD_CONNECTION_LIMIT = 512
+
+
+def negotiating(app: Callable[..., Any]) -> Callable[..., Any]:
+    """``app`` that also answers nginx's ``/_negotiate/simple/...`` (an Accept header nginx's map
+    does not list): 406, or the page to serve, as an ``X-Accel-Redirect`` into ``/_form/``."""
+    from server import negotiate
+
+    def wrapped(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        path = str(environ.get("PATH_INFO", ""))
+        if not path.startswith("/_negotiate/simple/") or not path.endswith("/") or ".." in path:
+            return app(environ, start_response)
+        form = negotiate.choose(environ.get("HTTP_ACCEPT"))
+        if form is None:
+            start_response("406 Not Acceptable", [("Content-Type", "text/plain"), ("Vary", "Accept")])
+            return [b"this index serves application/vnd.pypi.simple.v1+json, +html and text/html\n"]
+        page = path[len("/_negotiate") :] + f"index.{form}"
+        start_response("200 OK", [("X-Accel-Redirect", "/_form" + page), ("Content-Length", "0")])
+        return [b""]
+
+    return wrapped
+
+
+def serve_upload_endpoint(settings: Settings, host: str, port: int, *, threads: int = 8) -> None:
+    """Serve the upload endpoint on ``host:port`` until interrupted (waitress)."""
     waitress.serve(
-        create_index_app(settings),
-        host=settings.index_host,
-        port=settings.index_port,
+        negotiating(create_index_app(settings)),
+        host=host,
+        port=port,
         threads=threads,
+        channel_timeout=UPLOAD_IDLE_SECONDS,
+        connection_limit=UPLOAD_CONNECTION_LIMIT,
+        cleanup_interval=5,
         ident="wheelyard-index",
     )
 
 
+def serve_index(settings: Settings) -> int:
+    """The whole index: static pages in front, this endpoint behind (``server/index_serve.py``)."""
+    from server.index_serve import serve
+
+    return serve(settings)
+
+
 if __name__ == "__main__":
+    import sys
+
     from builder.config import load_settings
 
-    logging.basicConfig(level=logging.INFO)
-    serve_index(load_settings())
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    loaded = load_settings()
+    if sys.argv[1:] == ["--upload-endpoint"]:
+        serve_upload_endpoint(loaded, loaded.index_upload_host, loaded.index_upload_port)
+    else:
+        raise SystemExit(serve_index(loaded))

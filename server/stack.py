@@ -3,7 +3,9 @@
 With no ``WHEELYARD_REDIS_URL`` it starts its own Redis in the data directory (a unix
 socket, so a busy port 6379 does not matter) and stops it on exit. The index, the API
 and a worker run as child processes of this one, each the same ``wheelyard`` command a
-deployment would run on its own.
+deployment would run on its own. Once the stack is up, a child (or the embedded Redis)
+that ends is started again with a growing pause and a line in the log, as a service
+manager would (server/supervise.py); only SIGTERM or SIGINT ends the stack.
 """
 
 from __future__ import annotations
@@ -21,18 +23,58 @@ import requests
 
 from builder.config import Settings, to_environ
 from builder.errors import WheelyardError
+from server.supervise import Supervised
 
 
 @contextlib.contextmanager
-def _redis(settings: Settings, err: TextIO) -> Iterator[str]:
+def _redis(settings: Settings, err: TextIO) -> Iterator[tuple[str, list[Supervised]]]:
+    """The Redis URL, and the embedded Redis's supervision when the stack runs its own."""
     if settings.redis_url:
-        yield settings.redis_url
+        yield settings.redis_url, []
         return
     from server.embedded_redis import EmbeddedRedis
 
     with EmbeddedRedis(settings.data_dir) as embedded:
         err.write(f"wheelyard: embedded Redis at {embedded.url}\n")
-        yield embedded.url
+
+        def start_again() -> None:
+            embedded.stop()  # releases what the dead server held (its lock); the socket path stays
+            embedded.start()
+
+        yield embedded.url, [Supervised("embedded Redis", start_again, lambda: embedded.returncode, err)]
+
+
+class _Child:
+    """A ``wheelyard COMMAND`` child process, started again as the same command."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str]) -> None:
+        self.name = name
+        self.args = args
+        self.env = env
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> subprocess.Popen[bytes]:
+        argv = [sys.executable, "-m", "server.cli", *self.args]
+        self.proc = subprocess.Popen(argv, env=self.env, stdin=subprocess.DEVNULL)
+        return self.proc
+
+    def returncode(self) -> int | None:
+        return None if self.proc is None else self.proc.poll()
+
+    def supervised(self, log: TextIO) -> Supervised:
+        return Supervised(self.name, self.start, self.returncode, log)
+
+
+def _stop_children(children: list[_Child]) -> None:
+    running = [c.proc for c in reversed(children) if c.proc is not None and c.proc.poll() is None]
+    for proc in running:
+        proc.terminate()
+    for proc in running:
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def _wait_http(url: str, proc: subprocess.Popen[bytes], what: str, timeout: float = 120) -> None:
@@ -75,6 +117,13 @@ def child_environment(settings: Settings) -> dict[str, str]:
 def run_stack(settings: Settings, *, worker: bool, targets: str | None, out: TextIO, err: TextIO) -> int:
     from server.index import ensure_upload_credentials
 
+    if worker:
+        # The worker's own start-up check, so that `up` never reports a stack that cannot build.
+        from builder.capabilities import checked_capabilities
+
+        for unusable in checked_capabilities(settings).unusable:
+            err.write(unusable.line() + "\n")
+
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     user, _ = ensure_upload_credentials(settings)
     stop = False
@@ -84,44 +133,38 @@ def run_stack(settings: Settings, *, worker: bool, targets: str | None, out: Tex
         stop = True
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-    children: list[tuple[str, subprocess.Popen[bytes]]] = []
+    children: list[_Child] = []
     try:
-        with _redis(settings, err) as redis_url:
+        with _redis(settings, err) as (redis_url, supervised):
             env = child_environment(settings.with_overrides(redis_url=redis_url, index_user=user))
-
-            def spawn(name: str, *args: str) -> subprocess.Popen[bytes]:
-                proc = subprocess.Popen([sys.executable, "-m", "server.cli", *args], env=env, stdin=subprocess.DEVNULL)
-                children.append((name, proc))
-                return proc
-
-            index = spawn("index", "index")
-            _wait_http(settings.index_url.rstrip("/") + "/health", index, "index")
-            api = spawn("api", "api")
+            children = [_Child("index", ["index"], env), _Child("API", ["api"], env)]
             if worker:
-                spawn("worker", "worker", *(["--targets", targets] if targets else []))
-            _wait_http(settings.api_url.rstrip("/") + "/api/health", api, "API")
+                children.append(_Child("worker", ["worker", *(["--targets", targets] if targets else [])], env))
+            _start_children(settings, children)
             out.write(
                 f"wheelyard is up\n  API and dashboard: {settings.api_url}\n"
                 f"  index:             {settings.simple_url}\n  data:              {settings.data_dir}\n"
                 f"  try: wheelyard request markupsafe==3.0.2 -t cp312-manylinux_x86_64 --wait\n"
             )
             out.flush()
+            # From here on a child that ends is started again (server/supervise.py), not the end of the stack.
+            supervised += [child.supervised(err) for child in children]
             while not stop:
-                for name, proc in children:
-                    if proc.poll() is not None:
-                        err.write(f"wheelyard: the {name} exited with status {proc.returncode}; stopping\n")
-                        stop = True
+                for each in supervised:
+                    each.check()
                 time.sleep(0.5)
-            return 0 if all(p.poll() is None for _, p in children) else 1
+            return 0
     finally:
-        for _, proc in reversed(children):
-            if proc.poll() is None:
-                proc.terminate()
-        for _, proc in reversed(children):
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        _stop_children(children)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _start_children(settings: Settings, children: list[_Child]) -> None:
+    """The index, then the API and the worker; a child that cannot start at all stops ``up`` (its output says why)."""
+    by_name = {c.name: c for c in children}
+    _wait_http(settings.index_url.rstrip("/") + "/health", by_name["index"].start(), "index")
+    api = by_name["API"].start()
+    if "worker" in by_name:
+        by_name["worker"].start()
+    _wait_http(settings.api_url.rstrip("/") + "/api/health", api, "API")

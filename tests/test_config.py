@@ -202,6 +202,10 @@ def test_up_gives_each_child_every_setting_only_the_file_sets(tmp_path: Path, le
         api_port=api_port,
         api_url=f"http://127.0.0.2:{api_port}",
         worker_concurrency=2,
+        # The index's static server and its upload endpoint must be ones that can start.
+        index_server="embedded",
+        index_upload_host="127.0.0.2",
+        index_upload_port=free_port(),
     )
     values = {k: v for k, v in values.items() if v is not None}
     config = write_toml(tmp_path / "wheelyard.toml", values)

@@ -38,7 +38,7 @@ WORKER_DOCKERFILES = ("worker-manylinux.Dockerfile", "worker-musllinux.Dockerfil
 DOCKERFILES = (*WORKER_DOCKERFILES, "service.Dockerfile")
 # The subcommands the deployment relies on; server.cli's parser, where importable, is the truth.
 EXPECTED_SUBCOMMANDS = {"up", "api", "index", "worker", "beat", "request", "diagnose"}
-SERVICES = {"redis", "index", "api", "scheduler", "worker-manylinux", "worker-musllinux"}
+SERVICES = {"redis", "index", "uploads", "api", "scheduler", "worker-manylinux", "worker-musllinux"}
 TRUSTED_REGISTRIES = ("quay.io", "docker.io")
 SECRET_NAME = re.compile(r"PASSWORD|TOKEN|SECRET", re.IGNORECASE)
 
@@ -403,7 +403,7 @@ def test_compose_images_are_pinned_and_built_from_our_dockerfiles() -> None:
 
 def test_compose_commands_are_wheelyard_subcommands() -> None:
     expected = {
-        "index": ["index"],
+        "uploads": ["index"],
         "api": ["api", "--host", "0.0.0.0"],
         "scheduler": ["beat"],
         "worker-manylinux": ["worker"],
@@ -457,6 +457,39 @@ def test_dependencies_wait_for_healthy_services() -> None:
         assert services[name]["depends_on"]["index"]["condition"] == "service_healthy"
 
 
+def test_the_nginx_config_is_the_generators_output() -> None:
+    from server.index_nginx import COMPOSE_SITE, render
+
+    assert (IMAGES / "nginx.conf").read_text() == render(COMPOSE_SITE), "regenerate images/nginx.conf"
+    services = _compose()["services"]
+    assert "./images/nginx.conf:/etc/nginx/nginx.conf:ro" in services["index"]["volumes"]
+    assert COMPOSE_SITE.upload == f"uploads:{_environment(services['uploads'])['WHEELYARD_INDEX_UPLOAD_PORT']}"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.skipif(shutil.which("nginx") is None, reason="no nginx on this machine")
+def test_the_compose_nginx_config_is_valid_nginx(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from server.index_nginx import COMPOSE_SITE, render
+
+    # nginx -t resolves upstream names: the compose network's names stand in as loopback.
+    local = replace(COMPOSE_SITE, upload="127.0.0.1:8081", api="127.0.0.1:8000", run_dir=str(tmp_path))
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(render(local).replace("listen 8080", f"listen 127.0.0.1:{free_port()}"))
+    done = subprocess.run(
+        ["nginx", "-t", "-c", str(conf), "-e", str(tmp_path / "error.log")], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+
+
 def test_ports_and_volumes() -> None:
     data = _compose()
     services = data["services"]
@@ -494,7 +527,7 @@ def test_secrets_are_files_never_plain_environment() -> None:
             assert match[1] in granted and match[1] in declared, f"{name}: {variable} names an ungranted secret"
     needs = {
         "api": {"api_token"},
-        "index": {"index_password"},
+        "uploads": {"index_password"},
         "worker-manylinux": {"index_password"},
         "worker-musllinux": {"index_password"},
     }
@@ -567,8 +600,9 @@ def test_config_accepts_each_containers_environment(tmp_path: Path) -> None:
         if name == "api":
             assert settings.api_token == "not-a-real-secret"
             assert settings.api_host == "0.0.0.0"
-        if name == "index":
-            assert settings.index_host == "0.0.0.0"
+        if name == "uploads":
+            assert (settings.index_upload_host, settings.index_upload_port) == ("0.0.0.0", 8081)
+            assert settings.index_server == "none"
             assert settings.index_password == "not-a-real-secret"
 
 

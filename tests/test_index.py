@@ -26,6 +26,7 @@ from pypiserver.config import Config
 from builder.errors import AlreadyPublished
 from builder.publish import publish_wheel, published_sha256, wheel_on_index
 from server.index import ImmutableFileBackend, ensure_upload_credentials
+from tests.conftest import make_sdist
 from tests.test_verify import make_wheel
 
 USER = "uploader"
@@ -389,10 +390,48 @@ def test_bad_filenames_are_refused(index: Index, tmp_path: Path, filename: str, 
     assert index.visible_files() == []
 
 
-def test_an_sdist_filename_is_accepted(index: Index) -> None:
-    response = upload(index, b"not checked beyond its name", "tinypkg-1.0.tar.gz")
+def test_a_real_sdist_is_accepted(index: Index, tmp_path: Path) -> None:
+    sdist = make_sdist(tmp_path / "src", "tinypkg", "1.0", {"setup.py": "pass\n"}, tmp_path / "dist")
+    response = upload(index, sdist.read_bytes(), sdist.name)
     assert response.status_code == 200, response.text
     assert index.visible_files() == ["tinypkg-1.0.tar.gz"]
+
+
+@pytest.mark.parametrize(
+    ("name", "version", "filename", "message"),
+    [
+        (None, None, "tinypkg-1.0.tar.gz", "is not a readable gzipped tar archive"),
+        ("otherpkg", "1.0", "tinypkg-1.0.tar.gz", "outside its top-level directory tinypkg-1.0/"),
+        ("tinypkg", "2.0", "tinypkg-1.0.tar.gz", "outside its top-level directory"),
+        (None, None, "tinypkg-1.0.zip", "is not a readable zip archive"),
+    ],
+)
+def test_an_sdist_that_is_not_what_its_name_says_is_refused(
+    index: Index, tmp_path: Path, name: str | None, version: str | None, filename: str, message: str
+) -> None:
+    if name is None:
+        data = b"any bytes at all"
+    else:
+        data = make_sdist(tmp_path / "src", name, version or "", {"setup.py": "pass\n"}, tmp_path / "dist").read_bytes()
+    response = upload(index, data, filename)
+    assert response.status_code == 400, response.text
+    assert message in response.text
+    assert index.visible_files() == []
+
+
+def test_an_sdist_whose_pkg_info_names_another_version_is_refused(index: Index, tmp_path: Path) -> None:
+    import tarfile
+
+    project = tmp_path / "tinypkg-1.0"
+    project.mkdir()
+    (project / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: tinypkg\nVersion: 1.1\n")
+    archive = tmp_path / "tinypkg-1.0.tar.gz"
+    with tarfile.open(archive, "w:gz") as tf:
+        tf.add(project, arcname=project.name)
+    response = upload(index, archive.read_bytes(), archive.name)
+    assert response.status_code == 400
+    assert "gives the version '1.1', not '1.0'" in response.text
+    assert index.visible_files() == []
 
 
 def test_upload_without_credentials_is_401(index: Index, tmp_path: Path) -> None:

@@ -1,0 +1,209 @@
+"""The embedded static server of the index: the site tree from memory, uploads passed through.
+
+Used by ``wheelyard index`` where no nginx is on ``PATH`` (or ``WHEELYARD_INDEX_SERVER=embedded``).
+It answers what nginx would with the generated configuration (``server/index_nginx.py``):
+
+* ``GET``/``HEAD`` of ``/simple/`` and ``/simple/<name>/``: the page in the form the
+  ``Accept`` header asks for (PEP 691, ``Vary: Accept``, 406), gzip when accepted, a
+  non-normalised name redirected to the canonical URL, a missing project 404;
+* ``/packages/<file>`` (and ``<file>.metadata``): the file, with ``Range``;
+* ``ETag``/``Last-Modified`` and 304 everywhere; every other request (uploads: ``POST /``,
+  and ``/health``) is passed to pypiserver, the upload endpoint, byte for byte.
+
+Files are read once and kept in memory while their inode, size and mtime stay the same (a
+page rewrite is an ``os.replace``: a new inode). The server is one ``asyncio`` protocol
+(``uvloop`` where installed) with a deadline per connection: a client has
+``header_timeout`` seconds to send a request's headers, and an idle keep-alive connection
+is closed after ``keepalive_timeout``, so slow clients cost a socket each, nothing more.
+Requests for project pages are reported to the API by ``DemandReporter`` (bounded, dropped when full).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import hmac
+import os
+import signal
+import socket
+import time
+from dataclasses import dataclass
+from email.utils import formatdate
+from pathlib import Path
+
+from server.demand import DemandReporter
+from server.index_conn import Connection
+
+MAX_HEAD_BYTES = 64 * 1024
+CACHE_FILE_BYTES = 8 << 20  # files up to this size are kept in memory
+CACHE_TOTAL_BYTES = 512 << 20
+
+
+@dataclass(frozen=True)
+class FrontConfig:
+    site: Path
+    upload_host: str
+    upload_port: int
+    read_password: str | None = None
+    api_url: str | None = None
+    header_timeout: float = 10.0
+    keepalive_timeout: float = 30.0
+    access_log: Path | None = None
+
+
+@dataclass
+class Cached:
+    key: tuple[int, int, int]
+    path: str
+    body: bytes | None  # None: too large to keep; streamed from disk
+    etag: str
+    last_modified: str
+    mtime: float
+    size: int
+
+
+class SiteFiles:
+    """Files of the site tree, read once while unchanged."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.cache: dict[str, Cached] = {}
+        self.cached_bytes = 0
+
+    def get(self, rel: str) -> Cached | None:
+        path = os.path.join(self.root, rel)
+        try:
+            st = os.stat(path)
+        except (OSError, ValueError):  # missing, or a name no file can have (a NUL)
+            return None
+        key = (st.st_ino, st.st_mtime_ns, st.st_size)
+        hit = self.cache.get(rel)
+        if hit is not None and hit.key == key:
+            return hit
+        if not os.path.isfile(path):
+            return None
+        body = None
+        if st.st_size <= CACHE_FILE_BYTES:
+            with open(path, "rb") as fh:
+                body = fh.read()
+            if len(body) != st.st_size:
+                return None  # replaced while read: the next request reads it again
+        entry = Cached(
+            key=key,
+            path=path,
+            body=body,
+            etag=f'"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_size:x}"',
+            last_modified=formatdate(st.st_mtime, usegmt=True),
+            mtime=st.st_mtime,
+            size=st.st_size,
+        )
+        self._keep(rel, entry)
+        return entry
+
+    def _keep(self, rel: str, entry: Cached) -> None:
+        old = self.cache.pop(rel, None)
+        if old is not None and old.body is not None:
+            self.cached_bytes -= len(old.body)
+        if entry.body is None:
+            self.cache[rel] = entry
+            return
+        while self.cache and self.cached_bytes + len(entry.body) > CACHE_TOTAL_BYTES:
+            oldest = next(iter(self.cache))
+            gone = self.cache.pop(oldest)
+            if gone.body is not None:
+                self.cached_bytes -= len(gone.body)
+        self.cache[rel] = entry
+        self.cached_bytes += len(entry.body)
+
+
+class Clock:
+    """The Date header, formatted once a second."""
+
+    def __init__(self) -> None:
+        self.second = 0
+        self.value = b""
+
+    def date(self) -> bytes:
+        now = int(time.time())
+        if now != self.second:
+            self.second = now
+            self.value = formatdate(now, usegmt=True).encode()
+        return self.value
+
+
+class Front:
+    """What every connection shares: configuration, the files, the reporter, the connections."""
+
+    def __init__(self, config: FrontConfig) -> None:
+        self.config = config
+        self.files = SiteFiles(config.site)
+        self.clock = Clock()
+        self.reporter = DemandReporter(config.api_url) if config.api_url else None
+        self.connections: set[Connection] = set()
+        self.read_digest = hashlib.sha256(config.read_password.encode()).digest() if config.read_password else None
+        self.log = open(config.access_log, "a", buffering=1 << 16) if config.access_log else None  # noqa: SIM115
+
+    def authorized(self, header: bytes | None) -> bool:
+        if self.read_digest is None:
+            return True
+        if not header or header[:6].lower() != b"basic ":
+            return False
+        try:
+            decoded = base64.b64decode(header[6:].strip(), validate=True)
+        except (binascii.Error, ValueError):
+            return False
+        _, _, password = decoded.partition(b":")
+        return hmac.compare_digest(hashlib.sha256(password).digest(), self.read_digest)
+
+    def sweep(self) -> None:
+        """Close connections past their deadline (headers too slow, or idle too long)."""
+        now = time.monotonic()
+        for conn in [c for c in self.connections if c.deadline < now]:
+            conn.expire()
+
+
+async def serve_front(config: FrontConfig, sock: socket.socket) -> None:
+    front = Front(config)
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: Connection(front), sock=sock, backlog=4096)
+
+    async def sweeper() -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            front.sweep()
+            if front.log is not None:
+                front.log.flush()
+
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    task = asyncio.create_task(sweeper())
+    try:
+        async with server:
+            await stop.wait()
+    finally:
+        task.cancel()
+        if front.log is not None:
+            front.log.flush()
+
+
+def listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(4096)
+    sock.setblocking(False)
+    return sock
+
+
+def run_front(config: FrontConfig, sock: socket.socket) -> None:
+    """Serve on ``sock`` until interrupted, on uvloop where it is installed."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        asyncio.run(serve_front(config, sock))
+        return
+    uvloop.run(serve_front(config, sock))
