@@ -10,6 +10,10 @@ directory, then times in the same run:
   regex syntax to POSIX ERE. Patterns that ERE cannot express (look-behind, inline flags)
   are left out and counted.
 
+Then the hostile case: 100,000 and 300,000 distinct error lines (every line a different
+compile error, header, library or exception, so nothing is deduplicated), diagnose against the
+same grep, with the peak memory of each size (flat: the 300k peak is about the 100k one).
+
     python bench/diagnose_throughput.py [SIZE_MB]
 """
 
@@ -100,6 +104,55 @@ def build_log(path: Path, size_mb: int) -> int:
     return written
 
 
+def distinct_errors(path: Path, count: int) -> None:
+    forms = (
+        "  src/m{i}/f{i}.c:{i}:{c}: error: 'sym_{i}' undeclared (first use in this function)",
+        "  src/m{i}/g{i}.c:{i}:{c}: fatal error: lib{i}/h{i}.h: No such file or directory",
+        "  /usr/bin/ld: cannot find -lthing{i}: No such file or directory",
+        "  ModuleNotFoundError: No module named 'mod_{i}'",
+        "  ERROR: Could not find a version that satisfies the requirement pkg-{i}==1.{c} (from versions: none)",
+        "  m{i}.pyx:{i}:{c}: undeclared name not builtin: name_{i}",
+    )
+    with path.open("w", encoding="utf-8") as fh:
+        for i in range(count):
+            fh.write(forms[i % len(forms)].format(i=i, c=i % 80) + "\n")
+
+
+def timed(fn: object, path: Path) -> tuple[float, int]:
+    """Seconds of one diagnose of ``path`` and its tracemalloc peak (a second run)."""
+    t0 = time.perf_counter()
+    fn(path)  # type: ignore[operator]
+    secs = time.perf_counter() - t0
+    tracemalloc.start()
+    fn(path)  # type: ignore[operator]
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return secs, peak
+
+
+def grep_time(pfile: Path, path: Path) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(
+        ["grep", "-E", "-c", "-f", str(pfile), str(path)],
+        capture_output=True,
+        env={"LC_ALL": "C.UTF-8", "PATH": "/usr/bin:/bin"},
+    )
+    return time.perf_counter() - t0
+
+
+def hostile(d: Path, pfile: Path) -> None:
+    print("distinct error lines:")
+    for count in (100_000, 300_000):
+        path = d / f"distinct-{count}.log"
+        distinct_errors(path, count)
+        secs, peak = timed(diagnose_file, path)
+        g = grep_time(pfile, path)
+        print(
+            f"  {count:7,} lines: diagnose {secs:6.2f} s ({secs / (count / 1e5):.2f} s per 100k lines), "
+            f"grep -E {g:6.2f} s, ratio {secs / g:.2f}x; tracemalloc peak {peak / 1e6:.1f} MB"
+        )
+
+
 def main() -> int:
     size_mb = int(sys.argv[1]) if len(sys.argv) > 1 else 100
     if shutil.which("grep") is None:
@@ -140,6 +193,8 @@ def main() -> int:
         _, peak_traced = tracemalloc.get_traced_memory()
         tracemalloc.stop()
         rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        log.unlink()
+        hostile(Path(d), pfile)
 
     print(
         f"log: {mb:.1f} MB, {diag.lines} lines; primary {diag.primary.category} "

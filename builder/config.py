@@ -146,8 +146,21 @@ class Settings:
     manylinux_glibc_max: tuple[int, int] = setting(
         (2, 28), env="WHEELYARD_MANYLINUX_GLIBC_MAX", help="newest glibc (X.Y) a mirrored manylinux wheel may need"
     )
-    worker_concurrency: int = setting(
-        1, env="WHEELYARD_WORKER_CONCURRENCY", minimum=1, help="builds one worker runs at once"
+    # Unset: chosen with build_jobs from the host's cores and memory (builder/capabilities.py).
+    worker_concurrency: int | None = setting(
+        None,
+        env="WHEELYARD_WORKER_CONCURRENCY",
+        minimum=1,
+        shown_default="auto",
+        help="builds one worker runs at once (auto: what the cores and memory carry)",
+    )
+    build_jobs: int | None = setting(
+        None,
+        env="WHEELYARD_BUILD_JOBS",
+        minimum=1,
+        shown_default="auto",
+        help="parallel jobs one build is told it may use: MAKEFLAGS, CMAKE_BUILD_PARALLEL_LEVEL, "
+        "NPY_NUM_BUILD_JOBS, CARGO_BUILD_JOBS (auto: the cores shared among the concurrent builds)",
     )
     log_head_bytes: int = setting(
         DEFAULT_HEAD_BYTES,

@@ -34,7 +34,7 @@ from typing import Any
 from build import BuildBackendException, BuildException, ProjectBuilder
 from packaging.utils import parse_wheel_filename
 
-from builder.capabilities import Capabilities, Interpreter
+from builder.capabilities import Capabilities, Interpreter, job_environment, resolve_parallelism
 from builder.config import Settings
 from builder.errors import AlreadyPublished, BuildFailed, WheelyardError
 from builder.proof import PROOF_SCRIPT, failed_imports, is_hollow, plan_imports, read_layout, retag_pure
@@ -273,6 +273,8 @@ class BuildDirector:
         """What a build sees of the worker's toolchain (never its settings): PATH with a rustup
         toolchain first where the worker has one, and a fixed SOURCE_DATE_EPOCH for reproducible zips."""
         env = {"SOURCE_DATE_EPOCH": "315532800"}
+        # How many jobs this build may run, chosen with the worker's concurrency (docs/deploy.md).
+        env.update(job_environment(self.settings.build_jobs or resolve_parallelism(self.settings).jobs))
         if self.settings.cargo_vendor_dir is not None:
             # cargo reads source replacement from a config file only, not from the environment.
             cargo_home = self.workdir / "cargo-home"

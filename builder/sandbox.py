@@ -55,6 +55,7 @@ import resource
 import select
 import shutil
 import signal
+import stat
 import subprocess
 import time
 import uuid
@@ -307,6 +308,21 @@ def interpreter_paths(python: str) -> list[Path]:
     with contextlib.suppress(OSError):
         out.append(exe.resolve().parent.parent)
     return out
+
+
+def closed_ancestors(paths: Sequence[Path]) -> list[Path]:
+    """The directories above ``paths`` that the build user may not traverse (no search bit for
+    others: a 0700 home holding pyenv's interpreters, say). The sandbox lays an empty tmpfs over
+    each, which hides the rest of it, and binds back only the paths the build needs."""
+    closed: list[Path] = []
+    for path in paths:
+        for ancestor in reversed(Path(path).absolute().parents):
+            if ancestor == Path("/") or any(_is_within(ancestor, c) for c in closed):
+                continue
+            with contextlib.suppress(OSError):
+                if not ancestor.stat().st_mode & stat.S_IXOTH:
+                    closed.append(ancestor)
+    return closed
 
 
 # --- cgroups -------------------------------------------------------------------------------
@@ -757,7 +773,10 @@ class Sandbox:
     ) -> list[str]:
         size = str(max(self.limits.disk_bytes, 1024 * 1024))
         tmpfs_roots = [Path("/tmp"), Path("/home"), Path("/dev/shm")]
+        wanted_ro = [*interpreter_paths(cmd[0]), *self.read_only, *ro_extra]
         hidden = [Path(h).absolute() for h in (Path.home(), Path("/run"), *self.hidden)]
+        if self._drop_privileges():
+            hidden += closed_ancestors([*wanted_ro, self.workdir, *rw_extra])
         argv = [
             "bwrap",
             *_SYSTEM_VIEW,
@@ -793,7 +812,6 @@ class Sandbox:
             else:
                 argv += ["--ro-bind", "/dev/null", str(h)]
         # Bind back what the build needs from under a hidden or private path.
-        wanted_ro = [*interpreter_paths(cmd[0]), *self.read_only, *ro_extra]
         binds: list[tuple[str, Path]] = []
         bound: list[Path] = [self.workdir, *rw_extra]
         for p in sorted({Path(p).absolute() for p in wanted_ro}, key=lambda p: len(p.parts)):

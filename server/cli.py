@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import dataclasses
 import json
 import os
 import signal
@@ -209,6 +210,7 @@ def _worker_targets(settings: Settings, selected: str | None) -> tuple[Any, list
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
+    from builder.capabilities import resolve_parallelism
     from builder.records import BuildStore, connect
     from builder.sandbox import limit_mechanisms, sandbox_available
     from builder.tasks import build_sender, create_celery_app, register_tasks
@@ -228,6 +230,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings, out: TextIO, err: T
             "available": sandbox_ok,
             "limits": limit_mechanisms(settings.limits),
         }
+        data["parallelism"] = dataclasses.asdict(resolve_parallelism(settings))
         out.write(json.dumps(data, indent=2) + "\n")
         return EXIT_OK
     if settings.sandbox and not sandbox_ok:
@@ -241,7 +244,9 @@ def cmd_worker(args: argparse.Namespace, settings: Settings, out: TextIO, err: T
     redis_url = resolve_redis_url(settings)
     _pool_processes_die_with(os.getpid())
     name = args.name or default_worker_name()
-    concurrency = settings.worker_concurrency
+    parallelism = resolve_parallelism(settings)
+    concurrency = parallelism.concurrency
+    settings = settings.with_overrides(worker_concurrency=concurrency, build_jobs=parallelism.jobs)
     app = create_celery_app(settings, redis_url)
     register_tasks(app, settings, redis_url, capabilities, name, upload_password(settings))
     store = BuildStore(connect(redis_url))
@@ -249,7 +254,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings, out: TextIO, err: T
     lost = LostBuilds(store, build_sender(app))
     heartbeat = Heartbeat(store, name, worker_info(capabilities, targets), on_beat=lost.check)
     heartbeat.start()
-    err.write(f"wheelyard worker {name}: serving {', '.join(queues)}\n")
+    err.write(f"wheelyard worker {name}: serving {', '.join(queues)}; {parallelism.line()}\n")
     try:
         app.worker_main(
             [

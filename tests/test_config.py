@@ -28,7 +28,7 @@ def _other_value(s: Setting, tmp: Path) -> Any:
     if s.kind is bool:
         return not s.default
     if s.kind is int:
-        return s.default + 1
+        return (s.default or 0) + 1  # an unset (auto) integer: 1
     if s.kind == tuple[int, int]:
         return (s.default[0], s.default[1] + 1)
     if s.kind == tuple[Path, ...]:
@@ -185,7 +185,10 @@ def _child_environ(pid: int) -> dict[str, str]:
 
 
 def _command_of(pid: int) -> str:
-    argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return ""  # gone already (up's short-lived checks of the interpreters)
     return argv[3].decode() if len(argv) > 3 and argv[1:3] == [b"-m", b"server.cli"] else ""
 
 

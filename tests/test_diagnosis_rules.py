@@ -231,7 +231,7 @@ CASES: list[tuple[str, str, int, str]] = [
         "  CMake Error at CMakeLists.txt:1 (cmake_minimum_required):\n"
         "    CMake 3.18 or higher is required.  You are running version 3.10.2\n",
         2,
-        "incompatible-build-tool",
+        "missing-build-tool",
     ),
     (
         "setuptools-too-new",
@@ -283,7 +283,120 @@ CASES: list[tuple[str, str, int, str]] = [
         1,
         "compile-error",
     ),
+    (
+        "py-undefined-symbol",
+        "==> prove\n"
+        '  File "<frozen importlib._bootstrap>", line 488, in _call_with_frames_removed\n'
+        "ImportError: /tmp/w/proveenv/lib/python3.13/site-packages/fastx.cpython-313-x86_64-linux-gnu.so: undefined symbol: _PyObject_LookupAttrId\n",
+        3,
+        "python-version-incompat",
+    ),
+    (
+        "import-failed",
+        "==> prove\n"
+        "Traceback (most recent call last):\n"
+        '  File "/tmp/w/proveenv/lib/python3.12/site-packages/tinypkg/__init__.py", line 1, in <module>\n'
+        "    from . import _helpers\n"
+        "ImportError: cannot import name '_helpers' from 'tinypkg' (/tmp/w/proveenv/lib/python3.12/site-packages/tinypkg/__init__.py)\n"
+        "wheelyard: build failed: the wheel installed but importing tinypkg failed\n",
+        5,
+        "import-failed",
+    ),
+    (
+        "pkg-config-missing",
+        "  Found pkg-config: NO\n"
+        "  ../meson.build:12:10: ERROR: Pkg-config for machine host machine not found. Giving up.\n",
+        1,
+        "missing-config-tool",
+    ),
+    (
+        "linker-python-missing",
+        "  /usr/bin/ld: cannot find -lpython3.12: No such file or directory\n"
+        "  collect2: error: ld returned 1 exit status\n",
+        1,
+        "linker-missing-library",
+    ),
+    (
+        "py2-only-sdist",
+        '           File "<string>", line 22\n'
+        '             print "Unable to find the library"\n'
+        "             ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^\n"
+        "         SyntaxError: Missing parentheses in call to 'print'. Did you mean print(...)?\n",
+        4,
+        "python-version-incompat",
+    ),
+    (
+        "cython-too-new",
+        '    File "<string>", line 204, in get_source_files\n'
+        "  AttributeError: 'build_ext' object has no attribute 'cython_sources'\n"
+        "  error: subprocess-exited-with-error\n",
+        2,
+        "incompatible-build-tool",
+    ),
+    (
+        "build-dependency-unreachable",
+        "  Installing build dependencies: started\n"
+        "  Looking in indexes: http://127.0.0.1:9/simple/\n"
+        "  ERROR: Could not find a version that satisfies the requirement setuptools>=40.8.0 (from versions: none)\n"
+        "  ERROR: No matching distribution found for setuptools>=40.8.0\n"
+        "  Installing build dependencies: finished with status 'error'\n",
+        3,
+        "network-failure",
+    ),
+    (
+        "py-requires-python-skipped",
+        "Collecting numba==0.54.1\n"
+        "ERROR: Ignored the following versions that require a different python version: 0.53.1 Requires-Python >=3.6,<3.10; 0.54.1 Requires-Python >=3.7,<3.10\n"
+        "ERROR: Could not find a version that satisfies the requirement numba==0.54.1 (from versions: 0.1, 0.2, 0.51.2)\n"
+        "ERROR: No matching distribution found for numba==0.54.1\n",
+        2,
+        "python-version-incompat",
+    ),
 ]
+
+
+CASES += [
+    (
+        "library-missing-prose",
+        "  <string>:9: DeprecationWarning: pkg_resources is deprecated as an API.\n"
+        "  proj executable not found. Please set the PROJ_DIR variable. For more information see: https://pyproj4.github.io/pyproj/stable/installation.html\n"
+        "  error: subprocess-exited-with-error\n",
+        2,
+        "missing-library-header",
+    ),
+    (
+        "tool-missing-prose",
+        "  running build_ext\n  RuntimeError: Could not find the protoc executable. Install protobuf-compiler.\n",
+        2,
+        "missing-build-tool",
+    ),
+]
+CASES += [
+    (
+        "py-exec-locals",
+        '    File "<string>", line 26, in get_version\n'
+        "  KeyError: '__version__'\n"
+        "  error: subprocess-exited-with-error\n",
+        2,
+        "python-version-incompat",
+    ),
+    (
+        "pyproject-rejected",
+        "error: Failed to download and build `orjson==3.6.0`\n"
+        "  cause: TOML parse error at line 1, column 1\n"
+        "         `pyproject.toml` is using the `[project]` table, but the required `project.version` field is neither set nor present in the `project.dynamic` list\n",
+        3,
+        "incompatible-build-tool",
+    ),
+]
+CASES.append(
+    (
+        "build-missing-dependencies",
+        "* Getting build dependencies for wheel...\nERROR Missing dependencies:\n\tcython>=3\n",
+        2,
+        "missing-build-dependency",
+    )
+)
 
 
 def _lines(snippet: str) -> list[str]:
@@ -415,6 +528,56 @@ WORDINGS: list[tuple[str, str]] = [
     ("  ERROR: No matching distribution found for tensorflow==1.15", "no-distribution"),
     ("error[E0425]: cannot find value `x` in this scope", "compile-error"),
     ("  x.c(10): error C2065: 'ssize_t': undeclared identifier", "compile-error"),
+    # the wording classes of issue 13, each said by other tools
+    ("  g++: fatal error: cannot execute 'cc1plus': execvp: No such file or directory", "missing-cxx-compiler"),
+    ("  gcc: error trying to exec 'cc1plus': execvp: No such file or directory", "missing-cxx-compiler"),
+    ("  FileNotFoundError: [Errno 2] No such file or directory: 'gcc'", "missing-c-compiler"),
+    ("      FileNotFoundError: [Errno 2] No such file or directory: 'x86_64-linux-gnu-g++'", "missing-cxx-compiler"),
+    ("  '\"cl.exe\" /nologo /O2' is not recognized as an internal or external command,", "missing-msvc"),
+    ("  '\"gcc\" -O2 -c a.c' is not recognized as an internal or external command,", "missing-c-compiler"),
+    ("  numpy requires Python '>=3.9' but the running Python is 3.6.15", "python-version-incompat"),
+    (
+        "  Because the current Python version (3.8.18) does not satisfy Python>=3.9 and numpy==2.0.0 depends on Python>=3.9, we can conclude that numpy==2.0.0 cannot be used.",
+        "python-version-incompat",
+    ),
+    ("  The CMAKE_CXX_COMPILER: g++ is not a full path and was not found in the PATH.", "missing-cxx-compiler"),
+    ("  ../meson.build:1:0: ERROR: Unknown compiler(s): [['gcc'], ['cc'], ['clang']]", "missing-c-compiler"),
+    (
+        "  ../meson.build:1:0: ERROR: Unknown compiler(s): [['icpx'], ['c++'], ['g++'], ['clang++']]",
+        "missing-cxx-compiler",
+    ),
+    ("  meson.build:5:0: ERROR: Unknown compiler(s): [['gfortran'], ['flang'], ['ifort']]", "missing-fortran"),
+    ("  numpy.distutils.system_info.NotFoundError: No BLAS/LAPACK libraries detected", "missing-blas"),
+    ("  ERROR: BLAS not detected", "missing-blas"),
+    (
+        "  C:\\x\\lxml.etree.c(97): fatal error C1083: Cannot open include file: 'longintrepr.h': No such file or directory",
+        "python-version-incompat",
+    ),
+    ("  x86_64-linux-gnu-gcc: error: src/_speedups.c: No such file or directory", "compile-error"),
+    ("  icx: error: no such file or directory: 'src/a.c'", "compile-error"),
+    (
+        "  a.c:10:5: error: implicit declaration of function 'PyCode_New' [-Wimplicit-function-declaration]",
+        "python-version-incompat",
+    ),
+    (
+        "  a.c:99:9: error: '_PyErr_WriteUnraisableMsg' undeclared (first use in this function)",
+        "python-version-incompat",
+    ),
+    ("  ModuleNotFoundError: No module named 'pkg_resources'", "incompatible-build-tool"),
+    ("  ModuleNotFoundError: No module named 'ConfigParser'", "python-version-incompat"),
+    ("  NameError: name 'execfile' is not defined", "python-version-incompat"),
+    ("  Package libffi was not found in the pkg-config search path.", "missing-library-header"),
+    ("  /bin/sh: 1: pkg-config: not found", "missing-config-tool"),
+    ("  ld: library not found for -lpython3.11", "linker-missing-library"),
+    (
+        "  warning: spurious network error (2 tries remaining): [6] Could not resolve hostname (Could not resolve host: index.crates.io)",
+        "network-failure",
+    ),
+    ("  × Failed to fetch: `http://127.0.0.1:9/simple/setuptools/`", "network-failure"),
+    ("  Caused by: tcp connect error: Connection refused (os error 111)", "network-failure"),
+    ("2024-03-01T10:22:33.1234567Z   error: [Errno 2] No such file or directory: 'gcc'", "missing-c-compiler"),
+    ("##[error]  a.c:1:10: fatal error: ffi.h: No such file or directory", "missing-library-header"),
+    ("\x1b[31m  a.c:1:10: \x1b[1mfatal error: \x1b[0mffi.h: No such file or directory", "missing-library-header"),
 ]
 
 

@@ -1,9 +1,11 @@
 """A worker serves only the interpreters that run in its build sandbox, as the build user.
 
-The interpreter here lives under a directory of mode 0700 (as CPython from pyenv in root's home
-does) and the worker's HOME points elsewhere (as in a systemd unit or a container that sets its
-own): the sandbox does not bind it back, so the build user cannot reach it. The real worker
-command, the real bubblewrap sandbox and the real interpreter are used.
+The interpreter here is a CPython 3.12 that only its owner's group may run (mode 0750, as an
+install made with umask 027 leaves it), and the worker's HOME points elsewhere (as in a systemd
+unit or a container that sets its own): the build user cannot run it. (A 0700 directory *above*
+an interpreter, such as root's home holding pyenv's, the sandbox covers and binds the interpreter
+back: tests/test_sandbox.py.) The real worker command, the real bubblewrap sandbox and the real
+interpreter are used.
 """
 
 from __future__ import annotations
@@ -31,12 +33,16 @@ SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 @pytest.fixture
 def locked_interpreter() -> Iterator[Path]:
-    """A CPython 3.12 environment under a 0700 directory outside the sandbox's private paths."""
+    """A copy of CPython 3.12's executable that the build user may not run, outside the sandbox's
+    private paths (it finds its standard library through its compiled-in prefix)."""
     root = Path(tempfile.mkdtemp(prefix="wheelyard-locked-", dir="/var/tmp"))
     try:
-        root.chmod(0o700)
-        subprocess.run([interpreter("3.12"), "-m", "venv", "--without-pip", str(root / "py312")], check=True)
-        yield root / "py312" / "bin" / "python3"
+        root.chmod(0o755)
+        (root / "py312" / "bin").mkdir(parents=True)
+        python = root / "py312" / "bin" / "python3"
+        shutil.copy2(os.path.realpath(interpreter("3.12")), python)
+        python.chmod(0o750)
+        yield python
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -69,8 +75,7 @@ def test_an_interpreter_the_build_user_cannot_reach_is_not_served_and_probe_says
     entry = unusable[str(locked_interpreter)]
     assert entry["version"] == [3, 12]
     assert "does not run in the build sandbox as the build user" in entry["reason"]
-    locked_dir = locked_interpreter.parent.parent.parent
-    assert f"it lives under {locked_dir} (mode 0700)" in entry["hint"]
+    assert f"the interpreter {locked_interpreter} (mode 0750) cannot be run by the build user" in entry["hint"]
     assert "WHEELYARD_INTERPRETERS" in entry["hint"]
     # The worker's start-up log (stderr) says the same.
     assert f"wheelyard: interpreter {locked_interpreter} (Python 3.12) is not served" in probe.stderr
@@ -79,7 +84,7 @@ def test_an_interpreter_the_build_user_cannot_reach_is_not_served_and_probe_says
     refused = worker(tmp_path, locked_interpreter, "--targets", "cp312-manylinux_x86_64")
     assert refused.returncode != 0
     assert "this worker cannot build cp312-manylinux_x86_64" in refused.stderr
-    assert f"it lives under {locked_dir} (mode 0700)" in refused.stderr
+    assert f"the interpreter {locked_interpreter} (mode 0750)" in refused.stderr
     assert "Traceback" not in refused.stderr
 
 

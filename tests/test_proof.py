@@ -90,3 +90,19 @@ def test_a_platform_wheel_without_native_code_is_hollow_and_can_be_retagged_pure
     assert {str(t) for t in info.tags} == {"py3-none-any"}
     with zipfile.ZipFile(pure) as zf:
         assert "Root-Is-Purelib: true" in zf.read("demo-1.0.dist-info/WHEEL").decode()
+
+
+def test_concurrency_and_jobs_are_chosen_together_from_cores_and_memory() -> None:
+    from builder.capabilities import plan_parallelism
+
+    gib = 1024**3
+    # 2 cores, 24 GiB, 4 GiB a build: two builds side by side, one job each.
+    assert (plan_parallelism(2, 24 * gib, 4 * gib).concurrency, plan_parallelism(2, 24 * gib, 4 * gib).jobs) == (2, 1)
+    # 16 cores but memory for 3 builds: 3 builds, the cores shared among them as jobs.
+    many = plan_parallelism(16, 13 * gib, 4 * gib)
+    assert (many.concurrency, many.jobs) == (3, 5)
+    # A fixed concurrency still gets the cores shared among its builds; fixed jobs are kept.
+    assert plan_parallelism(8, 64 * gib, 4 * gib, concurrency=2).jobs == 4
+    assert plan_parallelism(8, 64 * gib, 4 * gib, jobs=1).concurrency == 8
+    # Less memory than one build's limit: one build still runs.
+    assert plan_parallelism(4, 2 * gib, 4 * gib).concurrency == 1

@@ -29,7 +29,11 @@ PYPROJECT = '[build-system]\nrequires = ["setuptools>=61"]\nbuild-backend = "set
 EXTENSION_IN_PACKAGE = {
     "pyproject.toml": PYPROJECT,
     "setup.py": """
+import os
 from setuptools import Extension, setup
+names = ("MAKEFLAGS", "CMAKE_BUILD_PARALLEL_LEVEL", "NPY_NUM_BUILD_JOBS", "CARGO_BUILD_JOBS")
+jobs = [os.environ.get(v) for v in names]
+print("WY-JOBS", *jobs)
 setup(name="wyinner", version="1.0", packages=["wyinner"], ext_package="wyinner",
       ext_modules=[Extension("_speedups", ["src/speedups.c"])])
 """,
@@ -165,6 +169,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, redis_url: str, upstream: st
         redis_url,
         WHEELYARD_UPSTREAM_INDEX=upstream,
         WHEELYARD_BUILD_LOG_BYTES=str(LOG_HARD_CAP),
+        WHEELYARD_BUILD_JOBS="3",
     )
     s.start_index_and_api()
     s.start_worker("worker-right", f"{TARGET},py3-none-any")
@@ -188,6 +193,8 @@ def test_extension_inside_its_package_named_bare_in_top_level_txt_publishes(stac
     log = log_of(stack, done["id"])
     assert "top_level.txt names '_speedups', which the wheel does not hold" in log
     assert "wheelyard: proof: imported wyinner._speedups" in log
+    # The build is told how many jobs it may run (WHEELYARD_BUILD_JOBS here).
+    assert "WY-JOBS -j3 3 3 3" in log
     python, _ = pip_install_from_index(stack.simple, "3.12", tmp_path, "wyinner==1.0")
     out = subprocess.run([str(python), "-c", "import wyinner; print(wyinner.answer())"], capture_output=True, text=True)
     assert out.stdout.strip() == "42", out.stderr

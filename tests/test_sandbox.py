@@ -844,3 +844,23 @@ def test_a_hook_that_cannot_start_leaks_no_descriptor(
     with pytest.raises(FileNotFoundError):
         sb.run_command([sys.executable, "-c", "pass"])
     assert set(os.listdir("/proc/self/fd")) <= before
+
+
+@pytest.mark.skipif(not HAVE_BWRAP or os.geteuid() != 0, reason="the build user differs from the worker's only as root")
+def test_a_tool_under_a_directory_the_build_user_cannot_enter_still_runs(
+    make_sandbox: Callable[..., Sandbox], host_dir: Path
+) -> None:
+    """An interpreter under a 0700 directory (pyenv in root's home, with the worker's HOME elsewhere):
+    the sandbox hides that directory and binds back only what the build needs."""
+    closed = host_dir / "closed"
+    (closed / "tool" / "bin").mkdir(parents=True)
+    (closed / "private.txt").write_text("not for the build")
+    closed.chmod(0o700)
+    script = closed / "tool" / "bin" / "hello"
+    script.write_text(f"#!/bin/sh\necho hello from uid $(id -u)\necho listing: $(ls {closed})\n")
+    script.chmod(0o755)
+    sb = make_sandbox("closed")
+    sb.run([str(script)], cwd=str(sb.workdir))
+    log = read_log(sb)
+    assert f"hello from uid {sandbox_mod.BUILD_UID}" in log, log
+    assert "listing: tool" in log and "private.txt" not in log, log

@@ -13,16 +13,13 @@ The rule set is data (``rules.toml``); see docs/diagnosis.md.
 from __future__ import annotations
 
 from .engine import (
-    SCHEMA_VERSION,
-    Cause,
-    Diagnosis,
-    Remedy,
     WheelLookup,
     diagnose,
     diagnose_file,
     diagnose_stream,
     fitting_wheels,
 )
+from .model import SCHEMA_VERSION, Cause, Diagnosis, Remedy
 from .rules import CATEGORIES, PLATFORMS, Library, Rule, RuleSet, RuleSetError, load_rules
 
 RULESET_VERSION: str = load_rules().version

@@ -1,17 +1,19 @@
 """``wheelyard diagnose FILE|- [--json] [--platform P]``.
 
 Exit codes: 0 a cause was found, 1 nothing matched (the best excerpt is still printed),
-2 bad input (unreadable file, bad arguments).
+2 bad input (unreadable file, bad arguments), 3 the log shows no failure (it ends in a
+successful build or install).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import BinaryIO, TextIO
 
 from .engine import diagnose_blocks, diagnose_file, diagnose_stream
+from .reading import blocks_from_text
 from .render import render_json, render_text, use_color
 from .rules import PLATFORMS, RuleSetError
 
@@ -93,42 +95,13 @@ def main(
         out.write(render_json(d))
     else:
         out.write(render_text(d, color=use_color(out)))
+    if not d.failed:
+        return 3
     return 0 if d.diagnosed else 1
 
 
-def _text_blocks(src: TextIO) -> list[str] | _Chunks:
-    return _Chunks(src)
-
-
-class _Chunks:
-    """Read a text stream in blocks of whole lines."""
-
-    def __init__(self, src: TextIO) -> None:
-        self.src = src
-
-    def __iter__(self) -> _Chunks:
-        self.carry = ""
-        self.done = False
-        return self
-
-    def __next__(self) -> str:
-        while not self.done:
-            chunk = self.src.read(1 << 20)
-            if not chunk:
-                self.done = True
-                break
-            data = self.carry + chunk
-            cut = data.rfind("\n")
-            if cut < 0:
-                self.carry = data
-                continue
-            self.carry = data[cut + 1 :]
-            text = data[:cut]
-            return text.replace("\r\n", "\n") if "\r" in text else text
-        if self.carry:
-            text, self.carry = self.carry, ""
-            return text
-        raise StopIteration
+def _text_blocks(src: TextIO) -> Iterator[str]:
+    return blocks_from_text(iter(lambda: src.read(1 << 20), ""))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -10,200 +10,71 @@ from __future__ import annotations
 
 import os
 import re
-import sys
-from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, BinaryIO
 
-from packaging.tags import Tag, compatible_tags, cpython_tags, mac_platforms
-from packaging.utils import canonicalize_name, parse_wheel_filename
-
+from .context import Context
+from .model import SCHEMA_VERSION, Cause, Diagnosis, Remedy
+from .reading import BLOCK_LINES, MAX_CARRY, READ_SIZE, blocks_from_binary, blocks_from_lines
 from .rules import LOOKUP_GROUPS, PLATFORMS, Library, Rule, RuleSet, load_rules
+from .wheels import fitting_wheels, host_platform, os_of
 
-SCHEMA_VERSION = 1
+__all__ = [
+    "BLOCK_LINES",
+    "MAX_CARRY",
+    "READ_SIZE",
+    "SCHEMA_VERSION",
+    "Cause",
+    "Diagnosis",
+    "Remedy",
+    "Scanner",
+    "WheelLookup",
+    "diagnose",
+    "diagnose_blocks",
+    "diagnose_file",
+    "diagnose_stream",
+    "fitting_wheels",
+]
+
 MAX_CAUSES = 50
 CONTEXT_BEFORE = 2
 CONTEXT_AFTER = 3
 MAX_LINE = 2000  # characters of a line that rules look at
-BLOCK_LINES = 8192
-READ_SIZE = 1 << 20
-MAX_CARRY = 1 << 20  # longest line kept while reading a file; the rest is skipped
 
 WheelLookup = Callable[[str, str], list[str]]
 
-# ---------------------------------------------------------------------------------------
-# Context signals: platform, interpreter, package.
-# ---------------------------------------------------------------------------------------
+# CI services put a timestamp or a marker before every line (GitHub Actions, Azure, GitLab,
+# Jenkins' timestamper); rules see the line without it.
+_CI_PREFIX = re.compile(
+    r"^\ufeff?(?:\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?\s"
+    r"|\[\d{4}-\d\d-\d\d[T ][\d:.,]+Z?\]\s?|\[?\d\d:\d\d:\d\d(?:[.,]\d+)?\]?\s"
+    r"|##\[(?:error|warning|notice|debug|group|endgroup|section|command)\]"
+    r"|section_(?:start|end):\d+:[\w.-]+\r?(?:\x1b\[0K)?)+"
+)
 
-# (keyword, regex, os, distro) — a line containing the keyword and matching the regex
-# votes for that OS (and distro, on Linux).
-_PLATFORM_SIGNALS: tuple[tuple[str, str, str, str | None], ...] = (
-    (
-        "linux-gnu",
-        r"x86_64-linux-gnu|aarch64-linux-gnu|i686-linux-gnu|arm-linux-gnueabihf",
-        "linux",
-        "debian",
-    ),
-    ("dist-packages", r"/dist-packages/", "linux", "debian"),
-    ("apt", r"\bapt(?:-get)? install\b|\bdpkg\b", "linux", "debian"),
-    ("/usr/include", r"/usr/include", "linux", None),
-    ("linux", r"\blinux[-_](?:x86_64|aarch64|i686|armv7l)|manylinux", "linux", None),
-    ("redhat-linux", r"redhat-linux", "linux", "fedora"),
-    ("dnf", r"\bdnf install\b|\byum install\b|\.fc\d\d\b|\.el[89]\b", "linux", "fedora"),
-    ("musl", r"linux-musl|ld-musl|musl-gcc", "linux", "alpine"),
-    ("apk", r"\bapk add\b|alpine", "linux", "alpine"),
-    ("lpine", r"[Aa]lpine", "linux", "alpine"),
-    (":\\", r"\b[A-Za-z]:\\", "windows", None),
-    ("win32", r"\bwin32\b|win_amd64|win-amd64|win_arm64", "windows", None),
-    ("MSVC", r"MSVC|cl\.exe|Visual Studio|\.vcxproj", "windows", None),
-    ("macosx", r"macosx[-_]\d", "macos", None),
-    (".dylib", r"\.dylib\b", "macos", None),
-    ("xcrun", r"\bxcrun\b|Xcode|CommandLineTools", "macos", None),
-    ("/Users/", r"^\s*/Users/|\s/Users/", "macos", None),
-    ("/opt/homebrew", r"/opt/homebrew|/usr/local/Cellar", "macos", None),
-    ("/private/var/folders", r"/private/var/folders", "macos", None),
-    ("darwin", r"\bdarwin\b|apple-darwin", "macos", None),
-    ("/home/", r"(?:^|\s)/home/", "linux", None),
-)
-_PLATFORM_FREEZE = 40  # votes after which the platform guess is final
-
-_PY_RE = re.compile(
-    r"python(3\.\d{1,2})\b|cpython-3(\d{1,2})\b|\bcp3(\d{1,2})\b|Python:? v?(3\.\d{1,2})\.\d"
-    r"|(?:lib|temp)\.[\w.-]+-(3\.\d{1,2})\b|\] v(3\.\d{1,2})\.\d"
-)
-_PY_KEYWORDS = ("python3.", "cpython-3", "cp3", "Python 3.", "Python: 3.", "] v3.", "-3.")
-_PY_FREEZE = 40
-
-_PKG_RES: tuple[tuple[int, re.Pattern[str]], ...] = (
-    (4, re.compile(r"Failed building wheel for (?P<name>[\w.-]+)")),
-    (4, re.compile(r"Running setup\.py install for (?P<name>[\w.-]+)")),
-    (3, re.compile(r"Building wheel for (?P<name>[\w.-]+) \(")),
-    (3, re.compile(r"Running setup\.py bdist_wheel for (?P<name>[\w.-]+)")),
-    (2, re.compile(r"Complete output from command python setup\.py egg_info")),
-    (
-        1,
-        re.compile(
-            r"(?:Downloading|Using cached|Processing|Downloading/unpacking)\s+(?:\S*/)?"
-            r"(?P<file>(?P<name>[A-Za-z0-9][\w.]*?)-(?P<version>\d[\w.!+]*)\.(?:tar\.gz|zip|tar\.bz2))"
-        ),
-    ),
-    (1, re.compile(r"^\s*Processing \.{0,2}/?(?:[^\s/]+/)*(?P<name>[A-Za-z0-9][\w.-]*?)/?\s*$")),
-    (
-        0,
-        re.compile(r"Collecting (?P<name>[A-Za-z0-9][\w.-]*)(?:\[[^\]]*\])?(?:==(?P<version>[\w.!+]+))?"),
-    ),
-)
-_BUILT_OK_RE = re.compile(
-    r"Building wheel for (?P<name>[\w.-]+) \(.*finished with status 'done'"
-    r"|Created wheel for (?P<name2>[\w.-]+):"
-)
-_PKG_KEYWORDS = (
-    "Created wheel for",
-    "Failed building wheel for",
-    "Running setup.py",
-    "Building wheel for",
-    "Collecting ",
-    "Downloading",
-    "Using cached",
-    "Processing ",
-    "egg_info",
-)
-_SDIST_RE = re.compile(
-    r"Building wheel for \S+ \((?:pyproject\.toml|setup\.py)\)"
-    r"|Running setup\.py (?:install|bdist_wheel) for"
-    r"|\.tar\.gz\b|\.zip\b|Preparing metadata \(pyproject\.toml\)"
-    r"|Getting requirements to build wheel"
-    r"|Installing build dependencies|setup\.py egg_info"
-)
-_ARCH_RE = re.compile(r"\b(x86_64|amd64|aarch64|arm64|i686|armv7l|ppc64le|s390x|win32|universal2)\b")
-
+# The first line that looks like an error, for logs no rule explains.
 _FALLBACK_RE = re.compile(
-    r"^\s*(?:[\w.]+(?:Error|Exception)|error|ERROR|fatal|FATAL|Error)(?:\[\w+\])?:\s*\S"
-    r"|\b(?:fatal )?error:\s*\S|\berror C\d{4}"
+    r"^\s*(?:\|\s+)*(?:[\w.]*(?:Error|Exception|ExceptionGroup|Exit|Failure|Interrupt|NotFound|Unavailable)"
+    r"|error|ERROR|fatal|FATAL|Error|Fatal)(?:\[\w+\])?:\s*\S"
+    r"|\b(?:fatal )?error:\s*\S|\bERROR:\s*\S|\berror C\d{4}|\berror trying to exec\b"
+    r"|^\s*(?:\|\s+)*[\w.]*(?:Error|Exception)\s*$|^wheelyard: build failed: "
 )
-_FALLBACK_KEYWORDS = ("rror:", "RROR:", "Exception:", "fatal:", "error C")
-
-
-@dataclass(frozen=True)
-class Remedy:
-    """How to fix a cause on one platform (``rust`` and ``any`` apply everywhere)."""
-
-    platform: str
-    text: str
-
-
-@dataclass(frozen=True)
-class Cause:
-    """One recognised failure in the log."""
-
-    category: str
-    rule: str
-    line: int  # 1-based line number in the input; 0 when there is no such line
-    text: str  # the line itself
-    detail: str
-    explanation: str
-    excerpt: str  # a few lines around ``line``, as they were
-    excerpt_start: int  # line number of the excerpt's first line
-    remedies: tuple[Remedy, ...]  # the diagnosis platform's remedy first
-    capability: str
-    priority: int
-    groups: Mapping[str, str] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "category": self.category,
-            "rule": self.rule,
-            "line": self.line,
-            "text": self.text,
-            "detail": self.detail,
-            "explanation": self.explanation,
-            "excerpt": self.excerpt,
-            "excerpt_start": self.excerpt_start,
-            "remedies": [{"platform": r.platform, "text": r.text} for r in self.remedies],
-            "capability": self.capability,
-            "priority": self.priority,
-            "groups": dict(self.groups),
-        }
-
-
-@dataclass(frozen=True)
-class Diagnosis:
-    """What broke: the primary cause, all causes in order, and context from the log."""
-
-    primary: Cause
-    causes: tuple[Cause, ...]
-    package: str | None
-    version: str | None
-    platform: str  # debian | fedora | alpine | macos | windows
-    platform_source: str  # log | host | option
-    os: str  # linux | macos | windows | unknown
-    python: str | None  # "3.12", when the log shows it
-    advice: tuple[str, ...]
-    lines: int
-    ruleset_version: str
-
-    @property
-    def diagnosed(self) -> bool:
-        return self.primary.category != "unknown"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "schema_version": SCHEMA_VERSION,
-            "ruleset_version": self.ruleset_version,
-            "diagnosed": self.diagnosed,
-            "primary": self.primary.to_dict(),
-            "causes": [c.to_dict() for c in self.causes],
-            "package": self.package,
-            "version": self.version,
-            "platform": self.platform,
-            "platform_source": self.platform_source,
-            "os": self.os,
-            "python": self.python,
-            "advice": list(self.advice),
-            "lines": self.lines,
-        }
+_FALLBACK_KEYWORDS = (
+    "rror",
+    "RROR",
+    "xception",
+    "fatal:",
+    "FATAL",
+    "Fatal",
+    "Exit:",
+    "Failure:",
+    "Interrupt",
+    "NotFound",
+    "Unavailable",
+    "build failed",
+)
 
 
 @dataclass
@@ -215,6 +86,11 @@ class _Hit:
     before: list[tuple[int, str]]
     after: list[tuple[int, str]] = field(default_factory=list)
     orphan: bool = False  # a "refines" rule with no earlier error to refine
+
+    @property
+    def key(self) -> tuple[str, tuple[tuple[str, str], ...]]:
+        """Causes with the same rule and the same extracted values are kept once."""
+        return (self.rule.id if self.rule else "", tuple(sorted(self.groups.items())))
 
     @property
     def priority(self) -> int:
@@ -264,34 +140,25 @@ class Scanner:
         self._kw_rules = {k: frozenset(v) for k, v in kw_rules.items()}
         self._line_kw = re.compile("(?=(" + _trie_pattern(self._rule_keywords) + "))")
         self._noise = re.compile("|".join(f"(?:{p.pattern})" for p in rules.noise) or "(?!)")
-        self._platform_kw = {s[0] for s in _PLATFORM_SIGNALS}
-        self._platform_res = tuple((kw, re.compile(rx), os_, distro) for kw, rx, os_, distro in _PLATFORM_SIGNALS)
-        self._py_on = True
-        self._platform_on = True
+        self.ctx = Context()
+        self.fallback: _Hit | None = None
         self._rebuild_prefilter()
         self.lineno = 0
         self.hits: list[_Hit] = []
         self.seen: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
-        self.fallback: _Hit | None = None
+        self.worst: tuple[int, int] | None = None  # (priority, -line) of the least cause kept, when full
+        self._above: tuple[int, re.Pattern[str]] = (-1, self._line_kw)
+        self.last_error = 0  # the last line that was a cause or looked like an error
         self.pending: list[_Hit] = []
         self.tail: deque[tuple[int, str]] = deque(maxlen=CONTEXT_BEFORE)
-        self.os_votes: Counter[str] = Counter()
-        self.distro_votes: Counter[str] = Counter()
-        self.py_votes: Counter[str] = Counter()
-        self.arch_votes: Counter[str] = Counter()
-        # package name -> (rank, name as written); names whose wheel was built fine
-        self.packages: dict[str, tuple[tuple[int, int, int], str]] = {}
-        self.built_ok: set[str] = set()
-        self.versions: dict[str, str] = {}
-        self.sdist = False
 
     def _rebuild_prefilter(self) -> None:
-        kws = set(self._rule_keywords) | set(_PKG_KEYWORDS) | set(_FALLBACK_KEYWORDS)
-        kws.add("Preparing metadata")
-        if self._platform_on:
-            kws |= self._platform_kw
-        if self._py_on:
-            kws |= set(_PY_KEYWORDS)
+        kws = set(self._rule_keywords) | self.ctx.keywords()
+        # error-looking lines matter until the first is found, and after a success marker
+        # (a failure after it means the log did not end in success)
+        self._fallback_on = self.fallback is None or self.ctx.success_line > 0
+        if self._fallback_on:
+            kws |= set(_FALLBACK_KEYWORDS)
         self.prefilter = _keyword_regex(kws)
 
     # -- the scan --------------------------------------------------------------------
@@ -314,7 +181,8 @@ class Scanner:
                 le = n
             cur_no += text.count("\n", cur_pos, ls)
             cur_pos = ls
-            self._line(text, ls, le, cur_no)
+            if self._line(text, ls, le, cur_no):
+                search = self.prefilter.search
             if le >= n:
                 break
             m = search(text, le + 1)
@@ -367,28 +235,70 @@ class Scanner:
             p = q
         return before, after
 
-    def _line(self, text: str, ls: int, le: int, no: int) -> None:
+    def _line(self, text: str, ls: int, le: int, no: int) -> bool:
+        """Look at one line; True when the prefilter was rebuilt."""
         line = text[ls:le] if le - ls <= MAX_LINE else text[ls : ls + MAX_LINE]
-        self._observe(line)
-        found: set[int] = set()
-        kw_rules = self._kw_rules
-        for km in self._line_kw.finditer(line):
-            found |= kw_rules.get(km.group(1), frozenset())
+        if line[:1] in "0123456789#[s\ufeff":
+            m = _CI_PREFIX.match(line)
+            if m:
+                line = line[m.end() :]
+        rebuilt = False
+        had_success = self.ctx.success_line
+        if self.ctx.observe(line, no) or (self.ctx.success_line and not had_success and not self._fallback_on):
+            self._rebuild_prefilter()
+            rebuilt = True
+        found = self._candidates(line)
+        step = self.ctx.step
+        looks_failed = False
+        if self._fallback_on:
+            looks_failed = _FALLBACK_RE.search(line) is not None
+            if looks_failed or "Failed to build" in line or "Failed building" in line or "build failed" in line:
+                self.last_error = no  # noise or not: a log that says this after "Successfully" failed
+        # rules are in trial order, highest priority first: once MAX_CAUSES are kept, a rule no
+        # more important than the least of them cannot add a cause, nor can any rule after it
+        floor = self.worst[0] if self.worst is not None else -1
         for i in sorted(found):
             rule = self.rules[i]
+            if rule.priority <= floor:
+                break
+            if rule.steps and step not in rule.steps:
+                continue
+            if rule.not_steps and step in rule.not_steps:
+                continue
             m = rule.match(line)
             if m is None:
                 continue
             if rule.refines is None and self._is_noise(line):
-                return
+                return rebuilt
             groups = {k: v for k, v in m.groupdict().items() if v is not None}
+            self.last_error = no
             self._add(rule, text, ls, le, no, line, groups)
-            return
-        if self.fallback is None and _FALLBACK_RE.search(line) and not self._is_noise(line):
+            return rebuilt
+        if looks_failed and self.fallback is None and not self._is_noise(line):
             before, after = self._context(text, ls, le, no)
             self.fallback = _Hit(None, no, line, {}, before, after)
             if len(after) < CONTEXT_AFTER:
                 self.pending.append(self.fallback)
+            if not self.ctx.success_line:
+                self._rebuild_prefilter()
+                rebuilt = True
+        return rebuilt
+
+    def _candidates(self, line: str) -> set[int]:
+        """Indexes of the rules whose keywords ``line`` holds (once MAX_CAUSES are kept, only of
+        the rules that could still add a cause: a smaller keyword regex)."""
+        line_kw = self._line_kw
+        if self.worst is not None:
+            if self._above[0] != self.worst[0]:
+                kws = {k for r in self.rules if r.priority > self.worst[0] for k in r.keywords}
+                rx = re.compile("(?=(" + _trie_pattern(kws) + "))") if kws else re.compile("(?!)")
+                self._above = (self.worst[0], rx)
+            line_kw = self._above[1]
+        found: set[int] = set()
+        kw_rules = self._kw_rules
+        for km in line_kw.finditer(line):
+            found |= kw_rules.get(km.group(1), frozenset())
+        return found
 
     def _is_noise(self, line: str) -> bool:
         return self._noise.search(line) is not None
@@ -399,16 +309,23 @@ class Scanner:
                 if h.line < no - rule.window:
                     break
                 if h.rule is not None and h.rule.category == "compile-error":
+                    self.seen.discard(h.key)
                     h.rule = rule
                     h.groups = {**h.groups, **groups}
                     h.orphan = False
+                    self.seen.add(h.key)
                     return
+        priority = rule.priority - 1 if rule.refines is not None else rule.priority
+        # full: a cause no more important than the least kept one is later, so it loses (cheap
+        # to decide: nothing is built for it)
+        if self.worst is not None and priority <= self.worst[0]:
+            return
         key = (rule.id, tuple(sorted(groups.items())))
         if key in self.seen:
             return
-        self.seen.add(key)
         before, after = self._context(text, ls, le, no)
         hit = _Hit(rule, no, line, groups, before, after, orphan=rule.refines is not None)
+        self.seen.add(hit.key)
         self.hits.append(hit)
         if len(after) < CONTEXT_AFTER:
             self.pending.append(hit)
@@ -416,107 +333,84 @@ class Scanner:
             # drop the least important cause (the latest among the lowest priority)
             worst = min(range(len(self.hits)), key=lambda i: (self.hits[i].priority, -self.hits[i].line))
             dropped = self.hits.pop(worst)
+            self.seen.discard(dropped.key)
             if dropped in self.pending:
                 self.pending.remove(dropped)
-
-    def _observe(self, line: str) -> None:
-        if self._platform_on:
-            for kw, rx, os_, distro in self._platform_res:
-                if kw in line and rx.search(line):
-                    self.os_votes[os_] += 1
-                    if distro:
-                        self.distro_votes[distro] += 1
-                    m = _ARCH_RE.search(line)
-                    if m:
-                        self.arch_votes[m.group(1)] += 1
-            if sum(self.os_votes.values()) >= _PLATFORM_FREEZE:
-                self._platform_on = False
-                self._rebuild_prefilter()
-        if self._py_on and any(map(line.__contains__, _PY_KEYWORDS)):
-            for m in _PY_RE.finditer(line):
-                v = next(g for g in m.groups() if g is not None)
-                self.py_votes[v if "." in v else f"3.{v}"] += 1
-            if sum(self.py_votes.values()) >= _PY_FREEZE:
-                self._py_on = False
-                self._rebuild_prefilter()
-        if any(map(line.__contains__, _PKG_KEYWORDS)) or "Preparing metadata" in line:
-            if _SDIST_RE.search(line):
-                self.sdist = True
-            ok = _BUILT_OK_RE.search(line)
-            if ok:
-                self.built_ok.add(canonicalize_name(ok.group("name") or ok.group("name2")))
-                return
-            for level, rx in _PKG_RES:
-                m = rx.search(line)
-                if m is None:
-                    continue
-                gd = m.groupdict()
-                name = gd.get("name")
-                if not name:
-                    break
-                key = canonicalize_name(name)
-                if gd.get("version"):
-                    self.versions[key] = gd["version"].rstrip(".")
-                indent = len(line) - len(line.lstrip())
-                # higher level first, then less indented; among equals the latest "build"
-                # event, but the first download/collect
-                rank = (level, -indent, self.lineno if level >= 3 else -self.lineno)
-                old = self.packages.get(key)
-                if (old is None or rank > old[0]) and (old is not None or len(self.packages) < 1000):
-                    self.packages[key] = (rank, name)
-                break
+        if len(self.hits) >= MAX_CAUSES:
+            least = min(self.hits, key=lambda h: (h.priority, -h.line))
+            self.worst = (least.priority, -least.line)
 
     # -- the result ------------------------------------------------------------------
 
     def result(self, *, platform: str | None = None, wheel_lookup: WheelLookup | None = None) -> Diagnosis:
-        os_name = self.os_votes.most_common(1)[0][0] if self.os_votes else "unknown"
+        ctx = self.ctx
+        os_name = ctx.os_name()
         if platform is not None:
             plat, source = platform, "option"
         elif os_name == "linux":
-            plat = self.distro_votes.most_common(1)[0][0] if self.distro_votes else "debian"
-            source = "log"
+            plat, source = ctx.distro(), "log"
         elif os_name in ("macos", "windows"):
             plat, source = os_name, "log"
         else:
             plat, source = host_platform(), "host"
-        python = self.py_votes.most_common(1)[0][0] if self.py_votes else None
-        cands = [v for k, v in self.packages.items() if k not in self.built_ok]
-        package = max(cands)[1] if cands else None
-        version = self.versions.get(canonicalize_name(package)) if package else None
-        ctx = {
+        python = ctx.python()
+        package, version = ctx.package()
+        values = {
             "pyver": python or "3",
             "pyver_nodot": python.replace(".", "") if python else "3",
             "package": package or "<package>",
         }
-        hits = sorted(self.hits, key=lambda h: (-h.priority, h.line))
-        causes: list[Cause] = []
-        if hits:
-            primary_hit = hits[0]
-            rest = sorted(hits[1:], key=lambda h: h.line)
-            causes = [self._cause(h, plat, ctx) for h in [primary_hit, *rest]]
+        matched = {h.rule.id for h in self.hits if h.rule is not None}
+        hits = [h for h in self.hits if h.rule is not None and (not h.rule.only_with or h.rule.only_with & matched)]
+        hits.sort(key=lambda h: (-h.priority, h.line))
+        succeeded = ctx.success_line > self.last_error and not any(h.priority >= 90 for h in hits)
+        causes = [self._cause(h, plat, values) for h in [*hits[:1], *sorted(hits[1:], key=lambda h: h.line)]]
+        notes: tuple[Cause, ...] = ()
+        if succeeded:
+            notes = tuple(sorted(causes, key=lambda c: c.line))
+            primary, causes = self._succeeded(), []
+        elif causes:
+            primary = causes[0]
         else:
-            causes = [self._unknown(plat)]
-        primary = causes[0]
-        advice = self._advice(primary, package, version, python, plat, os_name, wheel_lookup)
+            primary = self._unknown()
+        advice = [] if succeeded else self._advice(primary, package, version, python, plat, os_name, wheel_lookup)
         return Diagnosis(
             primary=primary,
-            causes=tuple(causes) if hits else (),
+            causes=tuple(causes),
             package=package,
             version=version,
             platform=plat,
             platform_source=source,
-            os=os_name if platform is None else _os_of(platform),
+            os=os_name if platform is None else os_of(platform),
             python=python,
             advice=tuple(advice),
             lines=self.lineno,
             ruleset_version=self.rs.version,
+            failed=not succeeded,
+            notes=notes,
+        )
+
+    def _succeeded(self) -> Cause:
+        no = self.ctx.success_line
+        return Cause(
+            category="no-failure",
+            rule="no-failure",
+            line=no,
+            text=self.ctx.success_text,
+            detail="the log ends in a successful build or install",
+            explanation="Nothing failed: the log ends in a successful build or install.",
+            excerpt=self.ctx.success_text,
+            excerpt_start=no,
+            remedies=(),
+            capability="",
+            priority=0,
         )
 
     def _excerpt(self, h: _Hit) -> tuple[str, int]:
         rows = [*h.before, (h.line, h.text), *h.after]
         return "\n".join(t for _, t in rows), rows[0][0]
 
-    def _unknown(self, plat: str) -> Cause:
+    def _unknown(self) -> Cause:
         h = self.fallback
         if h is None:
             return Cause(
@@ -611,7 +505,7 @@ class Scanner:
         # pip could not get the package itself: no sdist was built, so no wheel advice (unless the
         # rule says the fetch that failed was the build's own, as cargo's crates are).
         fetch = primary.category in ("network-failure", "no-distribution") and not self.rs.rule(primary.rule).in_build
-        if self.sdist and package and not fetch:
+        if self.ctx.sdist and package and not fetch:
             out.append(
                 f"pip built {package} from source (an sdist): no wheel it could use was "
                 "found for this interpreter and platform."
@@ -622,7 +516,7 @@ class Scanner:
                 except Exception as exc:  # the lookup is the caller's; never fail on it
                     out.append(f"Could not ask upstream for wheels ({exc.__class__.__name__}).")
                     files = []
-                fits = fitting_wheels(files, python, os_name, self._arch())
+                fits = fitting_wheels(files, python, os_name, self.ctx.arch())
                 if fits:
                     out.append(
                         f"Upstream has a wheel that fits: {fits[0]}. An older pip may not know "
@@ -638,129 +532,6 @@ class Scanner:
             target = f"{package}=={version}"
         out.append(f"Re-run to confirm: python -m pip install --no-cache-dir -v {target}")
         return out
-
-    def _arch(self) -> str | None:
-        return self.arch_votes.most_common(1)[0][0] if self.arch_votes else None
-
-
-def _os_of(plat: str) -> str:
-    return plat if plat in ("macos", "windows") else "linux"
-
-
-def host_platform() -> str:
-    """The remedy platform of the machine we run on."""
-    if sys.platform == "darwin":
-        return "macos"
-    if sys.platform.startswith("win"):
-        return "windows"
-    try:
-        text = Path("/etc/os-release").read_text("utf-8", "replace").lower()
-    except OSError:
-        return "debian"
-    ids = " ".join(line.split("=", 1)[1] for line in text.splitlines() if line.startswith(("id=", "id_like=")))
-    if "alpine" in ids:
-        return "alpine"
-    if any(x in ids for x in ("fedora", "rhel", "centos", "rocky", "alma")):
-        return "fedora"
-    return "debian"
-
-
-def _supported_tags(python: str | None, os_name: str, arch: str | None) -> set[Tag] | None:
-    if python is None or os_name == "unknown":
-        return None
-    try:
-        major, minor = (int(x) for x in python.split(".")[:2])
-    except ValueError:
-        return None
-    if os_name == "linux":
-        a = {"amd64": "x86_64", "arm64": "aarch64"}.get(arch or "x86_64", arch or "x86_64")
-        plats = [f"manylinux_2_{m}_{a}" for m in range(60, 4, -1)]
-        plats += [f"manylinux2014_{a}", f"manylinux2010_{a}", f"manylinux1_{a}"]
-        plats += [f"musllinux_1_{m}_{a}" for m in range(3, -1, -1)] + [f"linux_{a}"]
-    elif os_name == "macos":
-        a = "arm64" if arch in ("arm64", "aarch64") else "x86_64"
-        plats = list(mac_platforms((15, 0), a))
-    else:
-        plats = ["win32"] if arch == "win32" else ["win_amd64"]
-    tags = set(cpython_tags((major, minor), platforms=plats))
-    tags |= set(compatible_tags((major, minor), platforms=plats))
-    return tags
-
-
-def fitting_wheels(files: Iterable[str], python: str | None, os_name: str, arch: str | None) -> list[str]:
-    """The wheel filenames among ``files`` that install on the given interpreter/platform."""
-    supported = _supported_tags(python, os_name, arch)
-    if supported is None:
-        from packaging.tags import sys_tags
-
-        supported = set(sys_tags())
-    out = []
-    for f in files:
-        try:
-            _, _, _, tags = parse_wheel_filename(f)
-        except Exception:
-            continue
-        if tags & supported:
-            out.append(f)
-    return out
-
-
-# ---------------------------------------------------------------------------------------
-# Entry points.
-# ---------------------------------------------------------------------------------------
-
-
-def _blocks_from_lines(lines: Iterable[str]) -> Iterator[str]:
-    batch: list[str] = []
-    size = 0
-    for item in lines:
-        batch.append(item)
-        size += len(item)
-        if len(batch) >= BLOCK_LINES or size >= READ_SIZE:
-            yield _join(batch)
-            batch = []
-            size = 0
-    if batch:
-        yield _join(batch)
-
-
-def _join(batch: list[str]) -> str:
-    text = "\n".join(s[:-1] if s.endswith("\n") else s for s in batch)
-    return text.replace("\r\n", "\n") if "\r" in text else text
-
-
-def _blocks_from_binary(fh: BinaryIO) -> Iterator[str]:
-    carry = b""
-    skipping = False
-    while True:
-        chunk = fh.read(READ_SIZE)
-        if not chunk:
-            break
-        if skipping:
-            nl = chunk.find(b"\n")
-            if nl < 0:
-                continue
-            chunk = chunk[nl:]  # keep the newline: it ends the truncated line
-            skipping = False
-        data = carry + chunk
-        cut = data.rfind(b"\n")
-        if cut < 0:
-            if len(data) > MAX_CARRY:
-                carry, skipping = data[:MAX_CARRY], True
-            else:
-                carry = data
-            continue
-        carry = data[cut + 1 :]
-        if len(carry) > MAX_CARRY:
-            carry, skipping = carry[:MAX_CARRY], True
-        yield _decode(data[:cut])
-    if carry:
-        yield _decode(carry)
-
-
-def _decode(b: bytes) -> str:
-    text = b.decode("utf-8", "replace")
-    return text.replace("\r\n", "\n") if "\r" in text else text
 
 
 def diagnose_blocks(
@@ -782,7 +553,7 @@ def diagnose(
     """Diagnose a build log given as an iterable of lines (with or without newlines)."""
     if platform is not None and platform not in PLATFORMS:
         raise ValueError(f"unknown platform {platform!r}; use one of {', '.join(PLATFORMS)}")
-    return diagnose_blocks(_blocks_from_lines(lines), wheel_lookup=wheel_lookup, platform=platform)
+    return diagnose_blocks(blocks_from_lines(lines), wheel_lookup=wheel_lookup, platform=platform)
 
 
 def diagnose_file(
@@ -799,5 +570,5 @@ def diagnose_file(
 
 
 def diagnose_stream(fh: BinaryIO, *, wheel_lookup: WheelLookup | None = None, platform: str | None = None) -> Diagnosis:
-    """Diagnose a build log read from a binary stream."""
-    return diagnose_blocks(_blocks_from_binary(fh), wheel_lookup=wheel_lookup, platform=platform)
+    """Diagnose a build log read from a binary stream (UTF-8, UTF-16, Latin-1; see reading.py)."""
+    return diagnose_blocks(blocks_from_binary(fh), wheel_lookup=wheel_lookup, platform=platform)

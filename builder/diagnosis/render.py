@@ -35,16 +35,22 @@ def render_text(d: Diagnosis, *, color: bool = False) -> str:
     c = _Paint(color)
     p = d.primary
     out: list[str] = []
-    what = f" {d.package}" if d.package else ""
-    ver = f" {d.version}" if d.package and d.version else ""
-    if d.diagnosed:
-        out.append(c(f"Build of{what}{ver} failed: {p.category}", "bold", "red") + c(f"  [{p.rule}]", "dim"))
+    what = "Build"
+    if d.package:
+        what = f"Build of {d.package} {d.version}" if d.version else f"Build of {d.package}"
+    if not d.failed:
+        out.append(c(f"{what} did not fail", "bold", "green"))
+        out.append(p.explanation)
+        for note in d.notes[:10]:
+            out.append(f"  note: line {note.line}: {note.category} [{note.rule}] {note.detail} (did not stop it)")
+    elif d.diagnosed:
+        out.append(c(f"{what} failed: {p.category}", "bold", "red") + c(f"  [{p.rule}]", "dim"))
         if p.detail:
             out.append(f"  {p.detail}")
         out.append("")
         out.append(p.explanation)
     else:
-        out.append(c(f"Build of{what}{ver} failed: cause not recognised", "bold", "yellow"))
+        out.append(c(f"{what} failed: cause not recognised", "bold", "yellow"))
         out.append(p.explanation)
     if p.line:
         out.append("")

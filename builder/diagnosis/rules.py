@@ -47,6 +47,8 @@ CATEGORIES: tuple[str, ...] = (
     "log-too-large",
     "timeout",
     "no-distribution",
+    "import-failed",
+    "no-failure",
     "unknown",
 )
 
@@ -75,6 +77,9 @@ _RULE_FIELDS = frozenset(
         "window",
         "defaults",
         "in_build",
+        "steps",
+        "not_steps",
+        "only_with",
     }
 )
 _REQUIRED = ("id", "category", "keywords", "patterns", "explanation", "remedies", "capability")
@@ -121,6 +126,13 @@ class Rule:
     # A fetch failure of the sdist's build itself (its own dependencies), not of pip getting the
     # package: the advice about the sdist pip built still applies.
     in_build: bool = False
+    # The steps of the log the rule applies in (empty: all) or never applies in: wheelyard's
+    # "==> NAME" steps (builder/pipeline.py) and "build-deps" (pip installing build dependencies).
+    steps: frozenset[str] = frozenset()
+    not_steps: frozenset[str] = frozenset()
+    # The cause counts only where one of these rules also matched in the log (pip's list of
+    # versions skipped for their Requires-Python explains a "no matching distribution" only).
+    only_with: frozenset[str] = frozenset()
     order: int = 0
 
     def match(self, line: str) -> re.Match[str] | None:
@@ -226,7 +238,7 @@ def _parse_rule(raw: Any, index: int) -> Rule:
     if not isinstance(rid, str) or not _ID_RE.match(rid):
         raise _err(where, "'id' must be lower-case words joined by '-'")
     category = raw["category"]
-    if category not in CATEGORIES or category == "unknown":
+    if category not in CATEGORIES or category in ("unknown", "no-failure"):
         raise _err(where, f"unknown category {category!r}")
     priority = raw.get("priority", 50)
     if not isinstance(priority, int) or isinstance(priority, bool) or not 0 <= priority <= 100:
@@ -256,6 +268,12 @@ def _parse_rule(raw: Any, index: int) -> Rule:
     in_build = raw.get("in_build", False)
     if not isinstance(in_build, bool):
         raise _err(where, "'in_build' must be true or false")
+    steps = {}
+    for key in ("steps", "not_steps", "only_with"):
+        value = raw.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) and _ID_RE.match(v) for v in value):
+            raise _err(where, f"'{key}' must be a list of step names (lower-case-with-dashes)")
+        steps[key] = frozenset(value)
 
     # Every placeholder must be filled on every match: by a group that every pattern has,
     # a default, the context, or (for lookup rules) the library table.
@@ -301,6 +319,9 @@ def _parse_rule(raw: Any, index: int) -> Rule:
         window=window,
         defaults=dict(defaults),
         in_build=in_build,
+        steps=steps["steps"],
+        not_steps=steps["not_steps"],
+        only_with=steps["only_with"],
         order=index,
     )
 
