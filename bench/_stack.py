@@ -36,15 +36,18 @@ def pip_env(**extra: str) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def running_stack(root: Path | None = None, *, keep: bool = False, **settings: str) -> Iterator[Stack]:
-    """Embedded Redis, index, API and a worker for ``TARGET``; ``keep`` leaves the directory behind."""
+def running_stack(
+    root: Path | None = None, *, keep: bool = False, targets: str = TARGET, **settings: str
+) -> Iterator[Stack]:
+    """Embedded Redis, index, API and a worker for ``targets`` (comma-separated; default ``TARGET``);
+    ``keep`` leaves the directory behind."""
     base = root or Path(tempfile.mkdtemp(prefix="wheelyard-bench-stack-"))
     try:
         with EmbeddedRedis(base / "redis", tcp=True) as server:
             stack = Stack(base / "stack", server.url, **settings)
             try:
                 stack.start_index_and_api()
-                stack.start_worker("worker", TARGET)
+                stack.start_worker("worker", targets)
                 yield stack
             finally:
                 stack.stop_all()

@@ -31,6 +31,8 @@ from builder.records import STATUSES, BuildStore, Position, connect
 from builder.targets import known_identifiers
 from builder.tasks import BUILD_TASK, create_celery_app
 from builder.upstream import SimpleIndex
+from server.ensure.api import ENSURE_MAX_BODY_BYTES, ensure_router
+from server.ensure.holdings import private_check
 from server.index_api import index_router
 from server.misses.routes import create_demand_router
 from server.service import BuildService, count_builds, find_builds, present
@@ -169,13 +171,18 @@ _TOO_LARGE_HINT = 'send one requirement and its targets, e.g. {"requirement": "m
 class BodyLimit:
     """Refuses request bodies over ``limit`` bytes with 413: at once by Content-Length, or as they stream in."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int, larger: Mapping[str, int] | None = None) -> None:
         self.app = app
         self.limit = limit
+        self.larger = dict(larger or {})  # path -> its own limit (a lock file is larger than a request)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if scope.get("path") in self.larger:
+            limited_app = BodyLimit(self.app, self.larger[scope["path"]])
+            await limited_app(scope, receive, send)
             return
         declared = dict(scope.get("headers", ())).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > self.limit:
@@ -211,7 +218,7 @@ def create_app(
         description="Builds the wheels pip cannot find, diagnoses failed builds, publishes to a private index.",
         responses=_errors(422, 503),
     )
-    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
+    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES, larger={"/api/ensure": ENSURE_MAX_BODY_BYTES})
     client = connect(redis_url)
     store = BuildStore(client, log_limit=settings.limits.log_bytes)
     upstream = SimpleIndex(settings.upstream_index, timeout=30)
@@ -227,6 +234,7 @@ def create_app(
         send,
         from_source_default=settings.from_source_default,
         glibc_max=settings.manylinux_glibc_max,
+        is_private=private_check(settings, store),
     )
 
     app.include_router(create_demand_router(settings, service))
@@ -308,7 +316,7 @@ def create_app(
                 reference="indexing",
             ).with_status(503)
 
-    app.include_router(index_router(settings, require_token))
+    app.include_router(index_router(settings, require_token), responses=_errors(400, 401, 404, 413))
 
     # -- routes ----------------------------------------------------------------------------
     @app.get("/api/health", response_model=Health, responses={503: {"model": Health, "description": "not ready"}})
@@ -433,6 +441,8 @@ def create_app(
             return HTMLResponse(page.read_text())
         return HTMLResponse("<h1>wheelyard</h1><p>See <a href='/docs'>/docs</a>.</p>")
 
+    ensure_errors = _errors(400, 401, 404, 413, 502)
+    app.include_router(ensure_router(settings, service), dependencies=[Depends(require_token)], responses=ensure_errors)
     return app
 
 

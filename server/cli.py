@@ -26,6 +26,7 @@ from typing import Any, TextIO
 from builder.config import Settings, load_settings, settings_help
 from builder.errors import ConfigurationError, WheelyardError
 from server import client_commands, index_commands
+from server.ensure import command as ensure_command
 from server.options import add_global_options, setting_option, setting_values
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -66,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--name", help="worker name (default wheelyard-PID@HOST)")
 
     client_commands.add_parsers(sub)
+    ensure_command.add_parser(sub)
 
     diagnose = sub.add_parser(
         "diagnose",
@@ -349,6 +351,7 @@ COMMANDS = {
     "worker": cmd_worker,
     "beat": cmd_beat,
     **client_commands.COMMANDS,
+    "ensure": ensure_command.cmd_ensure,
     "config": cmd_config,
     "reindex": cmd_reindex,
     **index_commands.COMMANDS,

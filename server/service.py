@@ -13,7 +13,7 @@ from typing import Any
 
 from packaging.utils import canonicalize_name
 
-from builder.errors import NotFoundUpstream
+from builder.errors import NotFoundUpstream, WheelyardError
 from builder.records import (
     ACTIVE,
     ALL_BUILDS,
@@ -49,12 +49,15 @@ class BuildService:
         *,
         from_source_default: bool = False,
         glibc_max: tuple[int, int] = (2, 28),
+        is_private: Callable[[str], bool] | None = None,
     ) -> None:
         self.store = store
         self.index = index
         self.send = send
         self.from_source_default = from_source_default
         self.glibc_max = glibc_max
+        # Names people uploaded to the index: never mirrored or built from upstream (server.ensure.holdings).
+        self.is_private = is_private
 
     def submit(
         self,
@@ -66,6 +69,13 @@ class BuildService:
     ) -> list[Submission]:
         req = parse_requirement(requirement)
         parsed = parse_targets(targets)
+        if self.is_private is not None and self.is_private(req.name):
+            raise WheelyardError(
+                f"{canonicalize_name(req.name)} is a private project: people uploaded it to the index, and a "
+                "private name is never mirrored or built from upstream (a public project of that name is not yours)",
+                "install it from the index as it is, or upload its wheels for the targets you need",
+                reference="private-name",
+            ).with_status(409)
         release = self.index.resolve(req)
         source = self.from_source_default if from_source is None else from_source
         plans: list[tuple[BuildTarget, str]] = []

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import kombu.exceptions
@@ -30,7 +33,11 @@ def test_a_request_the_queue_refuses_answers_503_and_leaves_no_build(private_db:
             raise kombu.exceptions.OperationalError("Error 111 connecting to the broker")
         sent.append((build_id, queue))
 
-    settings = load_settings({"WHEELYARD_DATA_DIR": str(tmp_path)})
+    # An index that holds nothing (a plain directory server): markupsafe is no private name there.
+    empty = ThreadingHTTPServer(("127.0.0.1", 0), partial(SimpleHTTPRequestHandler, directory=str(tmp_path)))
+    threading.Thread(target=empty.serve_forever, daemon=True).start()
+    index_url = f"http://127.0.0.1:{empty.server_address[1]}"
+    settings = load_settings({"WHEELYARD_DATA_DIR": str(tmp_path), "WHEELYARD_INDEX_URL": index_url})
     client = TestClient(create_app(settings, private_db, send=send))
     body = {"requirement": "markupsafe==3.0.2", "targets": ["cp312-manylinux_x86_64"], "from_source": True}
 
@@ -48,3 +55,4 @@ def test_a_request_the_queue_refuses_answers_503_and_leaves_no_build(private_db:
     assert build["created"] is True
     assert sent == [(build["id"], "wheelyard.cp312-manylinux_x86_64")]
     assert store.count() == 1
+    empty.shutdown()
