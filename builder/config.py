@@ -141,6 +141,11 @@ class Settings:
         None, env="WHEELYARD_CARGO_VENDOR_DIR", help="a directory registry of vendored crates for Rust builds"
     )
     sandbox: bool = setting(True, env="WHEELYARD_SANDBOX", help="run build hooks in the bubblewrap sandbox")
+    allow_direct_url_requirements: bool = setting(
+        False,
+        env="WHEELYARD_ALLOW_DIRECT_URL_REQUIREMENTS",
+        help="install build requirements of the form 'name @ URL' (a URL of the build's choosing)",
+    )
     limits: Limits = field(default_factory=Limits)
     # The manylinux_2_28 images' default.
     manylinux_glibc_max: tuple[int, int] = setting(

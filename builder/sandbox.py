@@ -50,7 +50,6 @@ import contextlib
 import errno
 import json
 import os
-import re
 import resource
 import select
 import shutil
@@ -66,6 +65,7 @@ from typing import Protocol
 
 from builder.config import Limits, Settings
 from builder.errors import WheelyardError
+from builder.secrets import Redactor, is_secret_variable, secret_values
 from builder.workdir import chown_tree, tree_usage
 
 __all__ = [
@@ -74,12 +74,16 @@ __all__ = [
     "BuildLog",
     "FileBuildLog",
     "LimitExceeded",
+    "Redactor",
     "Sandbox",
+    "ToolRefused",
     "build_environment",
+    "is_secret_variable",
     "limit_mechanisms",
     "remove_stale_cgroups",
     "run_tool",
     "sandbox_available",
+    "secret_values",
 ]
 
 BUILD_UID = 65534  # nobody
@@ -180,29 +184,6 @@ class FileBuildLog:
 
 
 # --- the environment -----------------------------------------------------------------------
-
-_SECRET_NAME = re.compile(r"TOKEN|PASSWORD|PASSWD|SECRET|KEY|CREDENTIAL|AUTH|COOKIE|SESSION|PRIVATE", re.IGNORECASE)
-# The worker's own settings, its broker, and package-index clients (index credentials).
-_SECRET_PREFIXES = (
-    "WHEELYARD_",
-    "REDIS",
-    "CELERY_",
-    "PIP_",
-    "UV_",
-    "TWINE_",
-    "AWS_",
-    "GH_",
-    "GITHUB_",
-)
-_URL_WITH_USERINFO = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s@]+@", re.IGNORECASE)
-
-
-def is_secret_variable(name: str, value: str = "") -> bool:
-    """Whether a variable must not reach a build: by its name, or a URL with credentials."""
-    upper = name.upper()
-    if upper.startswith(_SECRET_PREFIXES) or _SECRET_NAME.search(upper):
-        return True
-    return bool(_URL_WITH_USERINFO.search(value))
 
 
 def build_environment(
@@ -567,6 +548,28 @@ def _alive(pid: int) -> bool:
 # The worker's own tools (uv, auditwheel) die with the worker process that runs them: a pool
 # process killed mid-step must not leave them running (setpriv is util-linux, like prlimit).
 _SETPRIV = shutil.which("setpriv", path=DEFAULT_PATH)
+# Variables that put code or paths of someone else's choosing into a Python tool.
+_TOOL_ENV_REFUSED = ("PYTHON", "LD_", "UV_PYTHON_INSTALL", "UV_PROJECT", "VIRTUAL_ENV")
+
+
+class ToolRefused(WheelyardError):
+    """The worker was about to run one of its tools in a way the build could influence."""
+
+    reference = "internal-error"
+    status_code = 500
+
+
+def _writable_by_others(path: Path) -> str | None:
+    """Why ``path`` or one of its parents could be changed by someone other than this worker
+    (owned by another user, or group/world-writable without the sticky bit); None if not."""
+    me = os.geteuid()
+    for p in (path, *path.parents):
+        st = os.stat(p)
+        if st.st_uid not in (0, me):
+            return f"{p} is owned by uid {st.st_uid}"
+        if st.st_mode & 0o022 and not (p != path and st.st_mode & 0o1000):
+            return f"{p} is writable by others (mode {st.st_mode & 0o7777:o})"
+    return None
 
 
 def run_tool(
@@ -578,11 +581,40 @@ def run_tool(
 ) -> tuple[int, bytes]:
     """Run one of the worker's own trusted tools outside the sandbox: (exit code, output).
 
+    THE RULE (docs/sandbox.md, "What runs outside the sandbox"), enforced here, the one place
+    where the worker starts a tool (uv, auditwheel and the patchelf it runs, python) outside a
+    sandbox: nothing a build can write may decide what such a tool runs or imports.
+
+    * the tool is named by an absolute path, and a Python tool runs with ``-I`` (no current
+      directory, no user site, no ``PYTHON*`` variable on ``sys.path``: ``python -m X`` with a
+      build's directory as the current one would import the build's ``X.py``);
+    * its current directory, and every parent of it, can be written only by the worker
+      (root or its own uid; sticky parents such as /tmp are fine): ``ToolRefused`` otherwise;
+    * ``PYTHON*``, ``LD_*`` and similar variables are dropped from its environment;
+    * a tool that reads what a build produced reads a copy in a directory the build can no
+      longer reach (the pipeline takes the wheel out of the build's reach first), or runs in a
+      :class:`Sandbox` instead of here (the installs of build requirements and of the wheel to
+      prove, with network but without the data directory and secrets).
+
     It runs in its own session and is killed with everything it started when ``timeout``
     passes (``subprocess.TimeoutExpired`` is raised then), and gets SIGKILL when the calling
     process dies.
     """
     argv = [str(c) for c in cmd]
+    if not argv or not os.path.isabs(argv[0]):
+        raise ToolRefused(f"refusing to run a tool by a relative name: {argv[:1]}", "name it by its absolute path")
+    if Path(argv[0]).name.startswith("python") and argv[1:2] != ["-I"]:
+        raise ToolRefused(f"refusing to run {argv[0]} without -I", "pass -I first: isolated mode")
+    # patchelf, and whatever else a tool finds on PATH, comes from the worker's directories too.
+    search = [Path(d) for d in env.get("PATH", "").split(os.pathsep) if d and Path(d).is_dir()]
+    for place in (Path(cwd).absolute(), Path(argv[0]).parent, *search):
+        why = _writable_by_others(place)
+        if why is not None:
+            raise ToolRefused(
+                f"refusing to run {Path(argv[0]).name}: {why}",
+                "the worker runs its tools from, and in, directories only it can write",
+            )
+    clean_env = {k: v for k, v in env.items() if not k.upper().startswith(_TOOL_ENV_REFUSED)}
     if _SETPRIV is not None:
         argv = [_SETPRIV, "--pdeathsig", "KILL", "--", *argv]
     proc = subprocess.Popen(
@@ -590,7 +622,7 @@ def run_tool(
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-        env=dict(env),
+        env=clean_env,
         cwd=cwd,
         start_new_session=True,
     )
@@ -684,6 +716,8 @@ class Sandbox:
     # before each hook); None: all of it. The rest of workdir (build environments the
     # worker installed) stays readable only, and is not walked before every hook.
     writable: Sequence[Path] | None = None
+    # The host's network (installs of build requirements, which are data, by uv): off for hooks.
+    network: bool = False
     # The limit this build broke, once it has: ``build`` wraps every runner exception in its
     # BuildBackendException (``.exception`` is the LimitExceeded), so it is kept here too.
     exceeded: LimitExceeded | None = field(default=None, init=False)
@@ -819,7 +853,15 @@ class Sandbox:
             if p.exists() and covered and not any(_is_within(p, b) for b in bound):
                 binds.append(("--ro-bind", p))
                 bound.append(p)
-        binds += [("--bind", self.workdir)] + [("--bind", p) for p in rw_extra]
+        if self.writable is None:
+            binds.append(("--bind", self.workdir))
+        else:
+            # workdir read-only, its writable parts bound over it: a build cannot rename or
+            # replace what the worker keeps there (the build environment, the taken wheel).
+            binds.append(("--ro-bind", self.workdir))
+            parts = {Path(p).absolute() for p in self.writable if Path(p).exists()}
+            binds += [("--bind", p) for p in sorted(parts, key=lambda p: len(p.parts))]
+        binds += [("--bind", p) for p in rw_extra]
         made: set[Path] = set()
         for flag, p in binds:
             # Mount points bubblewrap makes on a tmpfs are 0700: make them traversable.
@@ -830,7 +872,7 @@ class Sandbox:
                 made.add(anc)
             argv += [flag, str(p), str(p)]
         argv += [
-            *_ISOLATION,
+            *(a for a in _ISOLATION if not (self.network and a == "--unshare-net")),
             "--chdir",
             cwd,
             "--clearenv",
@@ -948,7 +990,9 @@ class Sandbox:
                 if self.writable is None:
                     self._give_to_build([self.workdir, *rw_extra])
                 else:
-                    os.lchown(self.workdir, BUILD_UID, BUILD_GID)
+                    # workdir stays the worker's (only its writable parts are the build's);
+                    # the build uid needs to traverse it.
+                    os.chmod(self.workdir, 0o755)
                     self._give_to_build([*self.writable, *rw_extra])
             argv = self._bwrap_argv(cmd, cwd, env, rw_extra, ro_extra)
             popen_env: dict[str, str] = {"PATH": DEFAULT_PATH, "LANG": "C.UTF-8"}

@@ -305,19 +305,10 @@ def make_sdist(
     return archive
 
 
-@pytest.fixture
-def local_upstream(tmp_path: Path) -> Iterator[tuple[Path, str]]:
-    """An upstream index of the test's own sdists (put them in the yielded directory) that
-    redirects every other project to PyPI, as a devpi or Artifactory in front of PyPI would."""
-    packages = tmp_path / "upstream"
-    packages.mkdir()
-    with upstream_server(packages) as url:
-        yield packages, url
-
-
 @contextlib.contextmanager
-def upstream_server(packages: Path) -> Iterator[str]:
-    """pypiserver serving ``packages``, every other project redirected to PyPI: its simple URL."""
+def upstream_index(packages: Path) -> Iterator[str]:
+    """A pypiserver serving the sdists in ``packages`` that redirects every other project to PyPI,
+    as a devpi or Artifactory in front of PyPI would; yields its simple URL."""
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "pypiserver", "run", "-p", str(port), "-i", "127.0.0.1", "-a", ".", "-P", "."]
@@ -333,9 +324,19 @@ def upstream_server(packages: Path) -> Iterator[str]:
         except requests.RequestException:
             return False
 
-    wait_until(up, 30, "the local upstream index")
     try:
+        wait_until(up, 30, "the local upstream index")
         yield f"http://127.0.0.1:{port}/simple/"
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.fixture
+def local_upstream(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    """An upstream index of the test's own sdists (put them in the yielded directory) that
+    redirects every other project to PyPI, as a devpi or Artifactory in front of PyPI would."""
+    packages = tmp_path / "upstream"
+    packages.mkdir()
+    with upstream_index(packages) as url:
+        yield packages, url

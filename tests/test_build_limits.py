@@ -23,7 +23,7 @@ import pytest
 
 from builder.records import BuildStore, connect
 from builder.targets import BuildTarget
-from tests.conftest import REDIS_SERVER, RedisDatabases, Stack, make_sdist, upstream_server, wait_until
+from tests.conftest import REDIS_SERVER, RedisDatabases, Stack, make_sdist, upstream_index, wait_until
 from tests.test_resilience import (
     SLOW_NAME,
     SLOW_PROJECT,
@@ -61,7 +61,7 @@ def packages(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def service(tmp_path_factory: pytest.TempPathFactory, packages: Path) -> Iterator[Stack]:
     """Index, API and one root worker for the module's attacks, on a Redis database of their own;
     the disk limit is small (96 MiB) so that the attacks stay cheap, the log limit 2 MiB."""
-    with upstream_server(packages) as upstream, RedisDatabases(REDIS_SERVER) as databases:
+    with upstream_index(packages) as upstream, RedisDatabases(REDIS_SERVER) as databases:
         stack = Stack(
             tmp_path_factory.mktemp("stack"),
             databases.take(),
@@ -290,7 +290,7 @@ def test_killed_worker_build_is_recovered_by_the_next_worker_within_a_minute(mak
     assert limits.visibility > 2000  # Celery's own redelivery would take over half an hour
     packages = tmp_path / "upstream"
     make_sdist(tmp_path / "src", SLOW_NAME, "0.1.0", SLOW_PROJECT, packages)
-    with upstream_server(packages) as upstream:
+    with upstream_index(packages) as upstream:
         s = make_stack(db=24, WHEELYARD_UPSTREAM_INDEX=upstream)
         worker, build_id = start_slow_build(s)
         tree = descendants(worker.pid, process_table())
