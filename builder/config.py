@@ -62,6 +62,14 @@ class Limits:
     disk_bytes: int = setting(
         8 * 1024**3, env="WHEELYARD_BUILD_DISK", minimum=1024**2, help="bytes a build may write to its disk"
     )
+    # Files, directories and links in the build's work directory (inodes: blocks alone let
+    # 300,000 empty files through).
+    files: int = setting(
+        200_000,
+        env="WHEELYARD_BUILD_FILES",
+        minimum=1,
+        help="files and directories a build may have in its work directory",
+    )
     # A hard cap far above any real build (big numeric builds print tens of MiB of warnings): it
     # stops a build that prints without end. What the record keeps is log_head/tail_bytes.
     log_bytes: int = setting(
@@ -133,6 +141,11 @@ class Settings:
         None, env="WHEELYARD_CARGO_VENDOR_DIR", help="a directory registry of vendored crates for Rust builds"
     )
     sandbox: bool = setting(True, env="WHEELYARD_SANDBOX", help="run build hooks in the bubblewrap sandbox")
+    allow_direct_url_requirements: bool = setting(
+        False,
+        env="WHEELYARD_ALLOW_DIRECT_URL_REQUIREMENTS",
+        help="install build requirements of the form 'name @ URL' (a URL of the build's choosing)",
+    )
     limits: Limits = field(default_factory=Limits)
     # The manylinux_2_28 images' default.
     manylinux_glibc_max: tuple[int, int] = setting(

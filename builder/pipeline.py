@@ -10,11 +10,20 @@ outcome out. Steps:
 3. fetch     - download the sdist, hash-checked, and unpack it safely
 4. prepare   - a fresh environment of the target interpreter with the build requirements,
                installed from wheels only (no stranger's code runs outside the sandbox)
-5. build     - pypa/build's ProjectBuilder, whose hook runner is the sandbox
-6. repair    - auditwheel, to a manylinux/musllinux tag
-7. verify    - a valid wheel whose RECORD, name, version and tags match
-8. prove     - installs into a fresh environment of the interpreter and imports its modules
-9. publish   - upload to the private index; a filename is never replaced
+5. build     - pypa/build's ProjectBuilder, whose hook runner is the sandbox; the build
+               requirements are parsed as PEP 508 requirements (builder.build_requirements)
+               and installed by uv in a sandbox of their own (network, no secrets)
+6. repair    - the wheel is taken out of the build's reach (a copy in the worker's own
+               directory), then auditwheel repairs that copy to a manylinux/musllinux tag
+7. verify    - a valid wheel whose RECORD, name, version and tags match; its sha256 is kept
+8. prove     - a copy installs into a fresh environment and its modules import, in the sandbox
+9. publish   - the verified file, if its sha256 is still the one kept, is uploaded; the index
+               must then list exactly that sha256. A filename is never replaced
+
+Whatever a step raises ends the build with a ``failed`` outcome (``internal-error`` and the
+traceback in the log, when nothing more precise applies): a record never stays ``building``.
+The log and every error are redacted of the worker's secrets (builder.secrets) before they
+are stored.
 """
 
 from __future__ import annotations
@@ -23,11 +32,10 @@ import os
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
+import traceback
 import warnings
-import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,15 +44,25 @@ from typing import Any
 from build import BuildBackendException, BuildException, ProjectBuilder
 from packaging.utils import parse_wheel_filename
 
+from builder.build_requirements import install_command, parse_build_requirements
 from builder.capabilities import Capabilities, Interpreter, job_environment, resolve_parallelism
 from builder.config import Settings
 from builder.errors import AlreadyPublished, BuildFailed, WheelyardError
 from builder.proof import PROOF_SCRIPT, failed_imports, is_hollow, plan_imports, read_layout, retag_pure
 from builder.publish import publish_wheel, published_sha256
-from builder.sandbox import FileBuildLog, LimitExceeded, Sandbox, build_environment, run_tool
+from builder.sandbox import (
+    FileBuildLog,
+    LimitExceeded,
+    Sandbox,
+    build_environment,
+    interpreter_paths,
+    run_tool,
+)
+from builder.sdist import UnpackLimits, unpack_sdist
+from builder.secrets import Redactor, secret_paths, secret_values
 from builder.targets import BuildTarget
 from builder.upstream import DistFile, Release, SimpleIndex
-from builder.verify import WheelInfo, verify_wheel
+from builder.verify import WheelInfo, take_wheel, verify_wheel
 
 Report = Callable[[str, dict[str, Any]], None]
 
@@ -55,14 +73,34 @@ class BuildLog(FileBuildLog):
     def __init__(self, path: Path, sink: Callable[[bytes], object] | None = None) -> None:
         super().__init__(path)
         self._sink = sink
+        self.redactor = Redactor(())
+
+    def redact(self, secrets: Sequence[str]) -> None:
+        """From now on, ``secrets`` are written as ``***`` (to the file and to the sink)."""
+        self.flush()
+        self.redactor = Redactor(secrets)
 
     def write(self, data: bytes) -> None:
-        super().write(data)
-        if self._sink is not None:
-            self._sink(data)
+        self._emit(self.redactor.feed(data))
+
+    def _emit(self, data: bytes) -> None:
+        if data:
+            super().write(data)
+            if self._sink is not None:
+                self._sink(data)
+
+    def flush(self) -> None:
+        """Write what the redactor holds back (the start of what could have been a secret)."""
+        self._emit(self.redactor.flush())
 
     def line(self, text: str) -> None:
         self.write((text.rstrip("\n") + "\n").encode())
+        self.flush()
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            self.flush()
+        super().close()
 
 
 @dataclass(frozen=True)
@@ -133,12 +171,19 @@ class BuildDirector:
         self.upload_password = upload_password if upload_password is not None else settings.index_password
         self.timings: dict[str, float] = {}
         self._sandbox: Sandbox | None = None
+        self._current = "start"
+        self._installs = 0
+        # The worker's own parts of workdir (see _prepare_workdir).
+        self.private = self.workdir / "worker"
+        self.shared = self.workdir / "shared"
+        self.log.redact(secret_values(settings, os.environ, [self.upload_password]))
 
     # -- the steps -------------------------------------------------------------------------
     def run(self) -> BuildOutcome:
         job = self.job
         self.log.line(f"wheelyard: build {job.build_id}: {job.name}=={job.version} for {job.target}")
         try:
+            self._prepare_workdir()
             release = self._step("resolve", self._resolve)
             wheel_file = (
                 None if job.from_source else release.wheel_for(job.target, glibc_max=self.settings.manylinux_glibc_max)
@@ -158,6 +203,25 @@ class BuildDirector:
             return self._failed(BuildFailed(f"the build failed: {exc}", "the diagnosis below names the cause"))
         except (BuildException, subprocess.CalledProcessError) as exc:
             return self._failed(BuildFailed(f"the build failed: {exc}", "the diagnosis below names the cause"))
+        except Exception as exc:  # noqa: BLE001 - every build ends with an outcome, whatever a step raised
+            self.log.line(f"wheelyard: internal error in step {self._current}:\n{traceback.format_exc()}")
+            return self._failed(
+                WheelyardError(
+                    f"internal error in step {self._current}: {type(exc).__name__}: {exc}",
+                    "the traceback is in the build log; report it with the build id",
+                    reference="internal-error",
+                )
+            )
+
+    def _prepare_workdir(self) -> None:
+        """The worker's own parts of workdir, before any hook runs: ``worker/`` (0700: the current
+        directory and home of its tools, and the wheel once taken from the build) and ``shared/``
+        (0755: what a sandbox reads: requirements files, the copy of the wheel to prove).
+        workdir itself is read-only inside the sandbox, so a build can neither write these nor
+        rename them away."""
+        for path, mode in ((self.private, 0o700), (self.shared, 0o755)):
+            path.mkdir(exist_ok=True)
+            os.chmod(path, mode)
 
     def _resolve(self) -> Release:
         release = self.index.resolve(f"{self.job.name}=={self.job.version}")
@@ -193,7 +257,8 @@ class BuildDirector:
                 "the worker's probe should not have subscribed to this queue; check `wheelyard worker --probe`",
             )
         archive = self._step("fetch", lambda: self.index.download(sdist, self.workdir / "dist"))
-        srcdir = self._step("unpack", lambda: unpack_sdist(archive, self.workdir / "src"))
+        limits = UnpackLimits(max_bytes=self.settings.limits.disk_bytes, max_files=self.settings.limits.files)
+        srcdir = self._step("unpack", lambda: unpack_sdist(archive, self.workdir / "src", limits))
         env_python = self._step("prepare", lambda: self._create_env(interpreter, self.workdir / "buildenv"))
         sandbox = self._sandbox_for()
         builder = ProjectBuilder(
@@ -209,10 +274,13 @@ class BuildDirector:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 try:
-                    self._install(env_python, sorted(builder.build_system_requires))
-                    extra = sorted(builder.get_requires_for_build("wheel"))
+                    requires = self._requirements(builder.build_system_requires, "build-system.requires")
+                    self._install(env_python, requires)
+                    extra = builder.get_requires_for_build("wheel")
                     if extra:
-                        self._install(env_python, extra)
+                        self._install(
+                            env_python, self._requirements(extra, "the backend's get_requires_for_build_wheel")
+                        )
                     return Path(builder.build("wheel", outdir))
                 finally:
                     for warning in caught:
@@ -220,7 +288,10 @@ class BuildDirector:
 
         built = self._step("build", build_wheel)
         self.log.line(f"wheelyard: built {built.name}")
-        repaired = self._step("repair", lambda: self._repair(built))
+        # From here on only the worker's copy is read: the build's user can still write out/
+        # (the proof runs as that user), but not the worker's directory.
+        taken = take_wheel(built, outdir, self.private / "built")
+        repaired = self._step("repair", lambda: self._repair(taken))
         info = self._step("verify", lambda: self._verify(repaired, release))
         self._step("prove", lambda: self._prove(interpreter, repaired))
         sha = self._step("publish", lambda: self._publish(repaired, info.sha256))
@@ -234,6 +305,7 @@ class BuildDirector:
 
     # -- helpers ---------------------------------------------------------------------------
     def _step(self, name: str, action: Callable[[], Any]) -> Any:
+        self._current = name
         self.report(name, {})
         self.log.line(f"==> {name}")
         started = time.monotonic()
@@ -246,7 +318,7 @@ class BuildDirector:
         self.log.line(f"wheelyard: build failed: {exc.message}")
         if exc.hint:
             self.log.line(f"wheelyard: hint: {exc.hint}")
-        error = exc.to_dict()
+        error = {k: self.log.redactor.text(v) if isinstance(v, str) else v for k, v in exc.to_dict().items()}
         if cause:
             error["cause"] = cause
         return BuildOutcome("failed", error=error, timings=self.timings, log_path=self.log.path)
@@ -262,7 +334,7 @@ class BuildDirector:
                 enabled=self.settings.sandbox,
                 read_only=read_only,
                 env=build_environment(self.settings, self._toolchain_env()),
-                hidden=[self.settings.data_dir],
+                hidden=[self.settings.data_dir, *secret_paths(os.environ)],
                 # The sources (backends write build/ and metadata there), the wheel's output
                 # directory and cargo's home; the build and prove environments stay read-only.
                 writable=[self.workdir / "src", self.workdir / "out", self.workdir / "cargo-home"],
@@ -312,9 +384,12 @@ class BuildDirector:
         venv_bin = str(Path(sys.executable).parent)
         return {
             "PATH": os.pathsep.join([venv_bin, "/usr/local/bin", "/usr/bin", "/bin"]),
-            "HOME": str(self.workdir / "home"),
+            "HOME": str(self.private),
             "UV_NO_CONFIG": "1",
-            "UV_CACHE_DIR": str(self.settings.data_dir / "cache" / "uv"),
+            # Per build, in the worker's private part of the work directory: what a build requirement
+            # unpacks is counted in the build's disk limit and goes with the work directory, never
+            # into a shared cache, and the build cannot plant anything in it.
+            "UV_CACHE_DIR": str(self.private / "uv-cache"),
             "UV_PYTHON_DOWNLOADS": "never",
             "UV_SYSTEM_CERTS": "1",  # trust the host's CA store, as pip does
             "PIP_CONFIG_FILE": os.devnull,
@@ -323,10 +398,12 @@ class BuildDirector:
         }
 
     def _run_tool(self, cmd: Sequence[str], timeout: float = 600) -> None:
+        """A tool of the worker's, outside the sandbox: in the worker's own directory (run_tool
+        states and enforces the rule)."""
         self.log.line("$ " + " ".join(str(c) for c in cmd))
-        (self.workdir / "home").mkdir(exist_ok=True)
-        code, output = run_tool(cmd, env=self._tool_env(), cwd=self.workdir, timeout=timeout)
+        code, output = run_tool(cmd, env=self._tool_env(), cwd=self.private, timeout=timeout)
         self.log.write(output)
+        self.log.flush()
         if code != 0:
             raise subprocess.CalledProcessError(code, list(cmd))
 
@@ -334,26 +411,33 @@ class BuildDirector:
         self._run_tool([uv_binary(), "venv", "--no-config", "--python", interpreter.path, str(path)])
         return path / "bin" / "python"
 
+    def _requirements(self, entries: Any, source: str) -> list[str]:
+        """A build's requirements as data: each parsed as PEP 508, or the build is refused."""
+        return parse_build_requirements(
+            entries, source=source, allow_direct_urls=self.settings.allow_direct_url_requirements
+        )
+
     def _install(self, python: Path, requirements: Sequence[str], *, find_links: Path | None = None) -> None:
-        """Install from wheels only, from the configured upstream index (and ``find_links``)."""
+        """Install from wheels only, from the configured upstream index (and ``find_links``),
+        in the installer's sandbox. The requirements go through a file: none is an argument."""
         if not requirements:
             return
-        links = ["--find-links", str(find_links)] if find_links is not None else []
-        self._run_tool(
-            [
-                uv_binary(),
-                "pip",
-                "install",
-                "--no-config",
-                "--python",
-                str(python),
-                "--index-url",
-                self.settings.upstream_index,
-                *links,
-                "--only-binary",
-                ":all:",
-                *requirements,
-            ]
+        self._installs += 1
+        listing = self.shared / f"requirements-{self._installs}.txt"
+        listing.write_text("".join(f"{r}\n" for r in requirements))
+        os.chmod(listing, 0o644)
+        cmd = install_command(
+            uv_binary(),
+            python,
+            listing,
+            index_url=self.settings.upstream_index,
+            cache_dir=self.workdir / "uv-cache",
+            find_links=find_links,
+        )
+        self.log.line("$ " + " ".join(cmd) + "  # " + ", ".join(requirements))
+        certs = {k: os.environ[k] for k in ("SSL_CERT_FILE", "SSL_CERT_DIR") if k in os.environ}
+        installer_sandbox(self.settings, self.workdir, self.log, python).run(
+            cmd, cwd=str(self.shared), extra_environ=certs
         )
 
     def _repair(self, wheel: Path) -> Path:
@@ -363,8 +447,8 @@ class BuildDirector:
             return wheel
         if self.job.target.os != "linux":
             return wheel  # delocate / delvewheel belong to macOS and Windows workers
-        repaired_dir = self.workdir / "repaired"
-        self._run_tool([sys.executable, "-m", "auditwheel", "repair", "-w", str(repaired_dir), str(wheel)])
+        repaired_dir = self.private / "repaired"
+        self._run_tool([sys.executable, "-I", "-m", "auditwheel", "repair", "-w", str(repaired_dir), str(wheel)])
         wheels = sorted(repaired_dir.glob("*.whl"))
         if len(wheels) != 1:
             raise StepFailed(f"auditwheel wrote {len(wheels)} wheels", "see the build log")
@@ -377,7 +461,7 @@ class BuildDirector:
             return wheel
         what = f"{wheel.name} is tagged for a platform but holds no compiled module"
         if self.settings.publish_hollow_as_pure:
-            pure = retag_pure(wheel, self.workdir / "retagged")
+            pure = retag_pure(wheel, self.private / "retagged")
             self.log.line(f"wheelyard: {what}; publishing it as {pure.name} (WHEELYARD_PUBLISH_HOLLOW_AS_PURE)")
             return pure
         raise StepFailed(
@@ -390,8 +474,16 @@ class BuildDirector:
     def _prove(self, interpreter: Interpreter, wheel: Path) -> None:
         """Install the wheel into a fresh environment and import its modules (builder/proof.py), in the sandbox."""
         env_python = self._create_env(interpreter, self.workdir / "proveenv")
-        # Its dependencies come from upstream, as a client's would.
-        self._install(env_python, [str(wheel)], find_links=wheel.parent)
+        # A copy: what runs in the proof (the package's own import-time code) cannot reach the
+        # verified file, which is the one published. Its dependencies come from upstream, as a
+        # client's would.
+        links = self.shared / "prove"
+        links.mkdir(exist_ok=True)
+        os.chmod(links, 0o755)
+        copy = links / wheel.name
+        shutil.copyfile(wheel, copy)
+        os.chmod(copy, 0o644)
+        self._install(env_python, [str(copy)], find_links=links)
         plan = plan_imports(read_layout(wheel))
         for note in plan.notes:
             self.log.line(note)
@@ -414,12 +506,15 @@ class BuildDirector:
         return verify_wheel(wheel, name=release.name, version=str(release.version), target=self.job.target)
 
     def _publish(self, path: Path, sha256: str) -> str:
+        """Upload the verified file, which must still have the verified ``sha256``; the index must
+        then list exactly that hash (publish_wheel checks both)."""
         try:
             publish_wheel(
                 path,
                 index_url=self.settings.index_url,
                 user=self.settings.index_user,
                 password=self.upload_password,
+                sha256=sha256,
             )
         except AlreadyPublished:
             # A redelivered job (its first worker died after uploading) finds its wheel there:
@@ -435,6 +530,26 @@ class BuildDirector:
             sha256 = on_index or sha256
         self.log.line(f"wheelyard: published {path.name} sha256={sha256}")
         return sha256
+
+
+def installer_sandbox(settings: Settings, workdir: Path, log: BuildLog, python: Path) -> Sandbox:
+    """Where uv installs into the environment of ``python``: a sandbox with the network (it
+    downloads from the upstream index) but without the data directory, the worker's secrets or a
+    way to write anything but that environment and the build's own uv cache (a shared cache
+    would let one build plant files in the next one's environments)."""
+    cache = workdir / "uv-cache"
+    cache.mkdir(exist_ok=True)
+    return Sandbox(
+        limits=settings.limits,
+        workdir=workdir,
+        log=log,
+        enabled=settings.sandbox,
+        read_only=interpreter_paths(str(python)),
+        env=build_environment(settings),
+        hidden=[settings.data_dir, *secret_paths(os.environ)],
+        writable=[python.parent.parent, cache],
+        network=True,
+    )
 
 
 def rust_toolchain_paths() -> tuple[Path, Path]:
@@ -453,25 +568,6 @@ def uv_binary() -> str:
         if found:
             return found
         raise StepFailed("uv is not installed on this worker", "pip install uv") from None
-
-
-def unpack_sdist(archive: Path, dest: Path) -> Path:
-    """Unpack an sdist without letting it write outside ``dest``; return its project directory."""
-    dest.mkdir(parents=True, exist_ok=True)
-    if archive.name.endswith(".zip"):
-        with zipfile.ZipFile(archive) as zf:
-            for member in zf.namelist():
-                target = (dest / member).resolve()
-                if not str(target).startswith(str(dest.resolve()) + os.sep):
-                    raise StepFailed(f"{archive.name} has a member outside its directory: {member}", None)
-            zf.extractall(dest)
-    else:
-        with tarfile.open(archive) as tf:
-            tf.extractall(dest, filter="data")
-    entries = [p for p in dest.iterdir() if p.is_dir()]
-    if len(entries) == 1 and any((entries[0] / f).exists() for f in ("pyproject.toml", "setup.py")):
-        return entries[0]
-    raise StepFailed(f"{archive.name} does not hold one project directory with pyproject.toml or setup.py", None)
 
 
 def work_directory(root: Path | None = None) -> Path:

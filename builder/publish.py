@@ -3,8 +3,10 @@
 ``publish_wheel`` speaks the upload protocol twine speaks (a multipart POST to the
 index root with ``:action=file_upload``), so it works with pypiserver and with any
 index that accepts twine. The index never replaces a file: an upload of a filename it
-has already is ``AlreadyPublished``. Passwords are sent as HTTP basic auth only; they
-appear in no message, log line or exception.
+has already is ``AlreadyPublished``. Given the sha256 the wheel was verified with, it
+uploads only a file that still has it, and then checks that the index lists exactly that
+hash for the filename (``wheel-changed``, ``index-hash-mismatch`` otherwise). Passwords
+are sent as HTTP basic auth only; they appear in no message, log line or exception.
 """
 
 from __future__ import annotations
@@ -63,9 +65,19 @@ def publish_wheel(
     user: str,
     password: str | None,
     session: requests.Session | None = None,
+    sha256: str | None = None,
 ) -> PublishResult:
-    """Upload the wheel at ``path`` to the index at ``index_url`` (its root, not /simple/)."""
+    """Upload the wheel at ``path`` to the index at ``index_url`` (its root, not /simple/).
+
+    With ``sha256`` (the hash the wheel was verified with), a file that no longer has it is
+    not uploaded, and the upload counts only once the index lists that very hash."""
     info = verify_wheel(path)
+    if sha256 is not None and info.sha256 != sha256.lower():
+        raise PublishFailed(
+            f"{info.filename} changed after it was verified (sha256 {info.sha256}, verified {sha256})",
+            "nothing was uploaded; build it again",
+            reference="wheel-changed",
+        )
     python_tags = sorted({tag.interpreter for tag in info.tags})
     form = {
         ":action": "file_upload",
@@ -103,6 +115,8 @@ def publish_wheel(
     status = response.status_code
     body = _first_line(response.text)
     if 200 <= status < 300:
+        if sha256 is not None:
+            _check_listed(info.filename, info.sha256, index_url, user, password, session)
         return PublishResult(
             filename=info.filename,
             name=info.name,
@@ -129,6 +143,27 @@ def publish_wheel(
             "index_url must be the index root that accepts uploads, not its /simple/ page",
         )
     raise PublishFailed(f"{shown} refused {info.filename}: HTTP {status}" + (f": {body}" if body else ""))
+
+
+def _check_listed(
+    filename: str,
+    sha256: str,
+    index_url: str,
+    user: str,
+    password: str | None,
+    session: requests.Session | None,
+) -> None:
+    """The index took the upload: it must now list ``filename`` with exactly ``sha256``."""
+    try:
+        listed = published_sha256(filename, index_url=index_url, user=user, password=password, session=session)
+    except LookupError:
+        listed = "nothing"
+    if listed != sha256:
+        raise PublishFailed(
+            f"{redact_url(index_url)} took {filename} but lists it with sha256 {listed}, not {sha256}",
+            "the index does not hold the verified file: check it before anyone installs from it",
+            reference="index-hash-mismatch",
+        )
 
 
 def wheel_on_index(

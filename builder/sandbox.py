@@ -33,8 +33,10 @@ Limits (:class:`builder.config.Limits`), checked by a monitor loop while the out
 * processes: the cgroup ``pids.max``, a refused fork seen in ``pids.events``; without a pids
   cgroup, ``RLIMIT_NPROC`` (effective only for a non-root uid, as in the bubblewrap case)
   and a count of the process tree;
-* disk: the size of ``workdir`` (every hook's files, sdist, env and wheel) measured while
-  the build runs, ``RLIMIT_FSIZE`` for any one file, and the size of each tmpfs;
+* disk: the size of ``workdir`` (every hook's files, sdist, env, uv cache and wheel) measured
+  while the build runs and after each hook, ``RLIMIT_FSIZE`` for any one file, and the size
+  of each tmpfs;
+* files: the inodes of ``workdir``, counted in the same walk (``builder.workdir.tree_usage``);
 * log: bytes are counted as they stream to the :class:`BuildLog`, never held in memory.
 
 A build that breaks a limit has its whole process tree terminated (SIGTERM, then SIGKILL
@@ -48,7 +50,6 @@ import contextlib
 import errno
 import json
 import os
-import re
 import resource
 import select
 import shutil
@@ -64,6 +65,8 @@ from typing import Protocol
 
 from builder.config import Limits, Settings
 from builder.errors import WheelyardError
+from builder.secrets import Redactor, is_secret_variable, secret_values
+from builder.workdir import chown_tree, tree_usage
 
 __all__ = [
     "BUILD_HOME",
@@ -71,12 +74,16 @@ __all__ = [
     "BuildLog",
     "FileBuildLog",
     "LimitExceeded",
+    "Redactor",
     "Sandbox",
+    "ToolRefused",
     "build_environment",
+    "is_secret_variable",
     "limit_mechanisms",
     "remove_stale_cgroups",
     "run_tool",
     "sandbox_available",
+    "secret_values",
 ]
 
 BUILD_UID = 65534  # nobody
@@ -90,13 +97,14 @@ RELEASE_TIMEOUT_SECONDS = 30.0
 # How often the limits are checked while output streams.
 POLL_SECONDS = 0.1
 
-CAUSES = ("timeout", "out-of-memory", "too-many-processes", "log-too-large", "disk-full")
+CAUSES = ("timeout", "out-of-memory", "too-many-processes", "log-too-large", "disk-full", "too-many-files")
 _MARKERS = {
     "timeout": "timeout after {limit} s",
     "out-of-memory": "out of memory (limit {limit} bytes)",
     "too-many-processes": "too many processes (limit {limit})",
     "log-too-large": "log too large (limit {limit} bytes)",
     "disk-full": "disk full (limit {limit} bytes)",
+    "too-many-files": "too many files (limit {limit})",
 }
 _HINTS = {
     "timeout": "the build ran longer than allowed; raise WHEELYARD_BUILD_TIMEOUT or "
@@ -108,6 +116,7 @@ _HINTS = {
     "log-too-large": "the build printed more output than the hard cap, which is far above what a real build "
     "prints: it looks like output without end; raise WHEELYARD_BUILD_LOG_BYTES if the build is real",
     "disk-full": "the build wrote more data than allowed; raise WHEELYARD_BUILD_DISK",
+    "too-many-files": "the build created more files and directories than allowed; raise WHEELYARD_BUILD_FILES",
 }
 
 
@@ -126,6 +135,10 @@ class LimitExceeded(WheelyardError):
 
     def __reduce__(self) -> tuple[type[LimitExceeded], tuple[str, int]]:
         return (type(self), (self.cause, self.limit))
+
+    def to_dict(self) -> dict[str, str | None]:
+        # The limit that fired, as the sandbox saw it: the record's diagnosis names it from here.
+        return {**super().to_dict(), "cause": self.cause, "limit": str(self.limit)}
 
 
 def marker_text(cause: str, limit: int) -> str:
@@ -171,29 +184,6 @@ class FileBuildLog:
 
 
 # --- the environment -----------------------------------------------------------------------
-
-_SECRET_NAME = re.compile(r"TOKEN|PASSWORD|PASSWD|SECRET|KEY|CREDENTIAL|AUTH|COOKIE|SESSION|PRIVATE", re.IGNORECASE)
-# The worker's own settings, its broker, and package-index clients (index credentials).
-_SECRET_PREFIXES = (
-    "WHEELYARD_",
-    "REDIS",
-    "CELERY_",
-    "PIP_",
-    "UV_",
-    "TWINE_",
-    "AWS_",
-    "GH_",
-    "GITHUB_",
-)
-_URL_WITH_USERINFO = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s@]+@", re.IGNORECASE)
-
-
-def is_secret_variable(name: str, value: str = "") -> bool:
-    """Whether a variable must not reach a build: by its name, or a URL with credentials."""
-    upper = name.upper()
-    if upper.startswith(_SECRET_PREFIXES) or _SECRET_NAME.search(upper):
-        return True
-    return bool(_URL_WITH_USERINFO.search(value))
 
 
 def build_environment(
@@ -558,6 +548,28 @@ def _alive(pid: int) -> bool:
 # The worker's own tools (uv, auditwheel) die with the worker process that runs them: a pool
 # process killed mid-step must not leave them running (setpriv is util-linux, like prlimit).
 _SETPRIV = shutil.which("setpriv", path=DEFAULT_PATH)
+# Variables that put code or paths of someone else's choosing into a Python tool.
+_TOOL_ENV_REFUSED = ("PYTHON", "LD_", "UV_PYTHON_INSTALL", "UV_PROJECT", "VIRTUAL_ENV")
+
+
+class ToolRefused(WheelyardError):
+    """The worker was about to run one of its tools in a way the build could influence."""
+
+    reference = "internal-error"
+    status_code = 500
+
+
+def _writable_by_others(path: Path) -> str | None:
+    """Why ``path`` or one of its parents could be changed by someone other than this worker
+    (owned by another user, or group/world-writable without the sticky bit); None if not."""
+    me = os.geteuid()
+    for p in (path, *path.parents):
+        st = os.stat(p)
+        if st.st_uid not in (0, me):
+            return f"{p} is owned by uid {st.st_uid}"
+        if st.st_mode & 0o022 and not (p != path and st.st_mode & 0o1000):
+            return f"{p} is writable by others (mode {st.st_mode & 0o7777:o})"
+    return None
 
 
 def run_tool(
@@ -569,11 +581,40 @@ def run_tool(
 ) -> tuple[int, bytes]:
     """Run one of the worker's own trusted tools outside the sandbox: (exit code, output).
 
+    THE RULE (docs/sandbox.md, "What runs outside the sandbox"), enforced here, the one place
+    where the worker starts a tool (uv, auditwheel and the patchelf it runs, python) outside a
+    sandbox: nothing a build can write may decide what such a tool runs or imports.
+
+    * the tool is named by an absolute path, and a Python tool runs with ``-I`` (no current
+      directory, no user site, no ``PYTHON*`` variable on ``sys.path``: ``python -m X`` with a
+      build's directory as the current one would import the build's ``X.py``);
+    * its current directory, and every parent of it, can be written only by the worker
+      (root or its own uid; sticky parents such as /tmp are fine): ``ToolRefused`` otherwise;
+    * ``PYTHON*``, ``LD_*`` and similar variables are dropped from its environment;
+    * a tool that reads what a build produced reads a copy in a directory the build can no
+      longer reach (the pipeline takes the wheel out of the build's reach first), or runs in a
+      :class:`Sandbox` instead of here (the installs of build requirements and of the wheel to
+      prove, with network but without the data directory and secrets).
+
     It runs in its own session and is killed with everything it started when ``timeout``
     passes (``subprocess.TimeoutExpired`` is raised then), and gets SIGKILL when the calling
     process dies.
     """
     argv = [str(c) for c in cmd]
+    if not argv or not os.path.isabs(argv[0]):
+        raise ToolRefused(f"refusing to run a tool by a relative name: {argv[:1]}", "name it by its absolute path")
+    if Path(argv[0]).name.startswith("python") and argv[1:2] != ["-I"]:
+        raise ToolRefused(f"refusing to run {argv[0]} without -I", "pass -I first: isolated mode")
+    # patchelf, and whatever else a tool finds on PATH, comes from the worker's directories too.
+    search = [Path(d) for d in env.get("PATH", "").split(os.pathsep) if d and Path(d).is_dir()]
+    for place in (Path(cwd).absolute(), Path(argv[0]).parent, *search):
+        why = _writable_by_others(place)
+        if why is not None:
+            raise ToolRefused(
+                f"refusing to run {Path(argv[0]).name}: {why}",
+                "the worker runs its tools from, and in, directories only it can write",
+            )
+    clean_env = {k: v for k, v in env.items() if not k.upper().startswith(_TOOL_ENV_REFUSED)}
     if _SETPRIV is not None:
         argv = [_SETPRIV, "--pdeathsig", "KILL", "--", *argv]
     proc = subprocess.Popen(
@@ -581,7 +622,7 @@ def run_tool(
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-        env=dict(env),
+        env=clean_env,
         cwd=cwd,
         start_new_session=True,
     )
@@ -643,34 +684,6 @@ def _process_tree(leader: int, alive: bool = True) -> set[int]:
     return tree
 
 
-def _disk_usage(root: Path) -> int:
-    """Bytes allocated under ``root`` (du-style, hard links once, symlinks not followed)."""
-    total = 0
-    seen: set[tuple[int, int]] = set()
-    stack = [str(root)]
-    while stack:
-        top = stack.pop()
-        try:
-            entries = os.scandir(top)
-        except OSError:
-            continue
-        with entries:
-            for entry in entries:
-                try:
-                    st = entry.stat(follow_symlinks=False)
-                except OSError:
-                    continue
-                if st.st_nlink > 1:
-                    key = (st.st_dev, st.st_ino)
-                    if key in seen:
-                        continue
-                    seen.add(key)
-                total += st.st_blocks * 512
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append(entry.path)
-    return total
-
-
 # --- the sandbox -----------------------------------------------------------------------------
 
 
@@ -703,6 +716,8 @@ class Sandbox:
     # before each hook); None: all of it. The rest of workdir (build environments the
     # worker installed) stays readable only, and is not walked before every hook.
     writable: Sequence[Path] | None = None
+    # The host's network (installs of build requirements, which are data, by uv): off for hooks.
+    network: bool = False
     # The limit this build broke, once it has: ``build`` wraps every runner exception in its
     # BuildBackendException (``.exception`` is the LimitExceeded), so it is kept here too.
     exceeded: LimitExceeded | None = field(default=None, init=False)
@@ -838,7 +853,15 @@ class Sandbox:
             if p.exists() and covered and not any(_is_within(p, b) for b in bound):
                 binds.append(("--ro-bind", p))
                 bound.append(p)
-        binds += [("--bind", self.workdir)] + [("--bind", p) for p in rw_extra]
+        if self.writable is None:
+            binds.append(("--bind", self.workdir))
+        else:
+            # workdir read-only, its writable parts bound over it: a build cannot rename or
+            # replace what the worker keeps there (the build environment, the taken wheel).
+            binds.append(("--ro-bind", self.workdir))
+            parts = {Path(p).absolute() for p in self.writable if Path(p).exists()}
+            binds += [("--bind", p) for p in sorted(parts, key=lambda p: len(p.parts))]
+        binds += [("--bind", p) for p in rw_extra]
         made: set[Path] = set()
         for flag, p in binds:
             # Mount points bubblewrap makes on a tmpfs are 0700: make them traversable.
@@ -849,7 +872,7 @@ class Sandbox:
                 made.add(anc)
             argv += [flag, str(p), str(p)]
         argv += [
-            *_ISOLATION,
+            *(a for a in _ISOLATION if not (self.network and a == "--unshare-net")),
             "--chdir",
             cwd,
             "--clearenv",
@@ -876,16 +899,7 @@ class Sandbox:
     def _give_to_build(self, paths: Sequence[Path]) -> None:
         """Make paths writable by the build uid (root worker only)."""
         for top in paths:
-            try:
-                os.lchown(top, BUILD_UID, BUILD_GID)
-            except FileNotFoundError:
-                continue  # a part of workdir the pipeline has not made (yet)
-            for dirpath, dirnames, filenames in os.walk(top):
-                for name in (*dirnames, *filenames):
-                    with contextlib.suppress(FileNotFoundError):
-                        st = os.lstat(os.path.join(dirpath, name))
-                        if st.st_uid != BUILD_UID:
-                            os.lchown(os.path.join(dirpath, name), BUILD_UID, BUILD_GID)
+            chown_tree(top, BUILD_UID, BUILD_GID)
 
     # -- running and watching ---------------------------------------------------------------
 
@@ -976,7 +990,9 @@ class Sandbox:
                 if self.writable is None:
                     self._give_to_build([self.workdir, *rw_extra])
                 else:
-                    os.lchown(self.workdir, BUILD_UID, BUILD_GID)
+                    # workdir stays the worker's (only its writable parts are the build's);
+                    # the build uid needs to traverse it.
+                    os.chmod(self.workdir, 0o755)
                     self._give_to_build([*self.writable, *rw_extra])
             argv = self._bwrap_argv(cmd, cwd, env, rw_extra, ro_extra)
             popen_env: dict[str, str] = {"PATH": DEFAULT_PATH, "LANG": "C.UTF-8"}
@@ -1125,8 +1141,9 @@ class Sandbox:
                     return breach
             if now >= next_disk:
                 started = time.monotonic()
-                if _disk_usage(self.workdir) > limits.disk_bytes:
-                    return _Breach("disk-full", limits.disk_bytes)
+                breach = self._check_workdir()
+                if breach is not None:
+                    return breach
                 # Keep the du cost to a few percent of the time.
                 next_disk = time.monotonic() + max(1.0, 20 * (time.monotonic() - started))
             if proc.poll() is not None:
@@ -1135,10 +1152,12 @@ class Sandbox:
     def _check(self, proc: subprocess.Popen[bytes], cgroup: _Cgroup | None) -> _Breach | None:
         limits = self.limits
         if cgroup is not None:
-            if cgroup.oom_kills() > 0:
-                return _Breach("out-of-memory", limits.memory_bytes)
+            # A refused fork first: a fork bomb also runs the cgroup out of memory, and
+            # the process limit is the one it broke.
             if cgroup.fork_refusals() > 0:
                 return _Breach("too-many-processes", limits.processes)
+            if cgroup.oom_kills() > 0:
+                return _Breach("out-of-memory", limits.memory_bytes)
             if cgroup.cpu_seconds() > limits.cpu_seconds:
                 return _Breach("timeout", limits.cpu_seconds)
         if (
@@ -1149,6 +1168,16 @@ class Sandbox:
             return _Breach("too-many-processes", limits.processes)
         return None
 
+    def _check_workdir(self, at_limit: bool = False) -> _Breach | None:
+        """The work directory's blocks against the disk limit, its inodes against the file-count
+        limit (a tree too bushy and deep to be walked counts as over it)."""
+        usage = tree_usage(self.workdir)
+        if usage.bytes > self.limits.disk_bytes or (at_limit and usage.bytes >= self.limits.disk_bytes):
+            return _Breach("disk-full", self.limits.disk_bytes)
+        if usage.inodes > self.limits.files or not usage.complete:
+            return _Breach("too-many-files", self.limits.files)
+        return None
+
     def _after(self, code: int, cgroup: _Cgroup | None, tail: bytearray) -> _Breach | None:
         """Limits that show only once the hook has ended."""
         limits = self.limits
@@ -1156,11 +1185,16 @@ class Sandbox:
             breach = self._check_final(cgroup)
             if breach is not None:
                 return breach
+        # Measured after every hook, whatever its exit: a hook that ends before the monitor's
+        # next look must not leave 300,000 files (or a disk's worth) for the next step.
+        breach = self._check_workdir(at_limit=code != 0)
+        if breach is not None:
+            return breach
         if code == 0:
             return None
         if code in (-signal.SIGXCPU, 128 + signal.SIGXCPU):
             return _Breach("timeout", limits.cpu_seconds)
-        if code in (-signal.SIGXFSZ, 128 + signal.SIGXFSZ) or (_disk_usage(self.workdir) >= limits.disk_bytes):
+        if code in (-signal.SIGXFSZ, 128 + signal.SIGXFSZ):
             return _Breach("disk-full", limits.disk_bytes)
         if (cgroup is None or cgroup.memory is None) and (
             b"MemoryError" in tail or os.strerror(errno.ENOMEM).encode() in tail
@@ -1170,10 +1204,10 @@ class Sandbox:
 
     def _check_final(self, cgroup: _Cgroup) -> _Breach | None:
         limits = self.limits
-        if cgroup.oom_kills() > 0:
-            return _Breach("out-of-memory", limits.memory_bytes)
         if cgroup.fork_refusals() > 0:
             return _Breach("too-many-processes", limits.processes)
+        if cgroup.oom_kills() > 0:
+            return _Breach("out-of-memory", limits.memory_bytes)
         if cgroup.cpu_seconds() > limits.cpu_seconds:
             return _Breach("timeout", limits.cpu_seconds)
         return None

@@ -7,6 +7,7 @@ and size, and that no member escapes the install directory. Optionally it checks
 the wheel is the one that was asked for (name, version) and that it installs on a
 build target. Every failure is a ``WheelRejected`` that names exactly what is wrong.
 
+``take_wheel`` takes a wheel out of a build's reach before anything reads it.
 ``sha256_file`` is the one hashing helper the project uses.
 """
 
@@ -16,6 +17,9 @@ import base64
 import csv
 import hashlib
 import io
+import os
+import shutil
+import stat
 import zipfile
 import zlib
 from collections.abc import Iterable
@@ -64,6 +68,38 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: fh.read(_CHUNK), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def take_wheel(built: Path, outdir: Path, dest_dir: Path) -> Path:
+    """Copy the wheel a build wrote into ``dest_dir`` (a directory the build's user cannot
+    reach) and return the copy: a file named as a wheel, directly in ``outdir``, regular, and
+    never read through a link (a build could point its "wheel" at /etc/shadow)."""
+    name = built.name
+    try:
+        parse_wheel_filename(name)
+    except InvalidWheelFilename as exc:
+        raise WheelRejected(
+            f"the build backend returned {name!r}, which is not a wheel: {exc}",
+            "build_wheel returns the basename of the .whl file it wrote",
+            reference="invalid-wheel-filename",
+        ) from None
+    if built.parent != outdir:
+        raise WheelRejected(f"the build backend returned a wheel outside its output directory: {built}")
+    dest_dir.mkdir(exist_ok=True)
+    taken = dest_dir / name
+    try:
+        fd = os.open(built, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise WheelRejected(
+            f"the build's wheel {name} cannot be read: {exc.strerror}",
+            "build_wheel must write a regular file (not a link) into its output directory",
+        ) from None
+    with os.fdopen(fd, "rb") as src:
+        if not stat.S_ISREG(os.fstat(src.fileno()).st_mode):
+            raise WheelRejected(f"the build's wheel {name} is not a regular file")
+        with taken.open("xb") as dst:
+            shutil.copyfileobj(src, dst, _CHUNK)
+    return taken
 
 
 def verify_wheel(

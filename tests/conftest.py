@@ -6,6 +6,7 @@ database of their own that is emptied at the start of the session.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import shutil
@@ -279,8 +280,11 @@ def pip_install_from_index(simple_url: str, version: str, tmp: Path, *args: str)
     return python, {str(i["metadata"]["name"]).lower(): str(i["download_info"]["url"]) for i in installed}
 
 
-def make_sdist(root: Path, name: str, version: str, files: dict[str, str], dest: Path) -> Path:
-    """A real sdist (``NAME-VERSION.tar.gz`` in ``dest``) of the project ``files`` describe."""
+def make_sdist(
+    root: Path, name: str, version: str, files: dict[str, str], dest: Path, zeros: dict[str, int] | None = None
+) -> Path:
+    """A real sdist (``NAME-VERSION.tar.gz`` in ``dest``) of the project ``files`` describe;
+    ``zeros`` adds files of that many zero bytes (sparse on disk; gzip makes them tiny)."""
     import tarfile
 
     project = root / f"{name.replace('-', '_')}-{version}"
@@ -288,6 +292,11 @@ def make_sdist(root: Path, name: str, version: str, files: dict[str, str], dest:
         path = project / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text.lstrip())
+    for rel, size in (zeros or {}).items():
+        path = project / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("wb") as fh:
+            fh.truncate(size)
     (project / "PKG-INFO").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
     dest.mkdir(parents=True, exist_ok=True)
     archive = dest / f"{project.name}.tar.gz"
@@ -296,12 +305,10 @@ def make_sdist(root: Path, name: str, version: str, files: dict[str, str], dest:
     return archive
 
 
-@pytest.fixture
-def local_upstream(tmp_path: Path) -> Iterator[tuple[Path, str]]:
-    """An upstream index of the test's own sdists (put them in the yielded directory) that
-    redirects every other project to PyPI, as a devpi or Artifactory in front of PyPI would."""
-    packages = tmp_path / "upstream"
-    packages.mkdir()
+@contextlib.contextmanager
+def upstream_index(packages: Path) -> Iterator[str]:
+    """A pypiserver serving the sdists in ``packages`` that redirects every other project to PyPI,
+    as a devpi or Artifactory in front of PyPI would; yields its simple URL."""
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "pypiserver", "run", "-p", str(port), "-i", "127.0.0.1", "-a", ".", "-P", "."]
@@ -317,7 +324,19 @@ def local_upstream(tmp_path: Path) -> Iterator[tuple[Path, str]]:
         except requests.RequestException:
             return False
 
-    wait_until(up, 30, "the local upstream index")
-    yield packages, f"http://127.0.0.1:{port}/simple/"
-    proc.terminate()
-    proc.wait(timeout=10)
+    try:
+        wait_until(up, 30, "the local upstream index")
+        yield f"http://127.0.0.1:{port}/simple/"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture
+def local_upstream(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    """An upstream index of the test's own sdists (put them in the yielded directory) that
+    redirects every other project to PyPI, as a devpi or Artifactory in front of PyPI would."""
+    packages = tmp_path / "upstream"
+    packages.mkdir()
+    with upstream_index(packages) as url:
+        yield packages, url

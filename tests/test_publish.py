@@ -99,3 +99,38 @@ def test_published_sha256_of_a_missing_file(index: Index) -> None:
 def test_redact_url() -> None:
     assert redact_url("http://u:p@h:1/x") == "http://u:***@h:1/x"
     assert redact_url("http://h/x") == "http://h/x"
+
+
+def test_a_wheel_changed_after_verification_is_not_uploaded(index: Index, tmp_path: Path) -> None:
+    wheel = make_wheel(tmp_path)
+    verified = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    make_wheel(tmp_path, payload=b"# substituted\n")  # same filename, other bytes
+    with pytest.raises(PublishFailed) as info:
+        publish_wheel(wheel, index_url=index.url, user=USER, password=PASSWORD, sha256=verified)
+    assert info.value.reference == "wheel-changed"
+    assert not wheel_on_index(wheel.name, index_url=index.url)
+
+
+def test_an_upload_never_replaces_a_published_file(index: Index, tmp_path: Path) -> None:
+    """The verified upload lands with its hash; another file under the same name is refused and
+    the index keeps serving the first file's bytes."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = make_wheel(tmp_path / "a")
+    first_bytes = first.read_bytes()
+    result = publish_wheel(
+        first, index_url=index.url, user=USER, password=PASSWORD, sha256=hashlib.sha256(first_bytes).hexdigest()
+    )
+    second = make_wheel(tmp_path / "b", payload=b"# a replacement\n")
+    assert second.name == first.name and second.read_bytes() != first_bytes
+    with pytest.raises(AlreadyPublished):
+        publish_wheel(
+            second,
+            index_url=index.url,
+            user=USER,
+            password=PASSWORD,
+            sha256=hashlib.sha256(second.read_bytes()).hexdigest(),
+        )
+    assert published_sha256(first.name, index_url=index.url) == result.sha256
+    served = requests.get(f"{index.url}/packages/{first.name}", timeout=30)
+    assert served.status_code == 200 and served.content == first_bytes

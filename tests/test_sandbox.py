@@ -763,10 +763,16 @@ def test_only_the_writable_parts_of_workdir_are_the_builds(make_sandbox: Callabl
     assert sb.run_command([sys.executable, "-c", script, *map(str, targets)]) == 0
     log = read_log(sb)
     assert f"wrote {targets[0]}" in log
-    assert f"refused {targets[1]} 13" in log  # EACCES: the environment is the worker's
-    assert f"refused {targets[2]} 13" in log
-    assert f"wrote {targets[3]}" in log  # workdir itself stays the build's, as before
+    # The environment is the worker's (EACCES) on a read-only workdir (EROFS).
+    assert f"refused {targets[1]} " in log
+    assert f"refused {targets[2]} " in log
+    # workdir itself is the worker's and read-only: a build cannot plant a module next to where
+    # the worker's tools run, nor rename the environment and put its own in its place.
+    assert f"refused {targets[3]} 30" in log  # EROFS
     assert (env / "site.py").read_text() == "# installed by the worker\n"
+    assert sb.run_command(["/bin/mv", str(env), str(sb.workdir / "moved")]) != 0
+    assert env.is_dir() and not (sb.workdir / "moved").exists()
+    assert os.stat(sb.workdir).st_uid == os.geteuid()
 
 
 @needs_bwrap
