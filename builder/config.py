@@ -62,6 +62,14 @@ class Limits:
     disk_bytes: int = setting(
         8 * 1024**3, env="WHEELYARD_BUILD_DISK", minimum=1024**2, help="bytes a build may write to its disk"
     )
+    # Files, directories and links in the build's work directory (inodes: blocks alone let
+    # 300,000 empty files through).
+    files: int = setting(
+        200_000,
+        env="WHEELYARD_BUILD_FILES",
+        minimum=1,
+        help="files and directories a build may have in its work directory",
+    )
     # A hard cap far above any real build (big numeric builds print tens of MiB of warnings): it
     # stops a build that prints without end. What the record keeps is log_head/tail_bytes.
     log_bytes: int = setting(
@@ -177,11 +185,26 @@ class Settings:
         help="publish a platform wheel without compiled code (its extension failed) as py3-none-any "
         "instead of refusing it as hollow-wheel",
     )
+    # Watch lists (server/watch, docs/watch.md): ensured every interval by `wheelyard beat`.
+    watch_file: Path | None = setting(
+        None, env="WHEELYARD_WATCH_FILE", help="a TOML file of watch lists (requirements, locks, projects; targets)"
+    )
+    watch_interval: int = setting(
+        3600, env="WHEELYARD_WATCH_INTERVAL", minimum=1, help="seconds between runs of the watch lists"
+    )
+    watch_retries: int = setting(
+        4, env="WHEELYARD_WATCH_RETRIES", minimum=0, help="times a watched build that failed is built again"
+    )
+    watch_backoff: int = setting(
+        60, env="WHEELYARD_WATCH_BACKOFF", minimum=1, help="seconds before the first retry; doubled for each next"
+    )
     prebuild_file: Path | None = setting(
-        None, env="WHEELYARD_PREBUILD_FILE", help="a file of 'REQUIREMENT TARGET[,TARGET...]' lines to prebuild"
+        None,
+        env="WHEELYARD_PREBUILD_FILE",
+        help="the old prebuild file ('REQUIREMENT TARGET[,TARGET...]' lines): each line is ensured as a watch list",
     )
     prebuild_interval: int = setting(
-        3600, env="WHEELYARD_PREBUILD_INTERVAL", minimum=1, help="seconds between submissions of the prebuild file"
+        3600, env="WHEELYARD_PREBUILD_INTERVAL", minimum=1, help="seconds between runs of the prebuild file"
     )
     # Demand from clients (server/demand, docs/demand.md).
     miss_limit: int = setting(

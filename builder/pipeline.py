@@ -32,12 +32,10 @@ import os
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 import traceback
 import warnings
-import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +58,7 @@ from builder.sandbox import (
     interpreter_paths,
     run_tool,
 )
+from builder.sdist import UnpackLimits, unpack_sdist
 from builder.secrets import Redactor, secret_paths, secret_values
 from builder.targets import BuildTarget
 from builder.upstream import DistFile, Release, SimpleIndex
@@ -204,15 +203,6 @@ class BuildDirector:
             return self._failed(BuildFailed(f"the build failed: {exc}", "the diagnosis below names the cause"))
         except (BuildException, subprocess.CalledProcessError) as exc:
             return self._failed(BuildFailed(f"the build failed: {exc}", "the diagnosis below names the cause"))
-        except tarfile.FilterError as exc:
-            return self._failed(
-                StepFailed(
-                    f"the sdist was refused: {exc}",
-                    "an sdist holds regular files and directories under one project directory: "
-                    "no member outside it, no links",
-                    reference="unsafe-sdist",
-                )
-            )
         except Exception as exc:  # noqa: BLE001 - every build ends with an outcome, whatever a step raised
             self.log.line(f"wheelyard: internal error in step {self._current}:\n{traceback.format_exc()}")
             return self._failed(
@@ -267,7 +257,8 @@ class BuildDirector:
                 "the worker's probe should not have subscribed to this queue; check `wheelyard worker --probe`",
             )
         archive = self._step("fetch", lambda: self.index.download(sdist, self.workdir / "dist"))
-        srcdir = self._step("unpack", lambda: unpack_sdist(archive, self.workdir / "src"))
+        limits = UnpackLimits(max_bytes=self.settings.limits.disk_bytes, max_files=self.settings.limits.files)
+        srcdir = self._step("unpack", lambda: unpack_sdist(archive, self.workdir / "src", limits))
         env_python = self._step("prepare", lambda: self._create_env(interpreter, self.workdir / "buildenv"))
         sandbox = self._sandbox_for()
         builder = ProjectBuilder(
@@ -395,7 +386,10 @@ class BuildDirector:
             "PATH": os.pathsep.join([venv_bin, "/usr/local/bin", "/usr/bin", "/bin"]),
             "HOME": str(self.private),
             "UV_NO_CONFIG": "1",
-            "UV_CACHE_DIR": str(self.settings.data_dir / "cache" / "uv"),
+            # Per build, in the worker's private part of the work directory: what a build requirement
+            # unpacks is counted in the build's disk limit and goes with the work directory, never
+            # into a shared cache, and the build cannot plant anything in it.
+            "UV_CACHE_DIR": str(self.private / "uv-cache"),
             "UV_PYTHON_DOWNLOADS": "never",
             "UV_SYSTEM_CERTS": "1",  # trust the host's CA store, as pip does
             "PIP_CONFIG_FILE": os.devnull,
@@ -574,25 +568,6 @@ def uv_binary() -> str:
         if found:
             return found
         raise StepFailed("uv is not installed on this worker", "pip install uv") from None
-
-
-def unpack_sdist(archive: Path, dest: Path) -> Path:
-    """Unpack an sdist without letting it write outside ``dest``; return its project directory."""
-    dest.mkdir(parents=True, exist_ok=True)
-    if archive.name.endswith(".zip"):
-        with zipfile.ZipFile(archive) as zf:
-            for member in zf.namelist():
-                target = (dest / member).resolve()
-                if not str(target).startswith(str(dest.resolve()) + os.sep):
-                    raise StepFailed(f"{archive.name} has a member outside its directory: {member}", None)
-            zf.extractall(dest)
-    else:
-        with tarfile.open(archive) as tf:
-            tf.extractall(dest, filter="data")
-    entries = [p for p in dest.iterdir() if p.is_dir()]
-    if len(entries) == 1 and any((entries[0] / f).exists() for f in ("pyproject.toml", "setup.py")):
-        return entries[0]
-    raise StepFailed(f"{archive.name} does not hold one project directory with pyproject.toml or setup.py", None)
 
 
 def work_directory(root: Path | None = None) -> Path:

@@ -70,6 +70,9 @@ class BuildRecord:
     finished_at: float | None = None
     worker: str | None = None
     attempts: int = 0
+    # How many times the build was put back in its queue after its worker was lost: a job
+    # carries the number it was sent with, and one sent before the last recovery is stale.
+    recoveries: int = 0
     wheel: str | None = None
     sha256: str | None = None
     source: str | None = None  # the sdist built, or the upstream wheel mirrored
@@ -178,9 +181,30 @@ class BuildStore:
 
         return self._write(build_id, change)
 
+    def update_if(self, build_id: str, condition: Callable[[BuildRecord], bool], **changes: Any) -> BuildRecord | None:
+        """Change fields of a record only if ``condition`` holds for it as stored, in the same
+        transaction; the record written, or None (no record, or the condition did not hold)."""
+
+        def change(record: BuildRecord | None) -> BuildRecord | None:
+            if record is None or not condition(record):
+                return None
+            for name, value in changes.items():
+                setattr(record, name, value)
+            return record
+
+        return self._write_if(build_id, change)
+
     def _write(self, build_id: str, change: Callable[[BuildRecord | None], BuildRecord]) -> BuildRecord:
+        written = self._write_if(build_id, change)
+        assert written is not None
+        return written
+
+    def _write_if(
+        self, build_id: str, change: Callable[[BuildRecord | None], BuildRecord | None]
+    ) -> BuildRecord | None:
         """The record ``change`` makes of the stored one, written with its index moves in one
-        MULTI/EXEC; WATCH on the record makes a concurrent write start this one again."""
+        MULTI/EXEC; WATCH on the record makes a concurrent write start this one again. When
+        ``change`` returns None nothing is written."""
         key = f"{PREFIX}build:{build_id}"
         written: BuildRecord | None = None
 
@@ -190,6 +214,9 @@ class BuildStore:
             old = BuildRecord.from_json(raw) if raw else None
             before = index_keys(old) if old is not None else set()
             record = change(old)
+            if record is None:
+                written = None
+                return
             after = index_keys(record)
             pipe.multi()
             pipe.set(key, record.to_json())
@@ -201,7 +228,6 @@ class BuildStore:
 
         # redis-py's transaction() is the WATCH/MULTI loop: a concurrent write runs ``write`` again.
         self.redis.transaction(write, key)
-        assert written is not None
         return written
 
     def for_key(self, key: str) -> BuildRecord | None:

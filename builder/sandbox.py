@@ -33,8 +33,10 @@ Limits (:class:`builder.config.Limits`), checked by a monitor loop while the out
 * processes: the cgroup ``pids.max``, a refused fork seen in ``pids.events``; without a pids
   cgroup, ``RLIMIT_NPROC`` (effective only for a non-root uid, as in the bubblewrap case)
   and a count of the process tree;
-* disk: the size of ``workdir`` (every hook's files, sdist, env and wheel) measured while
-  the build runs, ``RLIMIT_FSIZE`` for any one file, and the size of each tmpfs;
+* disk: the size of ``workdir`` (every hook's files, sdist, env, uv cache and wheel) measured
+  while the build runs and after each hook, ``RLIMIT_FSIZE`` for any one file, and the size
+  of each tmpfs;
+* files: the inodes of ``workdir``, counted in the same walk (``builder.workdir.tree_usage``);
 * log: bytes are counted as they stream to the :class:`BuildLog`, never held in memory.
 
 A build that breaks a limit has its whole process tree terminated (SIGTERM, then SIGKILL
@@ -64,6 +66,7 @@ from typing import Protocol
 from builder.config import Limits, Settings
 from builder.errors import WheelyardError
 from builder.secrets import Redactor, is_secret_variable, secret_values
+from builder.workdir import chown_tree, tree_usage
 
 __all__ = [
     "BUILD_HOME",
@@ -94,13 +97,14 @@ RELEASE_TIMEOUT_SECONDS = 30.0
 # How often the limits are checked while output streams.
 POLL_SECONDS = 0.1
 
-CAUSES = ("timeout", "out-of-memory", "too-many-processes", "log-too-large", "disk-full")
+CAUSES = ("timeout", "out-of-memory", "too-many-processes", "log-too-large", "disk-full", "too-many-files")
 _MARKERS = {
     "timeout": "timeout after {limit} s",
     "out-of-memory": "out of memory (limit {limit} bytes)",
     "too-many-processes": "too many processes (limit {limit})",
     "log-too-large": "log too large (limit {limit} bytes)",
     "disk-full": "disk full (limit {limit} bytes)",
+    "too-many-files": "too many files (limit {limit})",
 }
 _HINTS = {
     "timeout": "the build ran longer than allowed; raise WHEELYARD_BUILD_TIMEOUT or "
@@ -112,6 +116,7 @@ _HINTS = {
     "log-too-large": "the build printed more output than the hard cap, which is far above what a real build "
     "prints: it looks like output without end; raise WHEELYARD_BUILD_LOG_BYTES if the build is real",
     "disk-full": "the build wrote more data than allowed; raise WHEELYARD_BUILD_DISK",
+    "too-many-files": "the build created more files and directories than allowed; raise WHEELYARD_BUILD_FILES",
 }
 
 
@@ -130,6 +135,10 @@ class LimitExceeded(WheelyardError):
 
     def __reduce__(self) -> tuple[type[LimitExceeded], tuple[str, int]]:
         return (type(self), (self.cause, self.limit))
+
+    def to_dict(self) -> dict[str, str | None]:
+        # The limit that fired, as the sandbox saw it: the record's diagnosis names it from here.
+        return {**super().to_dict(), "cause": self.cause, "limit": str(self.limit)}
 
 
 def marker_text(cause: str, limit: int) -> str:
@@ -675,34 +684,6 @@ def _process_tree(leader: int, alive: bool = True) -> set[int]:
     return tree
 
 
-def _disk_usage(root: Path) -> int:
-    """Bytes allocated under ``root`` (du-style, hard links once, symlinks not followed)."""
-    total = 0
-    seen: set[tuple[int, int]] = set()
-    stack = [str(root)]
-    while stack:
-        top = stack.pop()
-        try:
-            entries = os.scandir(top)
-        except OSError:
-            continue
-        with entries:
-            for entry in entries:
-                try:
-                    st = entry.stat(follow_symlinks=False)
-                except OSError:
-                    continue
-                if st.st_nlink > 1:
-                    key = (st.st_dev, st.st_ino)
-                    if key in seen:
-                        continue
-                    seen.add(key)
-                total += st.st_blocks * 512
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append(entry.path)
-    return total
-
-
 # --- the sandbox -----------------------------------------------------------------------------
 
 
@@ -918,16 +899,7 @@ class Sandbox:
     def _give_to_build(self, paths: Sequence[Path]) -> None:
         """Make paths writable by the build uid (root worker only)."""
         for top in paths:
-            try:
-                os.lchown(top, BUILD_UID, BUILD_GID)
-            except FileNotFoundError:
-                continue  # a part of workdir the pipeline has not made (yet)
-            for dirpath, dirnames, filenames in os.walk(top):
-                for name in (*dirnames, *filenames):
-                    with contextlib.suppress(FileNotFoundError):
-                        st = os.lstat(os.path.join(dirpath, name))
-                        if st.st_uid != BUILD_UID:
-                            os.lchown(os.path.join(dirpath, name), BUILD_UID, BUILD_GID)
+            chown_tree(top, BUILD_UID, BUILD_GID)
 
     # -- running and watching ---------------------------------------------------------------
 
@@ -1169,8 +1141,9 @@ class Sandbox:
                     return breach
             if now >= next_disk:
                 started = time.monotonic()
-                if _disk_usage(self.workdir) > limits.disk_bytes:
-                    return _Breach("disk-full", limits.disk_bytes)
+                breach = self._check_workdir()
+                if breach is not None:
+                    return breach
                 # Keep the du cost to a few percent of the time.
                 next_disk = time.monotonic() + max(1.0, 20 * (time.monotonic() - started))
             if proc.poll() is not None:
@@ -1179,10 +1152,12 @@ class Sandbox:
     def _check(self, proc: subprocess.Popen[bytes], cgroup: _Cgroup | None) -> _Breach | None:
         limits = self.limits
         if cgroup is not None:
-            if cgroup.oom_kills() > 0:
-                return _Breach("out-of-memory", limits.memory_bytes)
+            # A refused fork first: a fork bomb also runs the cgroup out of memory, and
+            # the process limit is the one it broke.
             if cgroup.fork_refusals() > 0:
                 return _Breach("too-many-processes", limits.processes)
+            if cgroup.oom_kills() > 0:
+                return _Breach("out-of-memory", limits.memory_bytes)
             if cgroup.cpu_seconds() > limits.cpu_seconds:
                 return _Breach("timeout", limits.cpu_seconds)
         if (
@@ -1193,6 +1168,16 @@ class Sandbox:
             return _Breach("too-many-processes", limits.processes)
         return None
 
+    def _check_workdir(self, at_limit: bool = False) -> _Breach | None:
+        """The work directory's blocks against the disk limit, its inodes against the file-count
+        limit (a tree too bushy and deep to be walked counts as over it)."""
+        usage = tree_usage(self.workdir)
+        if usage.bytes > self.limits.disk_bytes or (at_limit and usage.bytes >= self.limits.disk_bytes):
+            return _Breach("disk-full", self.limits.disk_bytes)
+        if usage.inodes > self.limits.files or not usage.complete:
+            return _Breach("too-many-files", self.limits.files)
+        return None
+
     def _after(self, code: int, cgroup: _Cgroup | None, tail: bytearray) -> _Breach | None:
         """Limits that show only once the hook has ended."""
         limits = self.limits
@@ -1200,11 +1185,16 @@ class Sandbox:
             breach = self._check_final(cgroup)
             if breach is not None:
                 return breach
+        # Measured after every hook, whatever its exit: a hook that ends before the monitor's
+        # next look must not leave 300,000 files (or a disk's worth) for the next step.
+        breach = self._check_workdir(at_limit=code != 0)
+        if breach is not None:
+            return breach
         if code == 0:
             return None
         if code in (-signal.SIGXCPU, 128 + signal.SIGXCPU):
             return _Breach("timeout", limits.cpu_seconds)
-        if code in (-signal.SIGXFSZ, 128 + signal.SIGXFSZ) or (_disk_usage(self.workdir) >= limits.disk_bytes):
+        if code in (-signal.SIGXFSZ, 128 + signal.SIGXFSZ):
             return _Breach("disk-full", limits.disk_bytes)
         if (cgroup is None or cgroup.memory is None) and (
             b"MemoryError" in tail or os.strerror(errno.ENOMEM).encode() in tail
@@ -1214,10 +1204,10 @@ class Sandbox:
 
     def _check_final(self, cgroup: _Cgroup) -> _Breach | None:
         limits = self.limits
-        if cgroup.oom_kills() > 0:
-            return _Breach("out-of-memory", limits.memory_bytes)
         if cgroup.fork_refusals() > 0:
             return _Breach("too-many-processes", limits.processes)
+        if cgroup.oom_kills() > 0:
+            return _Breach("out-of-memory", limits.memory_bytes)
         if cgroup.cpu_seconds() > limits.cpu_seconds:
             return _Breach("timeout", limits.cpu_seconds)
         return None

@@ -14,12 +14,16 @@ Every option is set on purpose:
 - ``throws``: expected failures are logged as such, without a traceback.
 - failed builds are never retried in a loop: only an upstream that did not answer is
   retried, three times with backoff.
+- a whole worker that is lost does not wait for the visibility timeout: the next live worker's
+  heartbeat sends its build again (``builder.worker.LostBuilds``, through ``build_sender``),
+  numbered, and the lost job, once Celery redelivers it, is stale and skipped.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,6 +80,15 @@ def time_limits(wall_seconds: int) -> TimeLimits:
     return TimeLimits(wall, soft, hard, visibility, max(1, min(60, visibility // 10)))
 
 
+def build_sender(app: Celery) -> Callable[[str, str, int], None]:
+    """Sends a lost build's job again, with its recovery number (see ``run_build``)."""
+
+    def send(build_id: str, queue: str, recovery: int) -> None:
+        app.send_task(BUILD_TASK, args=[build_id], kwargs={"recovery": recovery}, queue=queue)
+
+    return send
+
+
 def create_celery_app(settings: Settings, redis_url: str) -> Celery:
     limits = time_limits(settings.limits.wall_seconds)
     app = Celery("wheelyard", broker=broker_url(redis_url), set_as_current=False)
@@ -128,7 +141,7 @@ def register_tasks(
         throws=(WheelyardError,),
         max_retries=3,
     )
-    def build(self: Any, build_id: str) -> str | None:
+    def build(self: Any, build_id: str, recovery: int = 0) -> str | None:
         store = BuildStore(connect(redis_url), log_limit=stored_limit(settings.log_head_bytes, settings.log_tail_bytes))
         try:
             outcome = run_build(
@@ -138,6 +151,7 @@ def register_tasks(
                 build_id,
                 worker_name=worker_name,
                 upload_password=upload_password,
+                recovery=recovery,
             )
         except SoftTimeLimitExceeded:
             # Without this the record would stay "building" for ever: the job is acknowledged

@@ -9,30 +9,42 @@ worker's file once Redis answers, and the records that matter (the start of an a
 outcome) are retried until Redis is back (``REDIS_RETRY_SECONDS``). Were the outcome lost, the
 job would be acknowledged while its record still said "building", and nothing would ever run
 it again.
+
+Every build ends with an outcome: an unexpected exception anywhere in a build is a ``failed``
+record (``internal-error``, the traceback in its log). A build whose worker is gone (its
+registration expired, or it registered again since the build started: a restart) is put back
+in its queue by the next live worker's heartbeat (``LostBuilds``), within about a minute
+rather than Celery's visibility timeout. Each such recovery is numbered in the record
+(``recoveries``) and the job sent carries the number: the lost worker's own job, redelivered
+by Celery much later, is stale and skipped, so the build runs again exactly once. An attempt's
+work directory is leased to its process (``builder.workdir``) and swept once that process is
+gone.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import shutil
 import socket
 import threading
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import redis
+from celery.exceptions import SoftTimeLimitExceeded
 
 from builder.buildlog import StoredLog, stored_form
 from builder.capabilities import Capabilities
 from builder.config import Settings
-from builder.pipeline import BuildDirector, BuildJob, BuildLog, BuildOutcome, work_directory
-from builder.records import DONE, BuildRecord, BuildStore
-from builder.sandbox import remove_stale_cgroups
+from builder.pipeline import BuildDirector, BuildJob, BuildLog, BuildOutcome
+from builder.records import DONE, BuildRecord, BuildStore, status_index
+from builder.sandbox import CAUSES, marker_line, remove_stale_cgroups
 from builder.targets import BuildTarget
 from builder.tasks import MIRROR_QUEUE
+from builder.workdir import WorkDirectory, sweep
 
 logger = logging.getLogger(__name__)
 
@@ -118,17 +130,19 @@ def run_build(
     *,
     worker_name: str,
     upload_password: str | None = None,
+    recovery: int = 0,
 ) -> BuildOutcome | None:
-    """Run one build; None when the record is gone or already finished (a redelivered job)."""
+    """Run one build; None when the record is gone or already finished (a redelivered job), or
+    the job is stale (sent before the build's last recovery, ``recovery`` below the record's)."""
     record = retry_redis(lambda: store.get(build_id), f"build {build_id}: reading the record")
     if record is None or record.status in DONE:
         return None
     attempts = record.attempts + 1
 
-    def start() -> None:
-        store.clear_log(build_id)
-        store.update(
+    def start() -> BuildRecord | None:
+        started = store.update_if(
             build_id,
+            lambda r: r.status not in DONE and r.recoveries == recovery,
             status="building",
             step="start",
             started_at=time.time(),
@@ -138,65 +152,146 @@ def run_build(
             error=None,
             diagnosis=None,
         )
+        if started is not None:
+            store.clear_log(build_id)
+        return started
 
-    retry_redis(start, f"build {build_id}: recording the start")
-    # A pool process killed mid-build (kill -9, time limit) leaves its cgroups behind.
+    started = retry_redis(start, f"build {build_id}: recording the start")
+    if started is None:
+        logger.warning("build %s: this job (recovery %d) is stale or the build is done; skipped", build_id, recovery)
+        return None
+    # A pool process killed mid-build (kill -9, time limit) leaves its cgroups and work directory behind.
     remove_stale_cgroups()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
     workroot = settings.data_dir / "work"
-    workroot.mkdir(exist_ok=True)
-    workdir = work_directory(workroot)
-    progress = Progress(store, build_id, StoredLog(settings.log_head_bytes, settings.log_tail_bytes))
-    log = BuildLog(workdir / "build.log", sink=progress.log)
-    job = BuildJob(
-        build_id=build_id,
-        name=record.name,
-        version=record.version,
-        target=BuildTarget.parse(record.target),
-        from_source=record.from_source,
+    sweep(workroot)
+    with WorkDirectory(workroot) as workdir:
+        progress = Progress(store, build_id, StoredLog(settings.log_head_bytes, settings.log_tail_bytes))
+        log = BuildLog(workdir.path / "build.log", sink=progress.log)
+        try:
+            outcome = _run_director(settings, capabilities, record, workdir.path, log, progress, upload_password)
+            changes = _outcome_changes(outcome, store, record, capabilities, log)
+            progress.finish_log(log.path)
+        finally:
+            log.close()
+    mine = retry_redis(
+        lambda: store.update_if(
+            build_id,
+            lambda r: r.worker == worker_name and r.recoveries == recovery and r.status == "building",
+            **changes,
+        ),
+        f"build {build_id}: recording the outcome",
     )
+    if mine is None:
+        # Another worker took the build over (this one was thought lost): its outcome stands.
+        logger.warning("build %s: taken over by another worker; this attempt's outcome is not recorded", build_id)
+    return outcome
 
+
+def _run_director(
+    settings: Settings,
+    capabilities: Capabilities,
+    record: BuildRecord,
+    workdir: Path,
+    log: BuildLog,
+    progress: Progress,
+    upload_password: str | None,
+) -> BuildOutcome:
+    """The build's outcome, whatever happens in it: an exception no step expected is a failed
+    build with its traceback in the log, never a record left "building"."""
     try:
-        director = BuildDirector(
-            settings,
-            capabilities,
-            job,
-            workdir=workdir,
-            log=log,
-            report=progress.step,
-            upload_password=upload_password,
+        job = BuildJob(
+            build_id=record.id,
+            name=record.name,
+            version=record.version,
+            target=BuildTarget.parse(record.target),
+            from_source=record.from_source,
         )
-        outcome = director.run()
-        changes: dict[str, Any] = {
-            "status": outcome.status,
-            "step": None,
-            "finished_at": time.time(),
-            "wheel": outcome.wheel,
-            "sha256": outcome.sha256,
-            "source": outcome.source,
-            "error": outcome.error,
-            "timings": outcome.timings,
-        }
-        if outcome.status == "failed":
-            from builder.diagnosis import RULESET_VERSION
+        director = BuildDirector(
+            settings, capabilities, job, workdir=workdir, log=log, report=progress.step, upload_password=upload_password
+        )
+        return director.run()
+    except SoftTimeLimitExceeded:
+        raise  # the task records it (task-time-limit)
+    except Exception as exc:  # noqa: BLE001 - the record must get an outcome
+        logger.exception("build %s: unexpected error", record.id)
+        log.write(traceback.format_exc().encode())
+        message = f"the build stopped on an unexpected error: {type(exc).__name__}: {exc}"
+        hint = "a bug in wheelyard or a problem of the worker's host: the log has the traceback; retry with --retry"
+        log.line(f"wheelyard: build failed: {message}")
+        error = {"error": "internal-error", "message": message, "hint": hint}
+        return BuildOutcome("failed", error=error, log_path=log.path)
 
-            diagnosis = diagnose_log(log.path)
-            try:
-                fingerprint = store.capabilities_for(record.queue) or capabilities.fingerprint()
-            except REDIS_DOWN:
-                fingerprint = capabilities.fingerprint()
-            changes.update(diagnosis=diagnosis, ruleset=RULESET_VERSION, capabilities=fingerprint)
-            primary = (diagnosis or {}).get("primary") or {}
-            log.line(
-                f"wheelyard: diagnosis: {primary.get('category', 'unknown')} ({primary.get('rule', '-')})"
-                f" at line {primary.get('line', '-')}: {primary.get('detail') or primary.get('explanation') or ''}"
-            )
-        progress.finish_log(log.path)
-        record_outcome(store, build_id, **changes)
-        return outcome
-    finally:
-        log.close()
-        shutil.rmtree(workdir, ignore_errors=True)
+
+def _outcome_changes(
+    outcome: BuildOutcome, store: BuildStore, record: BuildRecord, capabilities: Capabilities, log: BuildLog
+) -> dict[str, Any]:
+    """The fields of the record an outcome sets (a failed build's with its diagnosis)."""
+    changes: dict[str, Any] = {
+        "status": outcome.status,
+        "step": None,
+        "finished_at": time.time(),
+        "wheel": outcome.wheel,
+        "sha256": outcome.sha256,
+        "source": outcome.source,
+        "error": outcome.error,
+        "timings": outcome.timings,
+    }
+    if outcome.status != "failed":
+        return changes
+    from builder.diagnosis import RULESET_VERSION
+
+    diagnosis = limit_diagnosis(outcome.error or {}, diagnose_log(log.path), _failure_line(log.path))
+    try:
+        fingerprint = store.capabilities_for(record.queue) or capabilities.fingerprint()
+    except REDIS_DOWN:
+        fingerprint = capabilities.fingerprint()
+    changes.update(diagnosis=diagnosis, ruleset=RULESET_VERSION, capabilities=fingerprint)
+    primary = (diagnosis or {}).get("primary") or {}
+    log.line(
+        f"wheelyard: diagnosis: {primary.get('category', 'unknown')} ({primary.get('rule', '-')})"
+        f" at line {primary.get('line', '-')}: {primary.get('detail') or primary.get('explanation') or ''}"
+    )
+    return changes
+
+
+def limit_diagnosis(
+    error: dict[str, Any], diagnosis: dict[str, Any] | None, line: int | None = None
+) -> dict[str, Any] | None:
+    """A build stopped at a limit is diagnosed by the limit the sandbox (or the unpacking)
+    recorded (``error["cause"]`` and ``error["limit"]``), whatever else its log matched: the
+    cause of that limit's marker rule becomes the primary one (``line``: where the log says
+    the build failed, for a limit that left no marker in it)."""
+    cause, limit = error.get("cause"), str(error.get("limit"))
+    if cause not in CAUSES or not limit.isdigit() or diagnosis is None:
+        return diagnosis
+    from builder.diagnosis import diagnose
+
+    marked = diagnose([marker_line(str(cause), int(limit))]).to_dict()["primary"]
+    causes = list(diagnosis.get("causes") or [])
+    found = [c for c in causes if c.get("rule") == marked["rule"]]
+    if found:
+        chosen = found[0]
+    else:
+        # Not in the log (the sdist was refused before anything ran): the error says it.
+        message = error.get("message")
+        chosen = {**marked, "line": line, "text": message, "excerpt": message, "excerpt_start": line}
+    if (diagnosis.get("primary") or {}).get("rule") == chosen["rule"]:
+        return diagnosis
+    return {
+        **diagnosis,
+        "diagnosed": True,
+        "primary": chosen,
+        "causes": [chosen, *(c for c in causes if c is not chosen)],
+    }
+
+
+def _failure_line(path: Path) -> int | None:
+    """The number of the line where the log says the build failed."""
+    with contextlib.suppress(OSError), path.open("rb") as fh:
+        for number, text in enumerate(fh, 1):
+            if text.startswith(b"wheelyard: build failed:"):
+                return number
+    return None
 
 
 def diagnose_log(path: Path) -> dict[str, Any] | None:
@@ -210,14 +305,97 @@ def diagnose_log(path: Path) -> dict[str, Any] | None:
         return None
 
 
-class Heartbeat:
-    """Keeps the worker's registration (its queues and capabilities) alive in Redis while it runs."""
+# (build id, queue, recovery number): sends the build's job again.
+SendRecovered = Callable[[str, str, int], None]
 
-    def __init__(self, store: BuildStore, name: str, info: dict[str, Any], interval: float = 10.0) -> None:
+
+class LostBuilds:
+    """Puts the builds whose worker is gone back in their queue, each once.
+
+    A build is lost when it says "building" on a worker that is not registered (its
+    heartbeat lapsed) or that registered after the build started (a restart under the same
+    name). It must be seen so on two checks at least ``grace`` seconds apart: a worker whose
+    heartbeat failed only while Redis was away has registered again by then. Claiming it is
+    one conditional write (still building on that worker), so two live workers checking at
+    once recover it once.
+    """
+
+    def __init__(self, store: BuildStore, send: SendRecovered, grace: float = 9.0) -> None:
+        self.store = store
+        self.send = send
+        self.grace = grace
+        self._suspects: dict[str, float] = {}
+
+    def lost(self) -> list[BuildRecord]:
+        live = self.store.workers()
+        building, _ = self.store.find([[status_index("building")]], limit=1000)
+
+        def gone(record: BuildRecord) -> bool:
+            info = live.get(record.worker or "")
+            if info is None:
+                return record.worker is not None
+            return float(info.get("started_at") or 0) > (record.started_at or 0) + 1
+
+        return [r for r in building if gone(r)]
+
+    def check(self) -> list[str]:
+        """Recover what has been lost for ``grace`` seconds; the ids put back in a queue."""
+        now = time.monotonic()
+        previous = self._suspects
+        suspects = {r.id: (r, previous.get(r.id, now)) for r in self.lost()}
+        self._suspects = {build_id: since for build_id, (_, since) in suspects.items()}
+        recovered = []
+        for build_id, (record, since) in suspects.items():
+            if build_id not in previous or now - since < self.grace:
+                continue
+            if self.recover(record):
+                recovered.append(build_id)
+                self._suspects.pop(build_id, None)
+        return recovered
+
+    def recover(self, record: BuildRecord) -> bool:
+        lost_worker = record.worker
+        claimed = self.store.update_if(
+            record.id,
+            lambda r: r.status == "building" and r.worker == lost_worker and r.recoveries == record.recoveries,
+            status="queued",
+            step=f"requeued: worker {lost_worker} was lost",
+            worker=None,
+            recoveries=record.recoveries + 1,
+        )
+        if claimed is None:
+            return False
+        try:
+            self.send(record.id, record.queue, claimed.recoveries)
+        except Exception:
+            # Not sent: as it was, so that the next check tries again.
+            self.store.update(
+                record.id, status="building", step=record.step, worker=lost_worker, recoveries=record.recoveries
+            )
+            raise
+        logger.warning(
+            "build %s: worker %s was lost; queued again (recovery %d)", record.id, lost_worker, claimed.recoveries
+        )
+        return True
+
+
+class Heartbeat:
+    """Keeps the worker's registration (its queues and capabilities) alive in Redis while it runs;
+    after each beat, ``on_beat`` (the recovery of lost builds) runs."""
+
+    def __init__(
+        self,
+        store: BuildStore,
+        name: str,
+        info: dict[str, Any],
+        interval: float = 10.0,
+        on_beat: Callable[[], object] | None = None,
+    ) -> None:
         self.store = store
         self.name = name
         self.info = info
         self.interval = interval
+        self.on_beat = on_beat
         self._failing = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="wheelyard-heartbeat", daemon=True)
@@ -240,6 +418,11 @@ class Heartbeat:
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
             self._beat()
+            if self.on_beat is not None and not self._failing:
+                try:
+                    self.on_beat()
+                except Exception:  # noqa: BLE001 - Redis may be away; the next beat tries again
+                    logger.exception("recovery of lost builds failed")
 
     def stop(self) -> None:
         self._stop.set()

@@ -36,6 +36,7 @@ from server.ensure.holdings import private_check
 from server.index_api import index_router
 from server.misses.routes import create_demand_router
 from server.service import BuildService, count_builds, find_builds, present
+from server.watch.routes import watch_router
 
 logger = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
@@ -238,6 +239,7 @@ def create_app(
     )
 
     app.include_router(create_demand_router(settings, service))
+    app.include_router(watch_router(client))
 
     # -- errors, in one place ----------------------------------------------------------------
     @app.exception_handler(WheelyardError)

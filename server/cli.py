@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     diagnose.add_argument("args", nargs=argparse.REMAINDER)
 
-    sub.add_parser("beat", help="run the scheduler of prebuild jobs")
+    sub.add_parser("beat", help="run the scheduler of watch lists (WHEELYARD_WATCH_FILE)")
     config = sub.add_parser("config", help="print the settings every command here would run with (no secrets)")
     config.add_argument("--json", action="store_true", help="as JSON")
     reindex = sub.add_parser(
@@ -215,8 +215,9 @@ def cmd_worker(args: argparse.Namespace, settings: Settings, out: TextIO, err: T
     from builder.capabilities import resolve_parallelism
     from builder.records import BuildStore, connect
     from builder.sandbox import limit_mechanisms, sandbox_available
-    from builder.tasks import create_celery_app, register_tasks
-    from builder.worker import Heartbeat, default_worker_name, worker_info, worker_queues
+    from builder.tasks import build_sender, create_celery_app, register_tasks
+    from builder.workdir import sweep
+    from builder.worker import Heartbeat, LostBuilds, default_worker_name, worker_info, worker_queues
 
     capabilities, targets = _worker_targets(settings, args.targets)
     for unusable in capabilities.unusable:
@@ -251,7 +252,9 @@ def cmd_worker(args: argparse.Namespace, settings: Settings, out: TextIO, err: T
     app = create_celery_app(settings, redis_url)
     register_tasks(app, settings, redis_url, capabilities, name, upload_password(settings))
     store = BuildStore(connect(redis_url))
-    heartbeat = Heartbeat(store, name, worker_info(capabilities, targets))
+    sweep(settings.data_dir / "work")  # what attempts killed with an earlier worker left
+    lost = LostBuilds(store, build_sender(app))
+    heartbeat = Heartbeat(store, name, worker_info(capabilities, targets), on_beat=lost.check)
     heartbeat.start()
     err.write(f"wheelyard worker {name}: serving {', '.join(queues)}; {parallelism.line()}\n")
     try:

@@ -1,17 +1,19 @@
-"""Scheduled prebuild jobs: keep the index ahead of demand.
+"""Scheduled watch lists: keep the index ahead of demand.
 
-``wheelyard beat`` runs Celery beat together with a single-process worker of its own
-queue. Every ``prebuild_interval`` seconds beat sends ``wheelyard.prebuild``, which reads
-the prebuild file (``REQUIREMENT TARGET[,TARGET...]`` per line, ``#`` comments) and submits
-each line like any request: targets already on the index answer at once, the others are
-queued for the workers. A bad line is reported and skipped; it never stops the others.
+``wheelyard beat`` runs Celery beat together with a single-process worker of its own queue.
+Every ``watch_interval`` seconds beat sends ``wheelyard.watch``, which reads the watch file
+(``server.watch.lists``) and sends one
+``wheelyard.watch-list`` task per list. That task ensures the list's closure for its targets
+through the ensure core, as ``wheelyard ensure`` would: a new upstream release of a watched
+project, or a target added to a list, is asked for at the next run. Failed builds are built
+again through Celery's retry with a doubling countdown (``server.watch.run`` says which).
+The old prebuild file (``server.watch.prebuild``) is still submitted, line by line, on its own interval.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 from celery import Celery
 
@@ -21,51 +23,30 @@ from builder.records import BuildStore, connect
 from builder.tasks import BUILD_TASK, create_celery_app
 from builder.upstream import SimpleIndex
 from server.service import BuildService
+from server.watch.lists import WatchList, read_watch_file
+from server.watch.prebuild import CONVERT_HINT, read_prebuild_file, submit_prebuilds
+from server.watch.run import ListRunner, WatchState
 
 logger = logging.getLogger(__name__)
 
 SCHEDULE_QUEUE = "wheelyard.schedule"
+WATCH_TASK = "wheelyard.watch"
+WATCH_LIST_TASK = "wheelyard.watch-list"
 PREBUILD_TASK = "wheelyard.prebuild"
 
 
-@dataclass(frozen=True)
-class PrebuildLine:
-    number: int
-    requirement: str
-    targets: tuple[str, ...]
+def load_watch_lists(settings: Settings) -> list[WatchList]:
+    """The watch file's lists, checked (none without a watch file)."""
+    from server.ensure.targets import expand_targets
 
-
-def read_prebuild_file(path: Path) -> list[PrebuildLine]:
-    lines = []
-    for number, raw in enumerate(path.read_text().splitlines(), start=1):
-        text = raw.split("#", 1)[0].strip()
-        if not text:
-            continue
-        parts = text.split()
-        if len(parts) != 2:
-            raise WheelyardError(
-                f"{path}:{number}: expected 'REQUIREMENT TARGET[,TARGET...]', got {raw.strip()!r}",
-                "for example: markupsafe==3.0.2 cp312-manylinux_x86_64,cp313-manylinux_x86_64",
-                reference="invalid-prebuild-file",
-            )
-        lines.append(PrebuildLine(number, parts[0], tuple(t for t in parts[1].split(",") if t)))
-    return lines
-
-
-def submit_prebuilds(service: BuildService, path: Path) -> dict[str, int]:
-    """Submit every line of the prebuild file; count what was created, already there, refused."""
-    counts = {"created": 0, "existing": 0, "refused": 0}
-    for line in read_prebuild_file(path):
-        try:
-            for submission in service.submit(line.requirement, line.targets):
-                counts["created" if submission.created else "existing"] += 1
-        except WheelyardError as exc:
-            counts["refused"] += 1
-            logger.warning("%s:%d: %s", path, line.number, exc.message)
-    return counts
+    if settings.watch_file is None:
+        return []
+    return read_watch_file(settings.watch_file, check_targets=expand_targets)
 
 
 def create_schedule_app(settings: Settings, redis_url: str) -> Celery:
+    from server.ensure.api import make_ensurer
+
     app = create_celery_app(settings, redis_url)
     store = BuildStore(connect(redis_url), log_limit=settings.limits.log_bytes)
 
@@ -79,6 +60,35 @@ def create_schedule_app(settings: Settings, redis_url: str) -> Celery:
         from_source_default=settings.from_source_default,
         glibc_max=settings.manylinux_glibc_max,
     )
+    runner = ListRunner(
+        make_ensurer(settings, service),
+        service,
+        WatchState(store.redis),
+        retries=settings.watch_retries,
+        backoff=settings.watch_backoff,
+    )
+
+    @app.task(name=WATCH_TASK, ignore_result=True)  # type: ignore[untyped-decorator]
+    def watch() -> int:
+        try:
+            lists = load_watch_lists(settings)
+        except WheelyardError as exc:
+            # A file edited badly since beat started: said in the log, nothing ensured until it is fixed.
+            logger.error("watch: %s [%s]%s", exc.message, exc.reference, f" hint: {exc.hint}" if exc.hint else "")
+            return 0
+        for watch_list in lists:
+            app.send_task(WATCH_LIST_TASK, args=[watch_list.to_dict()], queue=SCHEDULE_QUEUE)
+        return len(lists)
+
+    @app.task(  # type: ignore[untyped-decorator]
+        name=WATCH_LIST_TASK, bind=True, max_retries=settings.watch_retries, acks_late=True, ignore_result=True
+    )
+    def watch_list(self: Any, data: dict[str, Any], resubmit: list[dict[str, Any]] | None = None) -> None:
+        attempt = self.request.retries
+        outcome = runner.run(WatchList.from_dict(data), attempt, resubmit or [])
+        countdown = runner.countdown(outcome, attempt)
+        if countdown is not None:
+            raise self.retry(countdown=countdown, kwargs={"resubmit": outcome.retry})
 
     @app.task(name=PREBUILD_TASK, acks_late=True, ignore_result=True, throws=(WheelyardError,))  # type: ignore[untyped-decorator]
     def prebuild() -> dict[str, int]:
@@ -88,24 +98,28 @@ def create_schedule_app(settings: Settings, redis_url: str) -> Celery:
         logger.info("prebuild: %s", counts)
         return counts
 
-    app.conf.beat_schedule = {
-        "prebuild": {
-            "task": PREBUILD_TASK,
-            "schedule": float(settings.prebuild_interval),
-            "options": {"queue": SCHEDULE_QUEUE, "expires": float(settings.prebuild_interval)},
-        }
-    }
+    app.conf.beat_schedule = {}
+    for entry, task, every, wanted in (
+        ("watch", WATCH_TASK, settings.watch_interval, settings.watch_file),
+        ("prebuild", PREBUILD_TASK, settings.prebuild_interval, settings.prebuild_file),
+    ):
+        if wanted is not None:
+            options = {"queue": SCHEDULE_QUEUE, "expires": float(every)}
+            app.conf.beat_schedule[entry] = {"task": task, "schedule": float(every), "options": options}
     return app
 
 
 def run_beat(settings: Settings, redis_url: str) -> None:
-    if settings.prebuild_file is None:
+    if settings.watch_file is None and settings.prebuild_file is None:
         raise WheelyardError(
-            "no prebuild file is configured",
-            "set WHEELYARD_PREBUILD_FILE to a file of 'REQUIREMENT TARGET[,TARGET...]' lines",
+            "no watch file is configured",
+            "set WHEELYARD_WATCH_FILE to a watch list file (docs/watch.md says how to write one)",
             reference="invalid-configuration",
         )
-    read_prebuild_file(settings.prebuild_file)  # refuse a bad file before starting
+    load_watch_lists(settings)  # refuse a bad file before starting
+    if settings.prebuild_file is not None:
+        read_prebuild_file(settings.prebuild_file)
+        logger.warning("%s", CONVERT_HINT)
     app = create_schedule_app(settings, redis_url)
     schedule_db = settings.data_dir / "beat-schedule"
     settings.data_dir.mkdir(parents=True, exist_ok=True)

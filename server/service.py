@@ -6,6 +6,7 @@ requirement or a release upstream does not have refuses the whole request.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -124,6 +125,8 @@ class BuildService:
         return Submission(record, created=True)
 
     def _needs_new_build(self, existing: BuildRecord, from_source: bool, retry: bool) -> bool:
+        if retry and existing.status == "building" and self._worker_lost(existing):
+            return self._end_lost(existing)
         if existing.status in ACTIVE or existing.status == "published":
             return False
         if existing.status == "mirrored":
@@ -138,6 +141,31 @@ class BuildService:
             return True
         current = self.store.capabilities_for(existing.queue)
         return bool(current) and current != existing.capabilities
+
+    def _worker_lost(self, record: BuildRecord) -> bool:
+        """Whether a building record's worker is gone: not registered, or registered again
+        after the build started (a restart)."""
+        info = self.store.workers().get(record.worker or "")
+        if info is None:
+            return True
+        return float(info.get("started_at") or 0) > (record.started_at or 0) + 1
+
+    def _end_lost(self, record: BuildRecord) -> bool:
+        """Record a lost attempt as failed (its job, redelivered later, then finds it done) so
+        that a retry creates a new attempt; whether it was still the lost attempt."""
+        ended = self.store.update_if(
+            record.id,
+            lambda r: r.status == "building" and r.worker == record.worker and r.started_at == record.started_at,
+            status="failed",
+            step=None,
+            finished_at=time.time(),
+            error={
+                "error": "worker-lost",
+                "message": f"the worker {record.worker} was lost while it built this",
+                "hint": "a retry builds it again; see the worker's host for why it stopped",
+            },
+        )
+        return ended is not None
 
 
 def shown_status(record: BuildRecord, served: dict[str, list[str]]) -> str:

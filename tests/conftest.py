@@ -280,8 +280,11 @@ def pip_install_from_index(simple_url: str, version: str, tmp: Path, *args: str)
     return python, {str(i["metadata"]["name"]).lower(): str(i["download_info"]["url"]) for i in installed}
 
 
-def make_sdist(root: Path, name: str, version: str, files: dict[str, str], dest: Path) -> Path:
-    """A real sdist (``NAME-VERSION.tar.gz`` in ``dest``) of the project ``files`` describe."""
+def make_sdist(
+    root: Path, name: str, version: str, files: dict[str, str], dest: Path, zeros: dict[str, int] | None = None
+) -> Path:
+    """A real sdist (``NAME-VERSION.tar.gz`` in ``dest``) of the project ``files`` describe;
+    ``zeros`` adds files of that many zero bytes (sparse on disk; gzip makes them tiny)."""
     import tarfile
 
     project = root / f"{name.replace('-', '_')}-{version}"
@@ -289,6 +292,11 @@ def make_sdist(root: Path, name: str, version: str, files: dict[str, str], dest:
         path = project / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text.lstrip())
+    for rel, size in (zeros or {}).items():
+        path = project / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("wb") as fh:
+            fh.truncate(size)
     (project / "PKG-INFO").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
     dest.mkdir(parents=True, exist_ok=True)
     archive = dest / f"{project.name}.tar.gz"

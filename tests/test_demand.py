@@ -285,7 +285,9 @@ def demo_upstream(local_upstream: tuple[Path, str], tmp_path: Path) -> str:
     packages, url = local_upstream
     older = {**DEMO_PROJECT, "pyproject.toml": DEMO_PROJECT["pyproject.toml"].replace("0.2.0", "0.1.0")}
     make_sdist(tmp_path / "src", DEMO, "0.1.0", older, packages)
-    make_sdist(tmp_path / "src", DEMO, "0.2.0", DEMO_PROJECT, packages)
+    # The newest needs a project of its own from upstream (PyPI's, through the local upstream): its closure.
+    newest = {**DEMO_PROJECT, "pyproject.toml": DEMO_PROJECT["pyproject.toml"] + 'dependencies = ["six"]\n'}
+    make_sdist(tmp_path / "src", DEMO, "0.2.0", newest, packages)
     return url
 
 
@@ -312,7 +314,9 @@ def test_build_on_miss_asks_once_and_never_for_a_private_name(
         30,
         "the outcome noted on the miss",
     )
-    assert note == "wheelyard-miss-demo 0.2.0: queued"
+    assert note.startswith(f"{DEMO}==0.2.0 and its closure (2 distributions): "), note
+    # The closure: six, from upstream, asked for too (mirrored: its one wheel serves every target).
+    assert [b["target"] for b in builds_of(s, "six")] == ["py3-none-any"]
     # The same miss again within the cooldown asks for nothing more.
     assert report(s, f"/simple/{DEMO}/", agents["pip312"])["build"] == "rate-limited"
     assert len(builds_of(s, DEMO)) == 1
@@ -367,6 +371,8 @@ def test_a_real_pip_miss_is_built_and_the_next_install_succeeds(
     build = wait_until(lambda: builds_of(s, DEMO), 30, "the build asked for on the miss")[0]
     done = s.wait_done(build["id"])
     assert done["status"] == "published", (done, s.log("worker-miss"))
+    six = wait_until(lambda: builds_of(s, "six"), 30, "the closure's six to be asked for")[0]
+    assert s.wait_done(six["id"])["status"] == "mirrored"
     assert done["version"] == "0.2.0" and "-cp312-cp312-manylinux" in done["wheel"]
 
     # From the index alone now, with no compiler needed.
@@ -377,3 +383,4 @@ def test_a_real_pip_miss_is_built_and_the_next_install_succeeds(
         check=True, capture_output=True, text=True, env=isolated_pip_env(),
     )  # fmt: skip
     assert out.stdout.startswith("42 ") and ".so" in out.stdout
+    assert "Successfully installed six-" in second.stdout, second.stdout

@@ -38,13 +38,19 @@ CASES: list[tuple[str, str, int, str]] = [
         "sandbox-processes",
         "make -j\nwheelyard: build killed: too many processes (limit 512)\n",
         2,
-        "out-of-memory",
+        "too-many-processes",
     ),
     (
         "sandbox-log-size",
         "warning: x\nwheelyard: build killed: log too large (limit 104857600 bytes)\n",
         2,
-        "disk-full",
+        "log-too-large",
+    ),
+    (
+        "sandbox-files",
+        "writing\nwheelyard: build killed: too many files (limit 200000)\n",
+        2,
+        "too-many-files",
     ),
     (
         "sandbox-disk",

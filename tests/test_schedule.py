@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from builder.errors import WheelyardError
-from server.schedule import read_prebuild_file
+from server.watch.prebuild import read_prebuild_file
 from tests.conftest import wait_until
 
 

@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import redis
 
+from builder.config import Settings
 from builder.errors import WheelyardError
 from builder.records import PREFIX, BuildStore, name_index
 from builder.targets import BuildTarget
@@ -35,12 +36,23 @@ Ensure = Callable[[str, BuildTarget], str]
 MAX_PENDING = 32
 
 
-def newest_release(service: BuildService) -> Ensure:
-    """Ask for the newest release of a project for one target, through the build service."""
+def newest_with_closure(settings: Settings, service: BuildService) -> Ensure:
+    """Ask for the newest release that fits the client's target and its whole closure, through the
+    ensure core (resolved for that target's Python and platform)."""
+    from server.ensure.api import make_ensurer
+    from server.ensure.inputs import from_strings
+
+    ensurer = make_ensurer(settings, service)
 
     def ensure(project: str, target: BuildTarget) -> str:
-        submissions = service.submit(project, [target.identifier])
-        return ", ".join(f"{s.record.name} {s.record.version}: {s.record.status}" for s in submissions)
+        report = ensurer.ensure(from_strings([project]), [target.identifier])
+        if report.errors:
+            first = report.errors[0]
+            return f"not built: {first.get('message')} [{first.get('error')}]"
+        pins = report.closures.get(target.identifier, [])
+        counts = ", ".join(f"{n} {outcome}" for outcome, n in report.counts().items() if n)
+        release = next((p for p in pins if p.split("==")[0] == project), project)
+        return f"{release} and its closure ({len(pins)} distributions): {counts}"
 
     return ensure
 

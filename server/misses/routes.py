@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 from builder.config import Settings
 from server.misses.holdings import Holdings, serves
 from server.misses.misses import NO_PROJECT, NO_WHEEL, MissStore
-from server.misses.on_miss import BuildOnMiss, Ensure, is_private, newest_release
+from server.misses.on_miss import BuildOnMiss, Ensure, is_private, newest_with_closure
 from server.misses.useragent import client_target
 from server.service import BuildService
 
@@ -60,7 +60,7 @@ def project_from_path(path: str) -> str | None:
 
 def create_demand_router(settings: Settings, service: BuildService, ensure: Ensure | None = None) -> APIRouter:
     """The demand routes; ``ensure`` is what building on a miss asks for (by default the newest
-    release, through ``service``)."""
+    release for the client's target and its closure, through the ensure core)."""
     router = APIRouter(tags=["demand"])
     store = service.store
     client = store.redis
@@ -71,7 +71,7 @@ def create_demand_router(settings: Settings, service: BuildService, ensure: Ensu
         builder = BuildOnMiss(
             client,
             misses,
-            ensure or newest_release(service),
+            ensure or newest_with_closure(settings, service),
             cooldown=settings.build_on_miss_cooldown,
             per_hour=settings.build_on_miss_per_hour,
         )
