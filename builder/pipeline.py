@@ -487,14 +487,14 @@ class BuildDirector:
         plan = plan_imports(read_layout(wheel))
         for note in plan.notes:
             self.log.line(note)
-        if not plan.modules:
+        if not plan.names:
             self.log.line("wheelyard: the wheel has no importable top-level module; nothing to import")
             return
-        self.log.line(f"wheelyard: proof: importing {', '.join(plan.modules)}")
+        self.log.line(f"wheelyard: proof: importing {', '.join(plan.names)}")
         start = self.log.path.stat().st_size
         sandbox = self._sandbox_for()
         try:
-            sandbox.run([str(env_python), "-I", "-c", PROOF_SCRIPT, *plan.modules], cwd=str(self.workdir))
+            sandbox.run([str(env_python), "-I", "-c", PROOF_SCRIPT, *plan.arguments], cwd=str(self.workdir))
         except subprocess.CalledProcessError:
             with self.log.path.open("rb") as fh:
                 fh.seek(start)

@@ -56,9 +56,19 @@ class WheelLayout:
 
 @dataclass(frozen=True)
 class ImportPlan:
-    modules: tuple[str, ...]  # dotted names to import, in order
-    extensions: tuple[str, ...]  # the compiled extension modules among them
+    modules: tuple[str, ...]  # dotted names of packages and modules to import, in order
+    extensions: tuple[str, ...]  # dotted names of the compiled extension modules, loaded from their files
     notes: tuple[str, ...] = field(default=())  # lines for the build log
+    extension_files: tuple[str, ...] = ()  # each extension's installed path, in the same order
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (*self.modules, *self.extensions)
+
+    @property
+    def arguments(self) -> list[str]:
+        """The proof script's arguments: a name to import, or NAME=PATH of an extension to load."""
+        return [*self.modules, *(f"{n}={p}" for n, p in zip(self.extensions, self.extension_files, strict=True))]
 
 
 def installed_path(member: str) -> str | None:
@@ -108,6 +118,7 @@ class _Tree:
         self.dirs: dict[tuple[str, ...], set[str]] = {(): set()}
         self.modules: dict[tuple[str, ...], set[str]] = {}
         self.extensions: dict[tuple[str, ...], set[str]] = {}
+        self.extension_files: dict[str, str] = {}  # dotted name -> installed path
         self.inits: set[tuple[str, ...]] = set()
         for path in files:
             parts = tuple(path.split("/"))
@@ -125,6 +136,7 @@ class _Tree:
                 self.modules.setdefault(parent, set()).add(leaf[:-3])
             elif (ext := extension_name(leaf)) is not None:
                 self.extensions.setdefault(parent, set()).add(ext)
+                self.extension_files.setdefault(".".join((*parent, ext)), path)
 
     def holds_code(self, path: tuple[str, ...]) -> bool:
         """Whether a directory holds any Python module or extension, at any depth."""
@@ -144,7 +156,7 @@ def plan_imports(layout: WheelLayout) -> ImportPlan:
 
     def visit(path: tuple[str, ...]) -> None:
         # ``path`` is a namespace (or the root): import what it holds, and look below namespaces.
-        for name in sorted(tree.modules.get(path, set()) | tree.extensions.get(path, set())):
+        for name in sorted(tree.modules.get(path, set())):
             modules.append(".".join((*path, name)))
         for child in sorted(tree.dirs.get(path, ())):
             sub = (*path, child)
@@ -156,11 +168,11 @@ def plan_imports(layout: WheelLayout) -> ImportPlan:
                 modules.append(".".join(sub))
 
     visit(())
-    extensions = sorted(".".join((*parent, name)) for parent, names in tree.extensions.items() for name in names)
-    for ext in extensions:
-        if ext not in modules:
-            modules.append(ext)
-    held = {m.split(".", 1)[0] for m in modules}
+    # Extensions are loaded from their files, without importing the packages above them first:
+    # a test package's __init__ may need test-only requirements (greenlet.tests imports psutil).
+    extensions = sorted(tree.extension_files)
+    modules = [m for m in modules if m not in tree.extension_files]
+    held = {m.split(".", 1)[0] for m in (*modules, *extensions)}
     for hint in layout.top_level:
         top = hint.replace("/", ".").split(".", 1)[0]
         if top not in held:
@@ -168,7 +180,8 @@ def plan_imports(layout: WheelLayout) -> ImportPlan:
                 f"wheelyard: proof: top_level.txt names {hint!r}, which the wheel does not hold "
                 "as a top-level package or module; skipped"
             )
-    return ImportPlan(tuple(dict.fromkeys(modules)), tuple(extensions), tuple(notes))
+    files = tuple(tree.extension_files[e] for e in extensions)
+    return ImportPlan(tuple(dict.fromkeys(modules)), tuple(extensions), tuple(notes), files)
 
 
 def is_platform_wheel(filename: str) -> bool:
@@ -291,11 +304,19 @@ PROOF_FAILED = "wheelyard: proof: import failed: "
 # Runs in the proof environment, in the sandbox: imports each module given, reports each failure
 # with the module's name and the exception's whole message on one line, and exits 1 if any failed.
 PROOF_SCRIPT = r"""
-import importlib, sys, traceback
+import importlib, importlib.util, os, sys, sysconfig, traceback
+paths = sysconfig.get_paths()
 failed = 0
-for name in sys.argv[1:]:
+for arg in sys.argv[1:]:
+    name, _, rel = arg.partition("=")
     try:
-        importlib.import_module(name)
+        if rel:
+            # An extension by its file: its packages' __init__ files are not run first.
+            where = [os.path.join(paths[k], rel) for k in ("platlib", "purelib")]
+            spec = importlib.util.spec_from_file_location(name, next((w for w in where if os.path.exists(w)), where[0]))
+            spec.loader.exec_module(importlib.util.module_from_spec(spec))
+        else:
+            importlib.import_module(name)
     except BaseException as exc:
         failed += 1
         traceback.print_exc()

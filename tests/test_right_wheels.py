@@ -34,8 +34,16 @@ from setuptools import Extension, setup
 names = ("MAKEFLAGS", "CMAKE_BUILD_PARALLEL_LEVEL", "NPY_NUM_BUILD_JOBS", "CARGO_BUILD_JOBS")
 jobs = [os.environ.get(v) for v in names]
 print("WY-JOBS", *jobs)
-setup(name="wyinner", version="1.0", packages=["wyinner"], ext_package="wyinner",
-      ext_modules=[Extension("_speedups", ["src/speedups.c"])])
+setup(name="wyinner", version="1.0", packages=["wyinner", "wyinner.tests"], ext_package="wyinner",
+      ext_modules=[Extension("_speedups", ["src/speedups.c"]), Extension("tests._helper", ["src/helper.c"])])
+""",
+    # A test package that needs a test-only requirement, with an extension of its own (as greenlet's):
+    # the extension is loaded from its file, the package above it is not run.
+    "wyinner/tests/__init__.py": "import wyinner_test_only_requirement\n",
+    "src/helper.c": """
+#include <Python.h>
+static struct PyModuleDef mod = {PyModuleDef_HEAD_INIT, "_helper", NULL, -1, NULL};
+PyMODINIT_FUNC PyInit__helper(void) { return PyModule_Create(&mod); }
 """,
     "wyinner/__init__.py": "from wyinner._speedups import answer\n",
     "src/speedups.c": """
@@ -193,6 +201,7 @@ def test_extension_inside_its_package_named_bare_in_top_level_txt_publishes(stac
     log = log_of(stack, done["id"])
     assert "top_level.txt names '_speedups', which the wheel does not hold" in log
     assert "wheelyard: proof: imported wyinner._speedups" in log
+    assert "wheelyard: proof: imported wyinner.tests._helper" in log
     # The build is told how many jobs it may run (WHEELYARD_BUILD_JOBS here).
     assert "WY-JOBS -j3 3 3 3" in log
     python, _ = pip_install_from_index(stack.simple, "3.12", tmp_path, "wyinner==1.0")
