@@ -930,6 +930,14 @@ def test_minimal_rules_parse() -> None:
         (lambda s: s.replace("{what}.", "{where}."), "which not every pattern captures"),
         (lambda s: s.replace('any = "', 'beos = "'), "unknown platform"),
         (lambda s: s.replace('id = "x-rule"', 'id = "X Rule"'), "'id' must be"),
+        (
+            lambda s: s.replace('keywords = ["boom"]\n', 'keywords = ["boom"]\nonly_with = ["no-such-rule"]\n'),
+            "'only_with' names no rule",
+        ),
+        (
+            lambda s: s.replace('keywords = ["boom"]\n', 'keywords = ["boom"]\nsteps = ["Prove Step"]\n'),
+            "'steps' must be",
+        ),
         (lambda s: s.replace("schema = 1", "schema = 2"), "schema = 1"),
         (
             lambda s: s.replace('capability = ""', 'capability = ""\ncolour = "red"'),

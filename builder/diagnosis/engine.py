@@ -11,14 +11,14 @@ from __future__ import annotations
 import os
 import re
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from typing import Any, BinaryIO
 
+from .causes import CauseWriter, Hit, WheelLookup
 from .context import Context
 from .model import SCHEMA_VERSION, Cause, Diagnosis, Remedy
 from .reading import BLOCK_LINES, MAX_CARRY, READ_SIZE, blocks_from_binary, blocks_from_lines
-from .rules import LOOKUP_GROUPS, PLATFORMS, Library, Rule, RuleSet, load_rules
+from .rules import PLATFORMS, Rule, RuleSet, load_rules
 from .wheels import fitting_wheels, host_platform, os_of
 
 __all__ = [
@@ -43,7 +43,6 @@ CONTEXT_BEFORE = 2
 CONTEXT_AFTER = 3
 MAX_LINE = 2000  # characters of a line that rules look at
 
-WheelLookup = Callable[[str, str], list[str]]
 
 # CI services put a timestamp or a marker before every line (GitHub Actions, Azure, GitLab,
 # Jenkins' timestamper); rules see the line without it.
@@ -75,28 +74,6 @@ _FALLBACK_KEYWORDS = (
     "Unavailable",
     "build failed",
 )
-
-
-@dataclass
-class _Hit:
-    rule: Rule | None
-    line: int
-    text: str
-    groups: dict[str, str]
-    before: list[tuple[int, str]]
-    after: list[tuple[int, str]] = field(default_factory=list)
-    orphan: bool = False  # a "refines" rule with no earlier error to refine
-
-    @property
-    def key(self) -> tuple[str, tuple[tuple[str, str], ...]]:
-        """Causes with the same rule and the same extracted values are kept once."""
-        return (self.rule.id if self.rule else "", tuple(sorted(self.groups.items())))
-
-    @property
-    def priority(self) -> int:
-        if self.rule is None:
-            return -1
-        return self.rule.priority - 1 if self.orphan else self.rule.priority
 
 
 def _trie_pattern(words: Iterable[str]) -> str:
@@ -141,15 +118,15 @@ class Scanner:
         self._line_kw = re.compile("(?=(" + _trie_pattern(self._rule_keywords) + "))")
         self._noise = re.compile("|".join(f"(?:{p.pattern})" for p in rules.noise) or "(?!)")
         self.ctx = Context()
-        self.fallback: _Hit | None = None
+        self.fallback: Hit | None = None
         self._rebuild_prefilter()
         self.lineno = 0
-        self.hits: list[_Hit] = []
+        self.hits: list[Hit] = []
         self.seen: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
         self.worst: tuple[int, int] | None = None  # (priority, -line) of the least cause kept, when full
         self._above: tuple[int, re.Pattern[str]] = (-1, self._line_kw)
         self.last_error = 0  # the last line that was a cause or looked like an error
-        self.pending: list[_Hit] = []
+        self.pending: list[Hit] = []
         self.tail: deque[tuple[int, str]] = deque(maxlen=CONTEXT_BEFORE)
 
     def _rebuild_prefilter(self) -> None:
@@ -276,7 +253,7 @@ class Scanner:
             return rebuilt
         if looks_failed and self.fallback is None and not self._is_noise(line):
             before, after = self._context(text, ls, le, no)
-            self.fallback = _Hit(None, no, line, {}, before, after)
+            self.fallback = Hit(None, no, line, {}, before, after)
             if len(after) < CONTEXT_AFTER:
                 self.pending.append(self.fallback)
             if not self.ctx.success_line:
@@ -324,7 +301,7 @@ class Scanner:
         if key in self.seen:
             return
         before, after = self._context(text, ls, le, no)
-        hit = _Hit(rule, no, line, groups, before, after, orphan=rule.refines is not None)
+        hit = Hit(rule, no, line, groups, before, after, orphan=rule.refines is not None)
         self.seen.add(hit.key)
         self.hits.append(hit)
         if len(after) < CONTEXT_AFTER:
@@ -364,16 +341,17 @@ class Scanner:
         hits = [h for h in self.hits if h.rule is not None and (not h.rule.only_with or h.rule.only_with & matched)]
         hits.sort(key=lambda h: (-h.priority, h.line))
         succeeded = ctx.success_line > self.last_error and not any(h.priority >= 90 for h in hits)
-        causes = [self._cause(h, plat, values) for h in [*hits[:1], *sorted(hits[1:], key=lambda h: h.line)]]
+        writer = CauseWriter(self.rs, ctx)
+        causes = [writer.cause(h, plat, values) for h in [*hits[:1], *sorted(hits[1:], key=lambda h: h.line)]]
         notes: tuple[Cause, ...] = ()
         if succeeded:
             notes = tuple(sorted(causes, key=lambda c: c.line))
-            primary, causes = self._succeeded(), []
+            primary, causes = writer.succeeded(), []
         elif causes:
             primary = causes[0]
         else:
-            primary = self._unknown()
-        advice = [] if succeeded else self._advice(primary, package, version, python, plat, os_name, wheel_lookup)
+            primary = writer.unknown(self.fallback)
+        advice = [] if succeeded else writer.advice(primary, package, version, python, plat, os_name, wheel_lookup)
         return Diagnosis(
             primary=primary,
             causes=tuple(causes),
@@ -389,149 +367,6 @@ class Scanner:
             failed=not succeeded,
             notes=notes,
         )
-
-    def _succeeded(self) -> Cause:
-        no = self.ctx.success_line
-        return Cause(
-            category="no-failure",
-            rule="no-failure",
-            line=no,
-            text=self.ctx.success_text,
-            detail="the log ends in a successful build or install",
-            explanation="Nothing failed: the log ends in a successful build or install.",
-            excerpt=self.ctx.success_text,
-            excerpt_start=no,
-            remedies=(),
-            capability="",
-            priority=0,
-        )
-
-    def _excerpt(self, h: _Hit) -> tuple[str, int]:
-        rows = [*h.before, (h.line, h.text), *h.after]
-        return "\n".join(t for _, t in rows), rows[0][0]
-
-    def _unknown(self) -> Cause:
-        h = self.fallback
-        if h is None:
-            return Cause(
-                "unknown",
-                "unknown",
-                0,
-                "",
-                "",
-                "No known build failure was found in the log.",
-                "",
-                0,
-                (),
-                "",
-                0,
-            )
-        excerpt, start = self._excerpt(h)
-        return Cause(
-            category="unknown",
-            rule="unknown",
-            line=h.line,
-            text=h.text,
-            detail="",
-            explanation="No rule matched; this is the first line that looks like an error.",
-            excerpt=excerpt,
-            excerpt_start=start,
-            remedies=(),
-            capability="",
-            priority=0,
-        )
-
-    def _cause(self, h: _Hit, plat: str, ctx: dict[str, str]) -> Cause:
-        rule = h.rule
-        assert rule is not None
-        values: dict[str, str] = {**ctx, **rule.defaults, **h.groups}
-        lib: Library | None = None
-        if rule.lookup:
-            for g in LOOKUP_GROUPS:
-                if g in values:
-                    lib = self.rs.find_library(g, values[g])
-                    if lib is not None:
-                        break
-            lookup_value = next((values[g] for g in LOOKUP_GROUPS if g in values), "")
-        remedies_src = rule.remedies
-        capability_t = rule.capability
-        if rule.lookup and lib is None:
-            values["lib"] = lookup_value
-            values["pkg"] = "package unknown"
-            if rule.fallback_remedies:
-                remedies_src = rule.fallback_remedies
-            if rule.fallback_capability:
-                capability_t = rule.fallback_capability
-        elif lib is not None:
-            values["lib"] = lib.name
-            values["pkg"] = lib.packages.get(plat, lib.packages["debian"])
-
-        def fill(t: str, extra: Mapping[str, str] | None = None) -> str:
-            return t.format_map({**values, **(extra or {})})
-
-        remedies: list[Remedy] = []
-        order = [plat, *[p for p in PLATFORMS if p != plat], "rust", "any"]
-        for p in order:
-            if p in remedies_src:
-                extra = {"pkg": lib.packages[p]} if lib is not None and p in PLATFORMS else None
-                remedies.append(Remedy(p, fill(remedies_src[p], extra)))
-        excerpt, start = self._excerpt(h)
-        return Cause(
-            category=rule.category,
-            rule=rule.id,
-            line=h.line,
-            text=h.text,
-            detail=fill(rule.detail),
-            explanation=fill(rule.explanation),
-            excerpt=excerpt,
-            excerpt_start=start,
-            remedies=tuple(remedies),
-            capability=fill(capability_t),
-            priority=h.priority,
-            groups=dict(h.groups),
-        )
-
-    def _advice(
-        self,
-        primary: Cause,
-        package: str | None,
-        version: str | None,
-        python: str | None,
-        plat: str,
-        os_name: str,
-        wheel_lookup: WheelLookup | None,
-    ) -> list[str]:
-        out: list[str] = []
-        # pip could not get the package itself: no sdist was built, so no wheel advice (unless the
-        # rule says the fetch that failed was the build's own, as cargo's crates are).
-        fetch = primary.category in ("network-failure", "no-distribution") and not self.rs.rule(primary.rule).in_build
-        if self.ctx.sdist and package and not fetch:
-            out.append(
-                f"pip built {package} from source (an sdist): no wheel it could use was "
-                "found for this interpreter and platform."
-            )
-            if wheel_lookup is not None and version:
-                try:
-                    files = wheel_lookup(package, version)
-                except Exception as exc:  # the lookup is the caller's; never fail on it
-                    out.append(f"Could not ask upstream for wheels ({exc.__class__.__name__}).")
-                    files = []
-                fits = fitting_wheels(files, python, os_name, self.ctx.arch())
-                if fits:
-                    out.append(
-                        f"Upstream has a wheel that fits: {fits[0]}. An older pip may not know "
-                        "its platform tag: python -m pip install --upgrade pip, then retry."
-                    )
-                elif files:
-                    out.append(
-                        f"Upstream has {len(files)} wheel(s) for {package} {version}, "
-                        "none for this interpreter/platform."
-                    )
-        target = package or "<package>"
-        if package and version:
-            target = f"{package}=={version}"
-        out.append(f"Re-run to confirm: python -m pip install --no-cache-dir -v {target}")
-        return out
 
 
 def diagnose_blocks(

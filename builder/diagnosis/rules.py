@@ -364,6 +364,10 @@ def parse_rules(text: str, *, source: str = "rules.toml") -> RuleSet:
         if r.id in seen:
             raise RuleSetError(f"{source}: duplicate rule id {r.id!r}")
         seen.add(r.id)
+    for r in rules:
+        unknown = sorted(r.only_with - seen)
+        if unknown:
+            raise RuleSetError(f"{source}: rule {r.id!r}: 'only_with' names no rule: {unknown}")
     noise_raw = data.get("noise", {})
     if not isinstance(noise_raw, dict):
         raise RuleSetError(f"{source}: [noise] must be a table")
