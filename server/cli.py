@@ -27,7 +27,7 @@ from builder.config import Settings, load_settings, settings_help
 from builder.errors import ConfigurationError, WheelyardError
 from server import client_commands, index_commands
 from server.ensure import command as ensure_command
-from server.options import add_global_options, setting_option, setting_values
+from server.options import GLOBAL_SETTING_OPTIONS, add_global_options, setting_option, setting_values
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -98,12 +98,11 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None, stderr
     err = stderr or sys.stderr
     args_list = list(sys.argv[1:] if argv is None else argv)
     # `diagnose` takes its own options (it is the same tool people run on their pip output).
-    if "diagnose" in args_list:
-        position = args_list.index("diagnose")
-        if all(a.startswith("-") for a in args_list[:position]):
-            from builder.diagnosis.cli import main as diagnose_main
+    position = _command_position(args_list)
+    if position is not None and args_list[position] == "diagnose":
+        from builder.diagnosis.cli import main as diagnose_main
 
-            return int(diagnose_main(args_list[position + 1 :], stdout=out, stderr=err, wheel_lookup=_upstream_wheels))
+        return int(diagnose_main(args_list[position + 1 :], stdout=out, stderr=err, wheel_lookup=_upstream_wheels))
     parser = build_parser()
     try:
         args = parser.parse_args(args_list)
@@ -119,6 +118,18 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None, stderr
     except KeyboardInterrupt:
         err.write("interrupted\n")
         return 130
+
+
+def _command_position(args_list: list[str]) -> int | None:
+    """Where the command is: after the global options (``--data-dir D``) and their values."""
+    takes_value = {"--config", *(flag for flag, _ in GLOBAL_SETTING_OPTIONS)}
+    position = 0
+    while position < len(args_list):
+        arg = args_list[position]
+        if not arg.startswith("-"):
+            return position
+        position += 2 if arg in takes_value else 1
+    return None
 
 
 def _upstream_wheels(name: str, version: str) -> list[str]:

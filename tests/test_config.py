@@ -238,3 +238,14 @@ def test_up_gives_each_child_every_setting_only_the_file_sets(tmp_path: Path, le
     finally:
         os.killpg(up.pid, signal.SIGTERM)
         up.wait(timeout=60)
+
+
+def test_diagnose_after_global_options_is_still_the_diagnosis_tool(tmp_path: Path) -> None:
+    log = tmp_path / "pip.log"
+    log.write_text("error: command 'gcc' failed: No such file or directory\n")
+    out = io.StringIO()
+    assert main(["--data-dir", str(tmp_path), "diagnose", "--json", str(log)], stdout=out, stderr=io.StringIO()) in (
+        0,
+        1,
+    )
+    assert json.loads(out.getvalue())["primary"], out.getvalue()
