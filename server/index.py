@@ -24,6 +24,7 @@ The upload endpoint is pypiserver's own application with a storage backend of ou
 from __future__ import annotations
 
 import functools
+import hashlib
 import hmac
 import logging
 import os
@@ -146,9 +147,15 @@ def _atomic_write(path: Path, data: bytes, *, mode: int) -> None:
 
 def _make_auther(htpasswd_path: Path, read_password: str | None) -> Callable[[str, str], bool]:
     """pypiserver's credential check: upload credentials for everything, the read
-    password (with any user name) for everything but uploads."""
+    password (with any user name) for everything but uploads.
+
+    The htpasswd file keeps the strong hash (sha512-crypt, ~0.2 s a check). Once a user's
+    password has passed it, its sha256 is kept in memory and later requests are checked by a
+    constant-time compare of that: uploads stay cheap, and a wrong password still meets the
+    strong hash. A changed htpasswd file forgets what was kept."""
     htpasswd = HtpasswdFile(str(htpasswd_path))
     lock = threading.Lock()
+    verified: dict[str, bytes] = {}
 
     def auther(user: str, password: str) -> bool:
         if (
@@ -157,9 +164,18 @@ def _make_auther(htpasswd_path: Path, read_password: str | None) -> Callable[[st
             and hmac.compare_digest(password.encode(), read_password.encode())
         ):
             return True
+        digest = hashlib.sha256(password.encode()).digest()
         with lock:
-            htpasswd.load_if_changed()
-            return bool(htpasswd.check_password(user, password))
+            if htpasswd.load_if_changed():
+                verified.clear()
+            known = verified.get(user)
+        if known is not None and hmac.compare_digest(digest, known):
+            return True
+        with lock:
+            ok = bool(htpasswd.check_password(user, password))
+            if ok:
+                verified[user] = digest
+        return ok
 
     return auther
 

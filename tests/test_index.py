@@ -445,6 +445,13 @@ def test_upload_with_a_wrong_password_is_403(index: Index, tmp_path: Path) -> No
     assert upload(index, wheel.read_bytes(), wheel.name, auth=(USER, "wrong")).status_code == 403
     assert upload(index, wheel.read_bytes(), wheel.name, auth=("nobody", PASSWORD)).status_code == 403
     assert index.visible_files() == []
+    # After the right password passed once (and is remembered by its fast hash), a wrong one still fails.
+    assert upload(index, wheel.read_bytes(), wheel.name).status_code == 200
+    (tmp_path / "other").mkdir()
+    other = make_wheel(tmp_path / "other", version="2.0")
+    assert upload(index, other.read_bytes(), other.name, auth=(USER, PASSWORD + "x")).status_code == 403
+    assert upload(index, other.read_bytes(), other.name, auth=("nobody", PASSWORD)).status_code == 403
+    assert index.visible_files() == [wheel.name]
 
 
 def test_reading_is_open_without_a_read_password(index: Index) -> None:

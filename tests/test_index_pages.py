@@ -267,7 +267,8 @@ def test_uv_and_pip_resolve_from_the_metadata_files_alone(served: tuple[Index, D
     env = isolated_pip_env(UV_CACHE_DIR=str(tmp_path / "uv-cache"))
     (tmp_path / "req.in").write_text("app\n")
     compiled = subprocess.run(
-        [_uv(), "pip", "compile", "--index-url", simple, "--python-version", "3.12", "--no-cache", "req.in"],
+        [_uv(), "pip", "compile", "--index-url", simple, "--python", sys.executable, "--python-version", "3.12",
+         "--no-cache", "req.in"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert compiled.returncode == 0, compiled.stderr
