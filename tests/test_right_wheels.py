@@ -9,7 +9,6 @@ index that sends every other project (setuptools) to PyPI.
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import Stack, die_with_parent, free_port, make_sdist, pip_install_from_index, wait_until
+from tests.conftest import Stack, make_sdist, pip_install_from_index, upstream_index
 
 pytestmark = pytest.mark.slow
 
@@ -149,25 +148,8 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     packages = root / "packages"
     for name, files in SDISTS.items():
         make_sdist(root / "src", name, "1.0", files, packages)
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pypiserver", "run", "-p", str(port), "-i", "127.0.0.1", "-a", ".", "-P", "."]
-        + ["--hash-algo", "sha256", "--fallback-url", "https://pypi.org/simple/", str(packages)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        preexec_fn=die_with_parent,
-    )
-
-    def up() -> bool:
-        try:
-            return requests.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200
-        except requests.RequestException:
-            return False
-
-    wait_until(up, 30, "the local upstream index")
-    yield f"http://127.0.0.1:{port}/simple/"
-    proc.terminate()
-    proc.wait(timeout=10)
+    with upstream_index(packages) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -241,6 +223,10 @@ def test_lazily_loaded_extension_that_cannot_load_on_the_target_is_refused(stack
     assert "undefined symbol: _PyWheelyard_RemovedInThisPython" in failing["wylazy._native"]
     log = log_of(stack, done["id"])
     assert "undefined symbol: _PyWheelyard_RemovedInThisPython" in log
+    # Said why: the interpreter is too new for the release, with the symbol as detail.
+    primary = done["diagnosis"]["primary"]
+    assert primary["category"] == "python-version-incompat", primary
+    assert "_PyWheelyard_RemovedInThisPython" in str(primary), primary
     assert "wheelyard: proof: imported wylazy\n" in log
 
 
