@@ -25,7 +25,7 @@ from pathlib import Path
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
 from builder.errors import WheelyardError
-from builder.sandbox import is_secret_variable
+from builder.sandbox import BuildLog, is_secret_variable, run_tool
 from builder.targets import BuildTarget
 
 
@@ -130,3 +130,29 @@ class CibuildwheelBuild:
                 "check the worker's platform and the deployment target cibuildwheel used",
             )
         return wheel
+
+
+def build_with_cibuildwheel(
+    target: BuildTarget,
+    sdist: Path,
+    private: Path,
+    *,
+    base_env: Mapping[str, str],
+    build_env: Mapping[str, str],
+    log: BuildLog,
+    timeout: float,
+) -> Path:
+    """Run cibuildwheel for ``target`` in the worker's own directory ``private``; return the one
+    repaired wheel it wrote there. Its output goes to the build log (redacted, like every tool's)."""
+    build = CibuildwheelBuild(
+        target, sdist, private / "cibuildwheel-out", write_config(private / "cibuildwheel.toml", build_env)
+    )
+    log.write(("$ " + " ".join(build.command()) + "\n").encode())
+    code, output = run_tool(build.command(), env=build.environment(base_env), cwd=private, timeout=timeout)
+    log.write(output)
+    if code != 0:
+        raise CibuildwheelFailed(
+            f"cibuildwheel could not build {target} (exit status {code})",
+            "the diagnosis below names the cause; cibuildwheel's output is in the build log",
+        )
+    return build.built_wheel()

@@ -46,6 +46,7 @@ from packaging.utils import parse_wheel_filename
 
 from builder.build_requirements import install_command, parse_build_requirements
 from builder.capabilities import Capabilities, Interpreter, job_environment, resolve_parallelism
+from builder.cibuildwheel_build import build_with_cibuildwheel, uses_cibuildwheel
 from builder.config import Settings
 from builder.errors import AlreadyPublished, BuildFailed, WheelyardError
 from builder.proof import PROOF_SCRIPT, failed_imports, is_hollow, plan_imports, read_layout, retag_pure
@@ -259,6 +260,13 @@ class BuildDirector:
         archive = self._step("fetch", lambda: self.index.download(sdist, self.workdir / "dist"))
         limits = UnpackLimits(max_bytes=self.settings.limits.disk_bytes, max_files=self.settings.limits.files)
         srcdir = self._step("unpack", lambda: unpack_sdist(archive, self.workdir / "src", limits))
+        if uses_cibuildwheel(job.target):
+            # macOS and Windows: the sdist passed the same checks (unpack); cibuildwheel builds and repairs
+            # (delocate, delvewheel) from the archive; verify, prove and publish are the same.
+            built = self._step("build", lambda: self._cibuildwheel(archive))
+            return self._check_and_publish(
+                release, sdist, interpreter, take_wheel(built, built.parent, self.private / "built"), repair=False
+            )
         env_python = self._step("prepare", lambda: self._create_env(interpreter, self.workdir / "buildenv"))
         sandbox = self._sandbox_for()
         builder = ProjectBuilder(
@@ -291,7 +299,24 @@ class BuildDirector:
         # From here on only the worker's copy is read: the build's user can still write out/
         # (the proof runs as that user), but not the worker's directory.
         taken = take_wheel(built, outdir, self.private / "built")
-        repaired = self._step("repair", lambda: self._repair(taken))
+        return self._check_and_publish(release, sdist, interpreter, taken, repair=True)
+
+    def _cibuildwheel(self, archive: Path) -> Path:
+        return build_with_cibuildwheel(
+            self.job.target,
+            archive,
+            self.private,
+            base_env=self._tool_env(),
+            build_env=self._toolchain_env(),
+            log=self.log,
+            timeout=self.settings.limits.wall_seconds,
+        )
+
+    def _check_and_publish(
+        self, release: Release, sdist: DistFile, interpreter: Interpreter, taken: Path, *, repair: bool
+    ) -> BuildOutcome:
+        """Repair (Linux), verify, prove and publish the worker's own copy of a built wheel."""
+        repaired = self._step("repair", lambda: self._repair(taken)) if repair else taken
         info = self._step("verify", lambda: self._verify(repaired, release))
         self._step("prove", lambda: self._prove(interpreter, repaired))
         sha = self._step("publish", lambda: self._publish(repaired, info.sha256))

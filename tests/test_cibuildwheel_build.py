@@ -136,3 +136,42 @@ def test_anything_but_one_fitting_wheel_is_a_failed_build(tmp_path: Path, files:
 def test_values_that_cibuildwheel_would_expand_are_refused(tmp_path: Path, value: str) -> None:
     with pytest.raises(ValueError):
         write_config(tmp_path / "c.toml", {"X": value})
+
+
+def test_the_director_builds_a_macos_target_through_the_real_cibuildwheel(
+    tmp_path: Path, local_upstream: tuple[Path, str]
+) -> None:
+    """The whole build step for a macOS target on a worker that says it is macOS (faked: no macOS host
+    exists here). The real cibuildwheel is run with the worker's command and refuses, on this Linux
+    host, to build for macOS: the build ends failed as cibuildwheel-failed with cibuildwheel's own
+    words in the log, and nothing of the sdist ran."""
+    from builder.capabilities import Capabilities, Interpreter
+    from builder.config import load_settings
+    from builder.pipeline import BuildDirector, BuildJob, BuildLog
+    from tests.conftest import interpreter
+
+    packages, upstream = local_upstream
+    marker = tmp_path / "pwned"
+    make_sdist(
+        tmp_path / "src", "hostile", "1.0", {"pyproject.toml": HOSTILE_PYPROJECT.format(marker=marker)}, packages
+    )
+    settings = load_settings({"WHEELYARD_DATA_DIR": str(tmp_path / "data"), "WHEELYARD_UPSTREAM_INDEX": upstream})
+    target = BuildTarget.parse("cp312-macosx_arm64")
+    python = Interpreter(interpreter("3.12"), (3, 12), "cpython", True)
+    macos = Capabilities("macos", "arm64", None, None, (python,), {"clang": "clang 17"})
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    with BuildLog(tmp_path / "build.log") as log:
+        outcome = BuildDirector(
+            settings, macos, BuildJob("b1", "hostile", "1.0", target, from_source=True), workdir=workdir, log=log
+        ).run()
+    text = (tmp_path / "build.log").read_text()
+    assert outcome.status == "failed", text
+    assert outcome.error is not None and outcome.error["error"] == "cibuildwheel-failed", outcome.error
+    assert "-m cibuildwheel --only cp312-macosx_arm64" in text
+    # cibuildwheel took the worker's options, not the sdist's, and went as far as its macOS installer
+    # tools (pkgutil), which only a macOS host has.
+    assert "build_frontend: build" in text and 'MAKEFLAGS="-j' in text
+    assert "touch" not in text.split("Build options:", 1)[1].split("Here we go", 1)[0]
+    assert "Couldn't find 'pkgutil'" in text
+    assert not marker.exists()
