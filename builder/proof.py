@@ -310,11 +310,16 @@ failed = 0
 for arg in sys.argv[1:]:
     name, _, rel = arg.partition("=")
     try:
-        if rel:
-            # An extension by its file: its packages' __init__ files are not run first.
+        if rel and name in sys.modules:
+            pass  # its package imported it already; a second load would initialise it twice (PyO3 refuses)
+        elif rel:
+            # An extension by its file: its packages' __init__ files are not run first. It is kept in
+            # sys.modules, so that a later import of it by name does not initialise it a second time.
             where = [os.path.join(paths[k], rel) for k in ("platlib", "purelib")]
             spec = importlib.util.spec_from_file_location(name, next((w for w in where if os.path.exists(w)), where[0]))
-            spec.loader.exec_module(importlib.util.module_from_spec(spec))
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            spec.loader.exec_module(module)
         else:
             importlib.import_module(name)
     except BaseException as exc:
