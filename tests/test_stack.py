@@ -191,7 +191,9 @@ def test_up_starts_again_each_child_killed_and_publishes_the_build_in_flight_onc
             wait_until(lambda name=name, old=old: replaced(name, old), 90, f"the {name} to be started again")
         for what in ("index", "API", "embedded Redis"):
             assert f"wheelyard: the {what} killed by SIGKILL" in up_log(), up_log()
-            assert f"wheelyard: the {what} started again (restart 1)" in up_log(), up_log()
+            # Written once the supervisor sees the new child run: poll for it, do not race it.
+            line = f"wheelyard: the {what} started again (restart 1)"
+            wait_until(lambda line=line: line in up_log(), 60, f"{line!r} in the log\n{up_log()}")
 
         # The worker's main process, mid-build: its pool process and the sandbox go with it.
         wait_until(lambda: _has_worker(api), 60, "the worker to register again after Redis came back")
