@@ -219,6 +219,29 @@ class Settings:
     build_on_miss_per_hour: int = setting(
         60, env="WHEELYARD_BUILD_ON_MISS_PER_HOUR", minimum=0, help="misses built on per hour, at most, in all"
     )
+    # Operations (docs/operations.md): metrics and logs of every process.
+    metrics_host: str = setting(
+        "127.0.0.1", env="WHEELYARD_METRICS_HOST", help="address the /metrics of a worker and of the index listen on"
+    )
+    worker_metrics_port: int = setting(
+        0,
+        env="WHEELYARD_WORKER_METRICS_PORT",
+        minimum=0,
+        maximum=65535,
+        help="port of a worker's /metrics (0: a free one, named in its registration and GET /api/metrics/targets)",
+    )
+    index_metrics_port: int = setting(
+        0,
+        env="WHEELYARD_INDEX_METRICS_PORT",
+        minimum=0,
+        maximum=65535,
+        help="port of the index's /metrics (0: a free one, named in its log)",
+    )
+    log_format: str = setting(
+        "auto",
+        env="WHEELYARD_LOG_FORMAT",
+        help="json (one object per line), text, or auto: text on a terminal, json otherwise",
+    )
     extra_interpreters: tuple[Path, ...] = setting(
         (),
         env="WHEELYARD_INTERPRETERS",

@@ -49,6 +49,7 @@ from builder.capabilities import Capabilities, Interpreter, job_environment, res
 from builder.cibuildwheel_build import build_with_cibuildwheel, uses_cibuildwheel
 from builder.config import Settings
 from builder.errors import AlreadyPublished, BuildFailed, WheelyardError
+from builder.metrics import metrics
 from builder.proof import PROOF_SCRIPT, failed_imports, is_hollow, plan_imports, read_layout, retag_pure
 from builder.publish import publish_wheel, published_sha256
 from builder.sandbox import (
@@ -553,6 +554,9 @@ class BuildDirector:
                 password=self.upload_password,
             )
             sha256 = on_index or sha256
+            metrics().publishes.labels("already-on-index").inc()
+        else:
+            metrics().publishes.labels("uploaded").inc()
         self.log.line(f"wheelyard: published {path.name} sha256={sha256}")
         return sha256
 

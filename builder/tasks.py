@@ -126,6 +126,8 @@ def register_tasks(
     upload_password: str | None,
 ) -> None:
     """Register the worker's tasks; the API only sends them by name and needs none of this."""
+    from builder.logs import build_context
+    from builder.metrics import count_retry, observe_build
     from builder.worker import record_outcome, run_build
 
     limits = time_limits(settings.limits.wall_seconds)
@@ -142,6 +144,10 @@ def register_tasks(
         max_retries=3,
     )
     def build(self: Any, build_id: str, recovery: int = 0) -> str | None:
+        with build_context(build_id):
+            return run_task(self, build_id, recovery)
+
+    def run_task(self: Any, build_id: str, recovery: int) -> str | None:
         store = BuildStore(connect(redis_url), log_limit=stored_limit(settings.log_head_bytes, settings.log_tail_bytes))
         try:
             outcome = run_build(
@@ -157,24 +163,24 @@ def register_tasks(
             # Without this the record would stay "building" for ever: the job is acknowledged
             # (it failed), so nothing would ever run it again.
             logger.warning("build %s ran past the task's time limit (%s s)", build_id, limits.soft)
-            record_outcome(
-                store,
-                build_id,
-                status="failed",
-                step=None,
-                finished_at=time.time(),
-                error={
+            changes: dict[str, Any] = {
+                "status": "failed",
+                "step": None,
+                "finished_at": time.time(),
+                "error": {
                     "error": "task-time-limit",
                     "message": f"the build ran longer than the worker allows ({limits.soft} s)",
                     "hint": "raise WHEELYARD_BUILD_TIMEOUT; the steps around the build get half of it again",
                     "cause": "timeout",
                 },
-            )
+            }
+            observe_build(record_outcome(store, build_id, **changes), changes)
             return "failed"
         if outcome is None:
             return None
         if outcome.status == "failed" and (outcome.error or {}).get("error") == "upstream-unavailable":
             store.update(build_id, status="queued", step="waiting to retry: upstream did not answer")
+            count_retry("upstream-unavailable")
             # A job waiting for its countdown is held unacknowledged: keep the wait well inside the
             # visibility timeout, or kombu would hand the same job out a second time meanwhile.
             raise self.retry(countdown=min(15 * (2**self.request.retries), limits.visibility // 2))

@@ -39,6 +39,8 @@ from celery.exceptions import SoftTimeLimitExceeded
 from builder.buildlog import StoredLog, stored_form
 from builder.capabilities import Capabilities
 from builder.config import Settings
+from builder.logs import build_context, set_step
+from builder.metrics import count_retry, observe_build, observe_start
 from builder.pipeline import BuildDirector, BuildJob, BuildLog, BuildOutcome
 from builder.records import DONE, BuildRecord, BuildStore, status_index
 from builder.sandbox import CAUSES, marker_line, remove_stale_cgroups
@@ -103,6 +105,7 @@ class Progress:
             return False
 
     def step(self, step: str, info: dict[str, Any]) -> None:
+        set_step(step)
         self._try(lambda: self.store.update(self.build_id, step=step))
 
     def log(self, data: bytes) -> None:
@@ -137,6 +140,21 @@ def run_build(
     record = retry_redis(lambda: store.get(build_id), f"build {build_id}: reading the record")
     if record is None or record.status in DONE:
         return None
+    with build_context(build_id, record.target):
+        return _run_attempt(settings, store, capabilities, record, worker_name, upload_password, recovery)
+
+
+def _run_attempt(
+    settings: Settings,
+    store: BuildStore,
+    capabilities: Capabilities,
+    record: BuildRecord,
+    worker_name: str,
+    upload_password: str | None,
+    recovery: int,
+) -> BuildOutcome | None:
+    """One attempt at a build whose record said it was not done."""
+    build_id = record.id
     attempts = record.attempts + 1
 
     def start() -> BuildRecord | None:
@@ -160,6 +178,8 @@ def run_build(
     if started is None:
         logger.warning("build %s: this job (recovery %d) is stale or the build is done; skipped", build_id, recovery)
         return None
+    observe_start(record, started.started_at or time.time())
+    logger.info("build %s: %s %s for %s, attempt %d", build_id, record.name, record.version, record.target, attempts)
     # A pool process killed mid-build (kill -9, time limit) leaves its cgroups and work directory behind.
     remove_stale_cgroups()
     workroot = settings.data_dir / "work"
@@ -184,6 +204,10 @@ def run_build(
     if mine is None:
         # Another worker took the build over (this one was thought lost): its outcome stands.
         logger.warning("build %s: taken over by another worker; this attempt's outcome is not recorded", build_id)
+        return outcome
+    set_step(None)
+    observe_build(started, changes)
+    logger.info("build %s: %s", build_id, outcome.status)
     return outcome
 
 
@@ -373,6 +397,7 @@ class LostBuilds:
                 record.id, status="building", step=record.step, worker=lost_worker, recoveries=record.recoveries
             )
             raise
+        count_retry("worker-lost")
         logger.warning(
             "build %s: worker %s was lost; queued again (recovery %d)", record.id, lost_worker, claimed.recoveries
         )
@@ -441,12 +466,16 @@ def worker_queues(targets: Sequence[BuildTarget]) -> list[str]:
     return [t.queue for t in targets] + [MIRROR_QUEUE]
 
 
-def worker_info(capabilities: Capabilities, targets: Sequence[BuildTarget]) -> dict[str, Any]:
-    """What a worker registers: the API reads queues from it to tell who serves a target."""
+def worker_info(
+    capabilities: Capabilities, targets: Sequence[BuildTarget], metrics_url: str | None = None
+) -> dict[str, Any]:
+    """What a worker registers: the API reads queues from it to tell who serves a target, and
+    where its /metrics is (``GET /api/metrics/targets`` lists them for Prometheus)."""
     return {
         "queues": worker_queues(targets),
         "targets": [t.identifier for t in targets],
         "fingerprint": capabilities.fingerprint(),
         "capabilities": capabilities.to_dict(),
         "started_at": time.time(),
+        "metrics": metrics_url,
     }

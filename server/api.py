@@ -34,6 +34,7 @@ from builder.upstream import SimpleIndex
 from server.ensure.api import ENSURE_MAX_BODY_BYTES, ensure_router
 from server.ensure.holdings import private_check
 from server.index_api import index_router
+from server.metrics import metrics_router
 from server.misses.routes import create_demand_router
 from server.service import BuildService, count_builds, find_builds, present
 from server.watch.routes import watch_router
@@ -238,6 +239,7 @@ def create_app(
         is_private=private_check(settings, store),
     )
 
+    app.include_router(metrics_router(store))
     app.include_router(create_demand_router(settings, service))
     app.include_router(watch_router(client))
 

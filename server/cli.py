@@ -17,6 +17,7 @@ import argparse
 import ctypes
 import dataclasses
 import json
+import logging
 import os
 import signal
 import sys
@@ -30,6 +31,9 @@ from server.ensure import command as ensure_command
 from server.options import GLOBAL_SETTING_OPTIONS, add_global_options, setting_option, setting_values
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+logger = logging.getLogger("wheelyard")
+# The log format of this process once a service command configured its logging (builder/logs.py).
+_service_format: str | None = None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -113,7 +117,12 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None, stderr
         handler = COMMANDS[args.command]
         return handler(args, settings, out, err)
     except WheelyardError as exc:
-        _render(exc, err)
+        if _service_format == "json":
+            from builder.logs import log_error
+
+            log_error(logger, exc.message, exc.reference, exc.hint)
+        else:
+            _render(exc, err)
         return EXIT_FAILED
     except KeyboardInterrupt:
         err.write("interrupted\n")
@@ -151,6 +160,18 @@ def _render(exc: WheelyardError, err: TextIO) -> None:
 
 
 # -- service commands ---------------------------------------------------------------------------
+def start_service(service: str, settings: Settings, err: TextIO, metrics_dir: str | None = None) -> None:
+    """Logging of a service process (JSON lines unless on a terminal), and its metrics directory
+    (``metrics_dir`` under the data dir unless PROMETHEUS_MULTIPROC_DIR names one)."""
+    global _service_format
+    from builder.logs import configure_logging
+    from builder.metrics import prepare_multiprocess_dir
+
+    _service_format = configure_logging(service, settings.log_format, err)
+    if metrics_dir is not None:
+        prepare_multiprocess_dir(settings.data_dir, metrics_dir)
+
+
 def resolve_redis_url(settings: Settings) -> str:
     if settings.redis_url:
         return settings.redis_url
@@ -175,16 +196,23 @@ def upload_password(settings: Settings) -> str | None:
 def cmd_api(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
     import uvicorn
 
+    start_service("api", settings, err, metrics_dir="api")
     from server.api import create_app
 
     app = create_app(settings, resolve_redis_url(settings))
-    uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_level="info", access_log=False)
+    # log_config=None: uvicorn's records go to the root logger, in this process's format.
+    uvicorn.run(
+        app, host=settings.api_host, port=settings.api_port, log_level="info", access_log=False, log_config=None
+    )
     return EXIT_OK
 
 
 def cmd_index(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
+    start_service("index", settings, err, metrics_dir="index")
+    from builder.metrics import serve_metrics
     from server.index import serve_index
 
+    logger.info("wheelyard index: metrics at %s", serve_metrics(settings.metrics_host, settings.index_metrics_port))
     return serve_index(settings)
 
 
@@ -224,15 +252,23 @@ def _worker_targets(settings: Settings, selected: str | None) -> tuple[Any, list
 
 def cmd_worker(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
     from builder.capabilities import resolve_parallelism
+    from builder.logs import celery_logs_to_root
+    from builder.metrics import serve_metrics
     from builder.records import BuildStore, connect
     from builder.sandbox import limit_mechanisms, sandbox_available
     from builder.tasks import build_sender, create_celery_app, register_tasks
     from builder.workdir import sweep
     from builder.worker import Heartbeat, LostBuilds, default_worker_name, worker_info, worker_queues
 
+    if not args.probe:
+        name = args.name or default_worker_name()
+        start_service("worker", settings, err, metrics_dir=f"worker-{_file_name(name)}")
     capabilities, targets = _worker_targets(settings, args.targets)
     for unusable in capabilities.unusable:
-        err.write(unusable.line() + "\n")
+        if args.probe:
+            err.write(unusable.line() + "\n")
+        else:
+            logger.warning("%s", unusable.line())
     queues = worker_queues(targets)
     sandbox_ok = sandbox_available()
     if args.probe:
@@ -256,7 +292,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings, out: TextIO, err: T
         )
     redis_url = resolve_redis_url(settings)
     _pool_processes_die_with(os.getpid())
-    name = args.name or default_worker_name()
+    celery_logs_to_root()
     parallelism = resolve_parallelism(settings)
     concurrency = parallelism.concurrency
     settings = settings.with_overrides(worker_concurrency=concurrency, build_jobs=parallelism.jobs)
@@ -265,12 +301,16 @@ def cmd_worker(args: argparse.Namespace, settings: Settings, out: TextIO, err: T
     store = BuildStore(connect(redis_url))
     sweep(settings.data_dir / "work")  # what attempts killed with an earlier worker left
     lost = LostBuilds(store, build_sender(app))
-    heartbeat = Heartbeat(store, name, worker_info(capabilities, targets), on_beat=lost.check)
+    metrics_url = serve_metrics(settings.metrics_host, settings.worker_metrics_port)
+    heartbeat = Heartbeat(store, name, worker_info(capabilities, targets, metrics_url), on_beat=lost.check)
     heartbeat.start()
-    err.write(f"wheelyard worker {name}: serving {', '.join(queues)}; {parallelism.line()}\n")
+    logger.info(
+        "wheelyard worker %s: serving %s; %s; metrics at %s", name, ", ".join(queues), parallelism.line(), metrics_url
+    )
     try:
         app.worker_main(
             [
+                "--quiet",  # no banner on stdout: every line of a worker is a log record
                 "worker",
                 "-Q",
                 ",".join(queues),
@@ -291,6 +331,10 @@ def cmd_worker(args: argparse.Namespace, settings: Settings, out: TextIO, err: T
     return EXIT_OK
 
 
+def _file_name(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:100]
+
+
 def _pool_processes_die_with(worker_pid: int) -> None:
     """Each pool process is killed when the worker's main process dies (kill -9, the OOM killer).
 
@@ -309,6 +353,7 @@ def _pool_processes_die_with(worker_pid: int) -> None:
 
 
 def cmd_beat(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
+    start_service("beat", settings, err)
     from server.schedule import run_beat
 
     run_beat(settings, resolve_redis_url(settings))
@@ -316,6 +361,7 @@ def cmd_beat(args: argparse.Namespace, settings: Settings, out: TextIO, err: Tex
 
 
 def cmd_up(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
+    start_service("up", settings, err)
     from server.stack import run_stack
 
     return run_stack(settings, worker=not args.no_worker, targets=args.targets, out=out, err=err)

@@ -388,8 +388,10 @@ def negotiating(app: Callable[..., Any]) -> Callable[..., Any]:
 
 def serve_upload_endpoint(settings: Settings, host: str, port: int, *, threads: int = 8) -> None:
     """Serve the upload endpoint on ``host:port`` until interrupted (waitress)."""
+    from server.upload_metrics import counting_uploads
+
     waitress.serve(
-        negotiating(create_index_app(settings)),
+        counting_uploads(negotiating(create_index_app(settings))),
         host=host,
         port=port,
         threads=threads,
@@ -411,9 +413,10 @@ if __name__ == "__main__":
     import sys
 
     from builder.config import load_settings
+    from builder.logs import configure_logging
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     loaded = load_settings()
+    configure_logging("index", loaded.log_format)
     if sys.argv[1:] == ["--upload-endpoint"]:
         serve_upload_endpoint(loaded, loaded.index_upload_host, loaded.index_upload_port)
     else:

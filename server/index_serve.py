@@ -121,7 +121,7 @@ def _run_nginx(settings: Settings, upload_port: int, backend: subprocess.Popen[b
     path.write_text(render(conf))
     nginx = shutil.which("nginx") or "nginx"
     proc = subprocess.Popen([nginx, "-c", str(path), "-e", conf.error_log], preexec_fn=_die_with_parent)
-    sys.stderr.write(f"wheelyard index: nginx ({nginx}) serves {settings.simple_url} from {conf.site}\n")
+    log.info("wheelyard index: nginx (%s) serves %s from %s", nginx, settings.simple_url, conf.site)
     return _supervise({"nginx": proc, "upload endpoint": backend})
 
 
@@ -133,7 +133,7 @@ def _supervise(children: dict[str, subprocess.Popen[bytes]]) -> int:
     while not stop.wait(0.2):
         ended = [name for name, proc in children.items() if proc.poll() is not None]
         if ended:
-            sys.stderr.write(f"wheelyard index: the {ended[0]} exited; stopping\n")
+            log.error("wheelyard index: the %s exited; stopping", ended[0])
             status = 1
             break
     for proc in children.values():
@@ -160,11 +160,11 @@ def _run_embedded(settings: Settings, upload_port: int, backend: subprocess.Pope
         access_log=settings.log_dir / "index-access.log",
     )
     sock = listen(settings.index_host, settings.index_port)
-    sys.stderr.write(f"wheelyard index: the embedded server serves {settings.simple_url} from {config.site}\n")
+    log.info("wheelyard index: the embedded server serves %s from %s", settings.simple_url, config.site)
 
     def watch() -> None:
         backend.wait()
-        sys.stderr.write("wheelyard index: the upload endpoint exited; stopping\n")
+        log.error("wheelyard index: the upload endpoint exited; stopping")
         os.kill(os.getpid(), signal.SIGTERM)
 
     threading.Thread(target=watch, daemon=True).start()
@@ -180,7 +180,7 @@ def _run_embedded(settings: Settings, upload_port: int, backend: subprocess.Pope
 def serve(settings: Settings) -> int:
     mode = server_mode(settings)
     report = IndexSite(settings.data_dir).rebuild()
-    sys.stderr.write(f"wheelyard index: pages of {report.projects} projects ({report.files} files) written\n")
+    log.info("wheelyard index: pages of %d projects (%d files) written", report.projects, report.files)
     if mode == "none":
         from server.index import serve_upload_endpoint
 

@@ -19,6 +19,7 @@ from celery import Celery
 
 from builder.config import Settings
 from builder.errors import WheelyardError
+from builder.logs import celery_logs_to_root
 from builder.records import BuildStore, connect
 from builder.tasks import BUILD_TASK, create_celery_app
 from builder.upstream import SimpleIndex
@@ -123,8 +124,10 @@ def run_beat(settings: Settings, redis_url: str) -> None:
     app = create_schedule_app(settings, redis_url)
     schedule_db = settings.data_dir / "beat-schedule"
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    celery_logs_to_root()
     app.worker_main(
         [
+            "--quiet",  # no banner on stdout: every line is a log record
             "worker",
             "-B",
             "-Q",

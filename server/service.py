@@ -14,6 +14,7 @@ from typing import Any
 from packaging.utils import canonicalize_name
 
 from builder.errors import NotFoundUpstream, WheelyardError
+from builder.metrics import count_retry
 from builder.records import (
     ACTIVE,
     ALL_BUILDS,
@@ -114,6 +115,8 @@ class BuildService:
                 from_source=from_source,
                 queue=queue,
             )
+            if existing is not None and existing.status == "failed" and retry:
+                count_retry("requested")
             # Sent under the lock: a concurrent request sees the build only once it is queued.
             try:
                 self.send(record.id, queue)

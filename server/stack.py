@@ -6,24 +6,37 @@ and a worker run as child processes of this one, each the same ``wheelyard`` com
 deployment would run on its own. Once the stack is up, a child (or the embedded Redis)
 that ends is started again with a growing pause and a line in the log, as a service
 manager would (server/supervise.py); only SIGTERM or SIGINT ends the stack.
+
+Every process logs in the format ``up`` chose (JSON lines unless on a terminal, builder/logs.py),
+each child's lines relayed through this process, which keeps its last error line to say why a
+child that cannot start was given up on. Each child has its metrics directory
+(``DATA_DIR/metrics/CHILD``, emptied when it starts).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import logging
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections import deque
 from collections.abc import Iterator
-from typing import TextIO
+from typing import IO, TextIO
 
 import requests
 
 from builder.config import Settings, to_environ
 from builder.errors import WheelyardError
+from builder.logs import chosen_format
+from builder.metrics import MULTIPROC_ENV
 from server.supervise import Supervised
+
+logger = logging.getLogger("wheelyard.up")
 
 
 @contextlib.contextmanager
@@ -35,34 +48,63 @@ def _redis(settings: Settings, err: TextIO) -> Iterator[tuple[str, list[Supervis
     from server.embedded_redis import EmbeddedRedis
 
     with EmbeddedRedis(settings.data_dir) as embedded:
-        err.write(f"wheelyard: embedded Redis at {embedded.url}\n")
+        logger.info("wheelyard: embedded Redis at %s", embedded.url)
 
         def start_again() -> None:
             embedded.stop()  # releases what the dead server held (its lock); the socket path stays
             embedded.start()
 
-        yield embedded.url, [Supervised("embedded Redis", start_again, lambda: embedded.returncode, err)]
+        yield embedded.url, [Supervised("embedded Redis", start_again, lambda: embedded.returncode)]
 
 
 class _Child:
-    """A ``wheelyard COMMAND`` child process, started again as the same command."""
+    """A ``wheelyard COMMAND`` child process, started again as the same command; its stderr is
+    relayed to ``err`` line by line, its last error line kept."""
 
-    def __init__(self, name: str, args: list[str], env: dict[str, str]) -> None:
+    def __init__(self, name: str, args: list[str], env: dict[str, str], err: TextIO, metrics_dir: str) -> None:
         self.name = name
         self.args = args
-        self.env = env
+        self.env = {**env, MULTIPROC_ENV: metrics_dir}
+        self.err = err
         self.proc: subprocess.Popen[bytes] | None = None
+        self.lines: deque[str] = deque(maxlen=50)
 
     def start(self) -> subprocess.Popen[bytes]:
         argv = [sys.executable, "-m", "server.cli", *self.args]
-        self.proc = subprocess.Popen(argv, env=self.env, stdin=subprocess.DEVNULL)
+        self.lines.clear()
+        self.proc = subprocess.Popen(argv, env=self.env, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        assert self.proc.stderr is not None
+        threading.Thread(target=self._relay, args=(self.proc.stderr,), daemon=True).start()
         return self.proc
+
+    def _relay(self, stream: IO[bytes]) -> None:
+        for raw in stream:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            self.lines.append(line)
+            with _WRITING:
+                self.err.write(line + "\n")
+                self.err.flush()
+
+    def last_error(self) -> str | None:
+        """The message of the last error record the child wrote (or its last line, not a record)."""
+        for line in reversed(self.lines):
+            try:
+                record = json.loads(line)
+            except ValueError:
+                return line.strip() or None
+            if isinstance(record, dict) and record.get("level") in ("error", "critical"):
+                hint = f" (hint: {record['hint']})" if record.get("hint") else ""
+                return f"{record.get('message')}{hint}"
+        return None
 
     def returncode(self) -> int | None:
         return None if self.proc is None else self.proc.poll()
 
-    def supervised(self, log: TextIO) -> Supervised:
-        return Supervised(self.name, self.start, self.returncode, log)
+    def supervised(self, out: TextIO) -> Supervised:
+        return Supervised(self.name, self.start, self.returncode, last_words=self.last_error, out=out)
+
+
+_WRITING = threading.Lock()  # one child's line at a time
 
 
 def _stop_children(children: list[_Child]) -> None:
@@ -105,7 +147,7 @@ def child_environment(settings: Settings) -> dict[str, str]:
     ``wheelyard --config f.toml up`` resolves the file here; the children get its values
     as variables (and no WHEELYARD_CONFIG), so they load exactly these settings.
     """
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WHEELYARD_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WHEELYARD_") and k != MULTIPROC_ENV}
     env.update(to_environ(settings))
     if not settings.index_password:
         # The password ensure_upload_credentials generated: children read it from its file.
@@ -122,7 +164,7 @@ def run_stack(settings: Settings, *, worker: bool, targets: str | None, out: Tex
         from builder.capabilities import checked_capabilities
 
         for unusable in checked_capabilities(settings).unusable:
-            err.write(unusable.line() + "\n")
+            logger.warning("%s", unusable.line())
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     user, _ = ensure_upload_credentials(settings)
@@ -137,9 +179,16 @@ def run_stack(settings: Settings, *, worker: bool, targets: str | None, out: Tex
     try:
         with _redis(settings, err) as (redis_url, supervised):
             env = child_environment(settings.with_overrides(redis_url=redis_url, index_user=user))
-            children = [_Child("index", ["index"], env), _Child("API", ["api"], env)]
+            # The children write through a pipe: they log in the format chosen for this stream.
+            env["WHEELYARD_LOG_FORMAT"] = chosen_format(settings.log_format, err)
+            metrics = settings.data_dir / "metrics"
+            children = [
+                _Child("index", ["index"], env, err, str(metrics / "index")),
+                _Child("API", ["api"], env, err, str(metrics / "api")),
+            ]
             if worker:
-                children.append(_Child("worker", ["worker", *(["--targets", targets] if targets else [])], env))
+                args = ["worker", *(["--targets", targets] if targets else [])]
+                children.append(_Child("worker", args, env, err, str(metrics / "worker")))
             _start_children(settings, children)
             out.write(
                 f"wheelyard is up\n  API and dashboard: {settings.api_url}\n"
@@ -147,12 +196,19 @@ def run_stack(settings: Settings, *, worker: bool, targets: str | None, out: Tex
                 f"  try: wheelyard request markupsafe==3.0.2 -t cp312-manylinux_x86_64 --wait\n"
             )
             out.flush()
+            logger.info(
+                "wheelyard up: %s run; API %s, index %s",
+                ", ".join(c.name for c in children),
+                settings.api_url,
+                settings.simple_url,
+            )
             # From here on a child that ends is started again (server/supervise.py), not the end of the stack.
-            supervised += [child.supervised(err) for child in children]
+            supervised += [child.supervised(out) for child in children]
             while not stop:
                 for each in supervised:
                     each.check()
                 time.sleep(0.5)
+            logger.info("wheelyard up: stopping the stack")
             return 0
     finally:
         _stop_children(children)

@@ -112,6 +112,38 @@ def test_a_start_that_fails_is_tried_again() -> None:
     assert "the embedded Redis did not start (redis-server is not on PATH)" in log.getvalue()
 
 
+def test_a_child_that_never_stays_up_is_given_up_on_saying_why() -> None:
+    clock, log, out = Clock(), io.StringIO(), io.StringIO()
+    starts: list[float] = []
+
+    def start() -> None:
+        starts.append(clock.now)
+
+    child = Supervised(
+        "worker",
+        start,
+        lambda: 1,  # ends at once, every time
+        log,
+        Backoff(first=1, longest=8, stable_after=60, give_up_after=3),
+        clock,
+        last_words=lambda: "error: this worker cannot build cp312-manylinux_aarch64 [target-not-buildable]",
+        out=out,
+    )
+    for _ in range(200):
+        clock.now += 0.5
+        child.check()
+    assert len(starts) == 3  # the three restarts; the fourth end gives up
+    assert child.given_up is not None
+    why = (
+        "the worker is not started again: it ended 4 times in a row, each within 60 s of its start "
+        "(last: exited with status 1 after 0 s); it said: error: this worker cannot build "
+        "cp312-manylinux_aarch64 [target-not-buildable]"
+    )
+    assert child.given_up == why
+    assert log.getvalue().splitlines()[-1] == f"wheelyard: {why}; the rest of the stack runs on"
+    assert out.getvalue() == f"wheelyard: {why}\n"
+
+
 # -- a real `wheelyard up` ----------------------------------------------------------------------
 @pytest.fixture
 def short_data_dir() -> Iterator[Path]:

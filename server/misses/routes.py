@@ -16,6 +16,7 @@ from packaging.utils import canonicalize_name
 from pydantic import BaseModel, Field
 
 from builder.config import Settings
+from builder.metrics import metrics
 from server.misses.holdings import Holdings, serves
 from server.misses.misses import NO_PROJECT, NO_WHEEL, MissStore
 from server.misses.on_miss import BuildOnMiss, Ensure, is_private, newest_with_closure
@@ -62,6 +63,7 @@ def create_demand_router(settings: Settings, service: BuildService, ensure: Ensu
     """The demand routes; ``ensure`` is what building on a miss asks for (by default the newest
     release for the client's target and its closure, through the ensure core)."""
     router = APIRouter(tags=["demand"])
+    requests_seen = metrics().index_requests
     store = service.store
     client = store.redis
     misses = MissStore(client, limit=settings.miss_limit)
@@ -84,11 +86,14 @@ def create_demand_router(settings: Settings, service: BuildService, ensure: Ensu
         project = project_from_path(path)
         target = client_target(user_agent)
         if project is None or target is None:
+            requests_seen.labels("ignored", target.identifier if target else "none").inc()
             return {"outcome": "ignored", "project": project, "target": target and target.identifier}
         files = holdings.files(project)
         if files is not None and serves(files, target, settings.manylinux_glibc_max):
+            requests_seen.labels("hit", target.identifier).inc()
             misses.forget(project, target.identifier)
             return {"outcome": "hit", "project": project, "target": target.identifier}
+        requests_seen.labels("miss", target.identifier).inc()
         reason = NO_PROJECT if files is None else NO_WHEEL
         misses.record(project, target.identifier, reason)
         seen: dict[str, Any] = {"outcome": "miss", "project": project, "target": target.identifier, "reason": reason}
