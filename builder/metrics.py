@@ -16,13 +16,15 @@ words. A package name is never a label.
 
 from __future__ import annotations
 
-import functools
 import os
 import shutil
 import socket
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from builder.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -65,9 +67,21 @@ class Metrics:
     index_requests: Counter
 
 
-@functools.cache
+_MADE: list[Metrics] = []
+_MAKING = threading.Lock()
+
+
 def metrics() -> Metrics:
-    """The metrics, made once per process (after ``prepare_multiprocess_dir``, where there is one)."""
+    """The metrics, made once per process (after ``prepare_multiprocess_dir``, where there is one);
+    under a lock: two threads making them at once would register every name twice."""
+    if not _MADE:
+        with _MAKING:
+            if not _MADE:
+                _MADE.append(_make())
+    return _MADE[0]
+
+
+def _make() -> Metrics:
     from prometheus_client import Counter, Histogram
 
     return Metrics(
@@ -97,8 +111,9 @@ def metrics() -> Metrics:
         ),
         failures=Counter(
             "wheelyard_build_failures",
-            "Failed builds by the category of their diagnosis (undiagnosed: none found) and target",
-            ["category", "target"],
+            "Failed builds by the category of their diagnosis (undiagnosed: none found), the error's "
+            "reference (build-failed, internal-error, task-time-limit, ...) and target",
+            ["category", "error", "target"],
         ),
         retries=Counter(
             "wheelyard_build_retries",
@@ -138,7 +153,8 @@ def observe_build(record: Any, changes: dict[str, Any]) -> None:
         found.step_duration.labels(str(step)).observe(max(0.0, float(seconds)))
     if outcome == "failed":
         primary = (changes.get("diagnosis") or {}).get("primary") or {}
-        found.failures.labels(str(primary.get("category") or UNDIAGNOSED), target).inc()
+        error = str((changes.get("error") or {}).get("error") or "unknown")
+        found.failures.labels(str(primary.get("category") or UNDIAGNOSED), error, target).inc()
 
 
 def observe_start(record: Any, started_at: float) -> None:
@@ -169,6 +185,13 @@ def serve_metrics(host: str, port: int) -> str:
     """Serve ``registry()`` at ``http://host:port/metrics`` from a thread; the URL (port 0: a free one)."""
     from prometheus_client import start_http_server
 
-    server, _ = start_http_server(port, addr=host, registry=registry())
+    try:
+        server, _ = start_http_server(port, addr=host, registry=registry())
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot serve /metrics on {host}:{port}: {exc.strerror or exc}",
+            "set WHEELYARD_METRICS_HOST to an address of this host, and the metrics port to a free port "
+            "(0: any free one)",
+        ) from None
     shown = socket.gethostname() if host in ("0.0.0.0", "::", "") else host
     return f"http://{shown}:{server.server_port}/metrics"

@@ -13,7 +13,8 @@ record write:
 * ``wheelyard:idx:name:<canonical name>``: by PEP 503 name;
 * ``wheelyard:idx:target:<build identifier>``;
 * ``wheelyard:idx:queued:<queue>``: the queued builds of a queue (the API shows a queued build
-  no live worker serves as "waiting-for-worker", which depends on the queue).
+  no live worker serves as "waiting-for-worker", which depends on the queue);
+* ``wheelyard:idx:remedied``: the builds whose wheel a remedy made (the record's ``remedy``).
 
 ``wheelyard:idx:version`` says the indexes cover every record: databases written before
 the indexes existed are indexed once (``ensure_indexes``) under a lock.
@@ -48,6 +49,7 @@ STATUSES = ("queued", "waiting-for-worker", "building", "published", "mirrored",
 WORKER_TTL = 30
 
 ALL_BUILDS = f"{PREFIX}builds"
+REMEDIED = f"{PREFIX}idx:remedied"  # the builds a remedy made
 WORKERS = f"{PREFIX}workers"  # the names of registered workers; each one's registration is its own key
 INDEX_VERSION = "1"  # raise when the index layout changes: every database is indexed again
 INDEX_VERSION_KEY = f"{PREFIX}idx:version"
@@ -127,6 +129,8 @@ def index_keys(record: BuildRecord) -> set[str]:
     keys = {ALL_BUILDS, status_index(record.status), name_index(record.name), target_index(record.target)}
     if record.status == "queued":
         keys.add(queued_index(record.queue))
+    if getattr(record, "remedy", None):
+        keys.add(REMEDIED)
     return keys
 
 

@@ -31,6 +31,7 @@ from builder.records import STATUSES, BuildStore, Position, connect
 from builder.targets import known_identifiers
 from builder.tasks import BUILD_TASK, create_celery_app
 from builder.upstream import SimpleIndex
+from server.dashboard import dashboard_router
 from server.ensure.api import ENSURE_MAX_BODY_BYTES, ensure_router
 from server.ensure.holdings import private_check
 from server.index_api import index_router
@@ -240,6 +241,7 @@ def create_app(
     )
 
     app.include_router(metrics_router(store))
+    app.include_router(dashboard_router(store))
     app.include_router(create_demand_router(settings, service))
     app.include_router(watch_router(client))
 

@@ -209,6 +209,10 @@ def test_up_gives_each_child_every_setting_only_the_file_sets(tmp_path: Path, le
         index_server="embedded",
         index_upload_host="127.0.0.2",
         index_upload_port=free_port(),
+        metrics_host="127.0.0.2",
+        worker_metrics_port=free_port(),
+        index_metrics_port=free_port(),
+        log_format="json",
     )
     values = {k: v for k, v in values.items() if v is not None}
     config = write_toml(tmp_path / "wheelyard.toml", values)

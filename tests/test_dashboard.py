@@ -278,7 +278,8 @@ def test_the_page_is_self_contained() -> None:
     assert not re.search(r"@import|url\(\s*['\"]?(https?:)?//", html), "the CSS loads something"
     assert '"/api/builds?"' in html and '"/api/builds/summary"' in html and '"/api/workers"' in html
     # Accessible markup: column headers, labelled filters.
-    assert html.count('<th scope="col">') == 8 + 6  # the builds table, the misses table
+    # the builds table, the misses table, the capability and the remedy tables
+    assert html.count('<th scope="col">') == 8 + 6 + 3 + 3
     assert '<label for="f-name">' in html and '<label for="f-status">' in html and '<label for="f-target">' in html
 
 

@@ -81,6 +81,7 @@ def test_metrics_of_a_real_stack_move_with_real_builds(make_stack: Any, tmp_path
     assert retried != failed and s.wait_done(retried)["status"] == "failed"
 
     after = scrape(worker_url)
+    cp312 = "cp312-manylinux_x86_64"
     assert value(after, "wheelyard_builds_total", outcome="published", target="py3-none-any", remedy="none") == 1
     assert (
         value(after, "wheelyard_builds_total", outcome="mirrored", target="cp312-manylinux_x86_64", remedy="none") == 1
@@ -88,7 +89,8 @@ def test_metrics_of_a_real_stack_move_with_real_builds(make_stack: Any, tmp_path
     assert value(after, "wheelyard_builds_total", outcome="failed", target="cp312-manylinux_x86_64", remedy="none") == 2
     category = s.build(failed)["diagnosis"]["primary"]["category"]
     assert category == "missing-library-header"
-    assert value(after, "wheelyard_build_failures_total", category=category, target="cp312-manylinux_x86_64") == 2
+    assert total(after, "wheelyard_build_failures_total", category=category, target=cp312) == 2
+    assert total(after, "wheelyard_build_failures_total", error="build-failed") == 2
     assert total(after, "wheelyard_build_duration_seconds_count") == 4
     assert total(after, "wheelyard_build_duration_seconds_count", outcome="failed") == 2
     assert total(after, "wheelyard_queue_wait_seconds_count") == 4

@@ -22,6 +22,7 @@ from builder.errors import WheelyardError
 from builder.records import PREFIX, BuildStore
 from server.service import BuildService
 from server.watch.lists import WatchList
+from server.watch.readiness import readiness_of, save_readiness
 
 logger = logging.getLogger(__name__)
 # A failure's tries are forgotten this long after the last one: it is tried again after that.
@@ -204,6 +205,7 @@ class ListRunner:
             tries = self.state.tries([failure_key(item) for item in report.failures()])
             capabilities = live_capabilities(self.service.store)
             outcome = sort_failures(watch_list.name, report, capabilities, tries, self.retries, attempt)
+            save_readiness(self.state.client, readiness_of(watch_list.name, report))
         self.state.save(outcome)
         logger.info("%s", outcome.summary())
         return outcome
