@@ -6,9 +6,9 @@ import importlib
 
 from builder.errors.base import WheelyardError, catalogue
 
-# Modules that define error classes of their own outside this package: the sandbox's limit
-# errors are made of its limit markers.
-OUTSIDE = ("builder.sandbox",)
+# Packages that define error classes of their own outside this one: the sandbox's limit error
+# is made of its limit markers and hints.
+OUTSIDE = {"builder.sandbox": "The build sandbox's limits"}
 
 AREAS = {
     "builder.errors.client": "What a request or an input is refused for",
@@ -37,6 +37,11 @@ it says more; "-" where each place gives its own.
 TABLE_HEAD = "| reference | HTTP | when it happens | message | hint |\n|---|---|---|---|---|\n"
 
 
+def defined_in(cls: type, module: str) -> bool:
+    """Whether ``cls`` comes from ``module`` or a module of that package."""
+    return cls.__module__ == module or cls.__module__.startswith(module + ".")
+
+
 def all_errors() -> list[type[WheelyardError]]:
     """Every error class, the package's and those defined outside it (``OUTSIDE``), by reference."""
     for module in OUTSIDE:
@@ -52,9 +57,8 @@ def markdown() -> str:
     """The whole of docs/errors.md."""
     errors = all_errors()
     parts = [HEADER]
-    sections = {**AREAS, **{module: f"Defined in `{module}`" for module in OUTSIDE}}
-    for module, title in sections.items():
-        rows = [cls for cls in errors if cls.__module__ == module]
+    for module, title in {**AREAS, **OUTSIDE}.items():
+        rows = [cls for cls in errors if defined_in(cls, module)]
         if not rows:
             continue
         parts.append(f"\n## {title}\n\n{TABLE_HEAD}")
