@@ -26,8 +26,7 @@ from prometheus_client.registry import Collector
 
 from builder.metrics import registry
 from builder.records import PREFIX, STATUSES, BuildStore, queued_index, status_index
-from builder.targets import PURE, BuildTarget, known_identifiers
-from builder.tasks import MIRROR_QUEUE
+from builder.targets import MIRROR_QUEUE, PURE, BuildTarget, known_identifiers
 
 logger = logging.getLogger(__name__)
 
