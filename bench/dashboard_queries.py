@@ -24,10 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import shutil
-import statistics
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -39,9 +36,9 @@ sys.path.insert(0, str(ROOT))
 
 import redis  # noqa: E402
 
-from builder.records import ALL_BUILDS, PREFIX, REMEDIED, BuildRecord, BuildStore, index_keys  # noqa: E402
+from bench._records import bench_store, median_time  # noqa: E402
+from builder.records import ALL_BUILDS, PREFIX, REMEDIED, BuildRecord, index_keys  # noqa: E402
 from server.dashboard import WAITING, panel  # noqa: E402
-from server.embedded_redis import EmbeddedRedis  # noqa: E402
 from server.misses.misses import MissStore  # noqa: E402
 from server.watch.readiness import READINESS, current_readiness  # noqa: E402
 
@@ -131,60 +128,44 @@ def scan(client: redis.Redis) -> dict[str, Any]:
     return {"waiting": waiting, "remedied": remedied, "lists": lists}
 
 
-def median_time(runs: int, fn: Callable[[], Any]) -> tuple[float, Any]:
-    times, result = [], None
-    for _ in range(runs):
-        t = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times), result
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=7)
     args = parser.parse_args()
-    base = Path(tempfile.mkdtemp(prefix="wheelyard-bench-dashboard-"))
-    try:
-        with EmbeddedRedis(base, tcp=True) as server:
-            client = redis.Redis.from_url(server.url)
-            store = BuildStore(client)
-            for queue in SERVED:
-                store.register_worker(f"worker-{queue}", {"queues": [queue]}, ttl=3600)
-            t = time.perf_counter()
-            write_watch_lists(client, write_records(client, args.records, random.Random(1)))
-            misses = MissStore(client)
-            for n in range(10_000):
-                misses.record(f"absent-{n}", TARGETS[n % 3], "no-project")
-            took = time.perf_counter() - t
-            print(f"records : {args.records} (+ {LISTS} watch lists, 10000 misses) written in {took:.1f} s")
-            served = store.served_queues()
-            panels: list[tuple[str, Callable[[], Any]]] = [
-                ("readiness", lambda: current_readiness(client, served)),
-                (
-                    "waiting for a capability",
-                    lambda: panel(client, f"{PREFIX}idx:status:{WAITING}", "missing_capability", 50),
-                ),
-                ("made by a remedy", lambda: panel(client, REMEDIED, "remedy", 50)),
-                ("misses (newest 50)", lambda: misses.newest(50)),
-            ]
-            t_scan, scanned = median_time(max(1, args.runs // 2), lambda: scan(client))
-            print(f"\nmedian of {args.runs} runs; scan: every record read and the panels computed from them")
-            print(f"{'panel':28} {'query':>10} {'scan':>10} {'scan/query':>11}")
-            total = 0.0
-            for label, query in panels:
-                t_query, result = median_time(args.runs, query)
-                total += t_query
-                print(f"{label:28} {t_query * 1000:7.2f} ms {t_scan * 1000:7.0f} ms {t_scan / t_query:10.0f}x")
-                if label.startswith("waiting"):
-                    assert result["total"] == sum(scanned["waiting"].values()), (result["total"], scanned["waiting"])
-                    assert result["counts"] == dict(scanned["waiting"]) or result["counted"] < result["total"]
-                if label.startswith("made"):
-                    assert result["total"] == sum(scanned["remedied"].values())
-            print(f"{'all four (one poll)':28} {total * 1000:7.2f} ms {t_scan * 1000:7.0f} ms {t_scan / total:10.0f}x")
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
+    with bench_store("wheelyard-bench-dashboard-", SERVED) as store:
+        client = store.redis
+        t = time.perf_counter()
+        write_watch_lists(client, write_records(client, args.records, random.Random(1)))
+        misses = MissStore(client)
+        for n in range(10_000):
+            misses.record(f"absent-{n}", TARGETS[n % 3], "no-project")
+        took = time.perf_counter() - t
+        print(f"records : {args.records} (+ {LISTS} watch lists, 10000 misses) written in {took:.1f} s")
+        served = store.served_queues()
+        panels: list[tuple[str, Callable[[], Any]]] = [
+            ("readiness", lambda: current_readiness(client, served)),
+            (
+                "waiting for a capability",
+                lambda: panel(client, f"{PREFIX}idx:status:{WAITING}", "missing_capability", 50),
+            ),
+            ("made by a remedy", lambda: panel(client, REMEDIED, "remedy", 50)),
+            ("misses (newest 50)", lambda: misses.newest(50)),
+        ]
+        t_scan, scanned = median_time(max(1, args.runs // 2), lambda: scan(client))
+        print(f"\nmedian of {args.runs} runs; scan: every record read and the panels computed from them")
+        print(f"{'panel':28} {'query':>10} {'scan':>10} {'scan/query':>11}")
+        total = 0.0
+        for label, query in panels:
+            t_query, result = median_time(args.runs, query)
+            total += t_query
+            print(f"{label:28} {t_query * 1000:7.2f} ms {t_scan * 1000:7.0f} ms {t_scan / t_query:10.0f}x")
+            if label.startswith("waiting"):
+                assert result["total"] == sum(scanned["waiting"].values()), (result["total"], scanned["waiting"])
+                assert result["counts"] == dict(scanned["waiting"]) or result["counted"] < result["total"]
+            if label.startswith("made"):
+                assert result["total"] == sum(scanned["remedied"].values())
+        print(f"{'all four (one poll)':28} {total * 1000:7.2f} ms {t_scan * 1000:7.0f} ms {t_scan / total:10.0f}x")
     return 0
 
 

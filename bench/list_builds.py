@@ -22,10 +22,8 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -37,8 +35,8 @@ sys.path.insert(0, str(ROOT))
 import redis  # noqa: E402
 from packaging.utils import canonicalize_name  # noqa: E402
 
+from bench._records import bench_store  # noqa: E402
 from builder.records import PREFIX, BuildRecord, BuildStore, index_keys  # noqa: E402
-from server.embedded_redis import EmbeddedRedis  # noqa: E402
 from server.service import find_builds, present  # noqa: E402
 
 LIMIT = 100
@@ -149,52 +147,43 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
 
-    base = Path(tempfile.mkdtemp(prefix="wheelyard-bench-list-"))
-    try:
-        with EmbeddedRedis(base, tcp=True) as server:
-            client = redis.Redis.from_url(server.url)
-            store = BuildStore(client)
-            for queue in SERVED:
-                store.register_worker(f"worker-{queue}", {"queues": [queue]}, ttl=3600)
-            t = time.perf_counter()
-            write_records(client, args.records, random.Random(1))
-            print(f"records : {args.records} written with their indexes in {time.perf_counter() - t:.1f} s")
-            memory = client.info("memory")["used_memory"]
-            print(f"redis   : {memory / 1024**2:.0f} MB used with the indexes")
+    with bench_store("wheelyard-bench-list-", SERVED) as store:
+        client = store.redis
+        t = time.perf_counter()
+        write_records(client, args.records, random.Random(1))
+        print(f"records : {args.records} written with their indexes in {time.perf_counter() - t:.1f} s")
+        memory = client.info("memory")["used_memory"]
+        print(f"redis   : {memory / 1024**2:.0f} MB used with the indexes")
 
-            queries: list[tuple[str, dict[str, str | None]]] = [
-                ("no filter", {}),
-                ("status=failed", {"status": "failed"}),
-                ("name=project-007", {"name": "project-007"}),
-                ("name=project-007&status=failed", {"name": "project-007", "status": "failed"}),
-                ("status=waiting-for-worker", {"status": "waiting-for-worker"}),
-                ("target=py3-none-any&status=queued", {"target": "py3-none-any", "status": "queued"}),
-            ]
-            print(f"\none page (limit {LIMIT}), median of {args.runs} runs; found = builds on the page")
+        queries: list[tuple[str, dict[str, str | None]]] = [
+            ("no filter", {}),
+            ("status=failed", {"status": "failed"}),
+            ("name=project-007", {"name": "project-007"}),
+            ("name=project-007&status=failed", {"name": "project-007", "status": "failed"}),
+            ("status=waiting-for-worker", {"status": "waiting-for-worker"}),
+            ("target=py3-none-any&status=queued", {"target": "py3-none-any", "status": "queued"}),
+        ]
+        print(f"\none page (limit {LIMIT}), median of {args.runs} runs; found = builds on the page")
+        print(f"{'filter':36} {'index':>10} {'scan 2000':>16} {'scan all':>16} {'2000/index':>11} {'all/index':>10}")
+        for label, q in queries:
+            name, status, target = q.get("name"), q.get("status"), q.get("target")
+            t_index, n_index = median_time(args.runs, indexed, store, name, status, target)
+            t_old, n_old = median_time(args.runs, scan, store, 2000, name, status, target)
+            t_all, n_all = median_time(max(1, args.runs // 2), scan, store, None, name, status, target)
+            assert n_index == n_all, (label, n_index, n_all)
             print(
-                f"{'filter':36} {'index':>10} {'scan 2000':>16} {'scan all':>16} {'2000/index':>11} {'all/index':>10}"
+                f"{label:36} {t_index * 1000:7.1f} ms {t_old * 1000:7.1f} ms ({n_old:3d}) "
+                f"{t_all * 1000:7.0f} ms ({n_all:3d}) {t_old / t_index:10.1f}x {t_all / t_index:9.1f}x"
             )
-            for label, q in queries:
-                name, status, target = q.get("name"), q.get("status"), q.get("target")
-                t_index, n_index = median_time(args.runs, indexed, store, name, status, target)
-                t_old, n_old = median_time(args.runs, scan, store, 2000, name, status, target)
-                t_all, n_all = median_time(max(1, args.runs // 2), scan, store, None, name, status, target)
-                assert n_index == n_all, (label, n_index, n_all)
-                print(
-                    f"{label:36} {t_index * 1000:7.1f} ms {t_old * 1000:7.1f} ms ({n_old:3d}) "
-                    f"{t_all * 1000:7.0f} ms ({n_all:3d}) {t_old / t_index:10.1f}x {t_all / t_index:9.1f}x"
-                )
-            print("(found: the index's page always holds what the full scan finds; 'scan 2000' misses the rest)")
+        print("(found: the index's page always holds what the full scan finds; 'scan 2000' misses the rest)")
 
-            # Every listing also asks which queues live workers serve: the registry against the old SCAN.
-            t_registry, _ = median_time(args.runs, lambda: list(store.served_queues()))
-            t_keyspace, _ = median_time(args.runs, scanned_workers, client)
-            print(
-                f"\nserved queues (every listing): registry {t_registry * 1000:.2f} ms, "
-                f"SCAN of the keyspace (before) {t_keyspace * 1000:.1f} ms: {t_keyspace / t_registry:.0f}x"
-            )
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
+        # Every listing also asks which queues live workers serve: the registry against the old SCAN.
+        t_registry, _ = median_time(args.runs, lambda: list(store.served_queues()))
+        t_keyspace, _ = median_time(args.runs, scanned_workers, client)
+        print(
+            f"\nserved queues (every listing): registry {t_registry * 1000:.2f} ms, "
+            f"SCAN of the keyspace (before) {t_keyspace * 1000:.1f} ms: {t_keyspace / t_registry:.0f}x"
+        )
     return 0
 
 
