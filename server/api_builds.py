@@ -9,7 +9,8 @@ from fastapi import Path as PathParam
 from fastapi.responses import Response
 
 from builder.errors import BuildNotFound, InvalidCursor, InvalidFilter
-from builder.records import STATUSES, Position
+from builder.record_listing import Position
+from builder.records import STATUSES
 from server.api_models import (
     CURSOR_PATTERN,
     BuildList,
