@@ -15,13 +15,13 @@ from packaging.utils import canonicalize_name
 
 from builder.errors import NoDistribution, PrivateName, WorkerLost
 from builder.metrics import count_retry
+from builder.record_listing import Position
 from builder.records import (
     ACTIVE,
     ALL_BUILDS,
     STATUSES,
     BuildRecord,
     BuildStore,
-    Position,
     name_index,
     queued_index,
     status_index,
