@@ -339,7 +339,8 @@ def check_in_sandbox(capabilities: Capabilities, settings: Settings) -> Capabili
 
 
 def _check_one(interpreter: Interpreter, settings: Settings) -> UnusableInterpreter | None:
-    from builder.sandbox import FileBuildLog, LimitExceeded, Sandbox, build_environment
+    from builder.buildlog import FileBuildLog
+    from builder.sandbox import LimitExceeded, Sandbox, build_environment
 
     root = settings.data_dir / "work"
     root.mkdir(parents=True, exist_ok=True)

@@ -24,9 +24,11 @@ from pathlib import Path
 
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
+from builder.buildlog import BuildLog
 from builder.errors import WheelyardError
-from builder.sandbox import BuildLog, is_secret_variable, run_tool
+from builder.secrets import is_secret_variable
 from builder.targets import BuildTarget
+from builder.tools import run_tool
 
 
 class CibuildwheelFailed(WheelyardError):

@@ -45,23 +45,18 @@ from build import BuildBackendException, BuildException, ProjectBuilder
 from packaging.utils import parse_wheel_filename
 
 from builder.build_requirements import install_command, parse_build_requirements
+from builder.buildlog import FileBuildLog
 from builder.capabilities import Capabilities, Interpreter, job_environment, resolve_parallelism
 from builder.cibuildwheel_build import build_with_cibuildwheel, uses_cibuildwheel
 from builder.config import Settings
 from builder.errors import AlreadyPublished, BuildFailed, WheelyardError
 from builder.proof import PROOF_SCRIPT, failed_imports, is_hollow, plan_imports, read_layout, retag_pure
 from builder.publish import publish_wheel, published_sha256
-from builder.sandbox import (
-    FileBuildLog,
-    LimitExceeded,
-    Sandbox,
-    build_environment,
-    interpreter_paths,
-    run_tool,
-)
+from builder.sandbox import LimitExceeded, Sandbox, build_environment, interpreter_paths
 from builder.sdist import UnpackLimits, unpack_sdist
 from builder.secrets import Redactor, secret_paths, secret_values
 from builder.targets import BuildTarget
+from builder.tools import run_tool
 from builder.upstream import DistFile, Release, SimpleIndex
 from builder.verify import WheelInfo, take_wheel, verify_wheel
 

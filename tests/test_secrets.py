@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from builder.config import Settings
-from builder.sandbox import ToolRefused, run_tool
 from builder.secrets import Redactor, secret_paths, secret_values
+from builder.tools import ToolRefused, run_tool
 
 
 def test_secret_values_are_the_settings_secrets_url_passwords_and_secret_named_variables() -> None:

@@ -27,10 +27,11 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from builder.buildlog import FileBuildLog
 from builder.config import Settings
 from builder.errors import WheelyardError
 from builder.pipeline import uv_binary
-from builder.sandbox import FileBuildLog, LimitExceeded, Sandbox, build_environment, interpreter_paths
+from builder.sandbox import LimitExceeded, Sandbox, build_environment, interpreter_paths
 from builder.secrets import is_secret_variable, secret_paths
 from builder.targets import BuildTarget
 from server.ensure.inputs import Pin, Sources
