@@ -353,7 +353,7 @@ class BuildDirector:
                 log=self.log,
                 enabled=self.settings.sandbox,
                 read_only=read_only,
-                env=build_environment(self.settings, self._toolchain_env()),
+                env=build_environment(self._toolchain_env()),
                 hidden=[self.settings.data_dir, *secret_paths(os.environ)],
                 # The sources (backends write build/ and metadata there), the wheel's output
                 # directory and cargo's home; the build and prove environments stay read-only.
@@ -565,7 +565,7 @@ def installer_sandbox(settings: Settings, workdir: Path, log: BuildLog, python: 
         log=log,
         enabled=settings.sandbox,
         read_only=interpreter_paths(str(python)),
-        env=build_environment(settings),
+        env=build_environment(),
         hidden=[settings.data_dir, *secret_paths(os.environ)],
         writable=[python.parent.parent, cache],
         network=True,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from builder.config import Settings
 from builder.secrets import is_secret_variable
 from builder.tools import SYSTEM_PATH
 
@@ -16,7 +15,6 @@ DEFAULT_PATH = SYSTEM_PATH
 
 
 def build_environment(
-    settings: Settings | None = None,
     extra: Mapping[str, str] | None = None,
     *,
     home: str = BUILD_HOME,
@@ -24,9 +22,9 @@ def build_environment(
 ) -> dict[str, str]:
     """The base environment of a build, made from scratch (nothing is inherited from the worker).
 
-    ``extra`` adds variables (a compiler flag, a ``PATH`` with a toolchain first); secrets
-    are refused there too. With ``settings.cargo_vendor_dir`` set, cargo is pointed at the
-    vendored crates (a directory source replacing crates.io); cargo is always offline.
+    ``extra`` adds variables (a compiler flag, a ``PATH`` with a toolchain first, a ``CARGO_HOME``
+    whose config.toml points cargo at vendored crates); secrets are refused there too. cargo is
+    always offline.
     """
     env = {
         "PATH": path,
@@ -41,9 +39,6 @@ def build_environment(
         "CARGO_NET_OFFLINE": "true",
         "PYTHONDONTWRITEBYTECODE": "1",
     }
-    if settings is not None and settings.cargo_vendor_dir is not None:
-        env["CARGO_SOURCE_CRATES_IO_REPLACE_WITH"] = "vendored-sources"
-        env["CARGO_SOURCE_VENDORED_SOURCES_DIRECTORY"] = str(settings.cargo_vendor_dir)
     for name, value in (extra or {}).items():
         if is_secret_variable(name, value):
             raise ValueError(f"refusing to pass {name} to a build: it looks like a secret")

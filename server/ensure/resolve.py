@@ -154,7 +154,7 @@ class Resolver:
                 log=log,
                 enabled=settings.sandbox,
                 read_only=interpreter_paths(sys.executable),
-                env=build_environment(settings, {k: v for k, v in env.items() if not is_secret_variable(k, v)}),
+                env=build_environment({k: v for k, v in env.items() if not is_secret_variable(k, v)}),
                 hidden=[settings.data_dir, *secret_paths(os.environ)],
                 network=True,
             )
