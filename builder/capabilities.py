@@ -24,6 +24,8 @@ from pathlib import Path
 
 from builder.config import Settings
 from builder.errors import WheelyardError
+from builder.rust_toolchain import TOOLS as RUST_TOOLS
+from builder.rust_toolchain import find_rust_toolchain
 from builder.targets import PURE, SUPPORTED_MINORS, BuildTarget, known_identifiers
 
 TOOLS = (
@@ -196,6 +198,16 @@ def probe_tools(path: str | None = None, names: Sequence[str] = TOOLS) -> dict[s
     return found
 
 
+def probe_rust(configured: Path | None = None, path: str | None = None) -> dict[str, str]:
+    """cargo and rustc as builds get them (builder/rust_toolchain.py), by their version lines: a
+    rustup proxy on PATH that cannot choose a toolchain is not a Rust toolchain."""
+    environ = os.environ if path is None else {**os.environ, "PATH": path}
+    toolchain = find_rust_toolchain(configured, environ)
+    if toolchain is None:
+        return {}
+    return {name: _version_line(name, str(toolchain.executable(name))) for name in RUST_TOOLS}
+
+
 def candidate_interpreters(extra: Iterable[Path] = (), path: str | None = None) -> list[str]:
     """Paths of interpreters to probe, without duplicates, in a stable order."""
     candidates: list[str] = [str(p) for p in extra]
@@ -272,7 +284,9 @@ def host_os() -> tuple[str, str]:
     return sys.platform, machine
 
 
-def probe(extra_interpreters: Iterable[Path] = (), path: str | None = None) -> Capabilities:
+def probe(
+    extra_interpreters: Iterable[Path] = (), path: str | None = None, rust_toolchain: Path | None = None
+) -> Capabilities:
     """Find out what this host can build."""
     osname, arch = host_os()
     libc, libc_version = host_libc()
@@ -294,7 +308,7 @@ def probe(extra_interpreters: Iterable[Path] = (), path: str | None = None) -> C
         libc=libc,
         libc_version=libc_version,
         interpreters=tuple(interpreters),
-        tools=probe_tools(path),
+        tools={**probe_tools(path, [t for t in TOOLS if t not in RUST_TOOLS]), **probe_rust(rust_toolchain, path)},
     )
 
 
@@ -318,7 +332,7 @@ def checked_capabilities(settings: Settings) -> Capabilities:
     """
     from builder.sandbox import sandbox_available
 
-    capabilities = probe(settings.extra_interpreters)
+    capabilities = probe(settings.extra_interpreters, rust_toolchain=settings.rust_toolchain)
     if not settings.sandbox or sandbox_available():  # else the worker refuses to start, and says why
         capabilities = check_in_sandbox(capabilities, settings)
     if not capabilities.targets():
