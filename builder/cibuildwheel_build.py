@@ -25,17 +25,10 @@ from pathlib import Path
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
 from builder.buildlog import BuildLog
-from builder.errors import WheelyardError
+from builder.errors import CibuildwheelFailed
 from builder.secrets import is_secret_variable
 from builder.targets import BuildTarget
 from builder.tools import run_tool
-
-
-class CibuildwheelFailed(WheelyardError):
-    """cibuildwheel ran and did not leave the one wheel it was asked for."""
-
-    reference = "cibuildwheel-failed"
-
 
 # What the worker's configuration sets, and why: build (not pip wheel) as the front end, as the
 # Linux pipeline does; no test command (the proof step imports the wheel on its own terms);

@@ -13,7 +13,7 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from builder.errors import WheelyardError
+from builder.errors import InternalError
 
 __all__ = ["SYSTEM_PATH", "ToolRefused", "run_tool"]
 
@@ -26,11 +26,9 @@ _SETPRIV = shutil.which("setpriv", path=SYSTEM_PATH)
 _TOOL_ENV_REFUSED = ("PYTHON", "LD_", "UV_PYTHON_INSTALL", "UV_PROJECT", "VIRTUAL_ENV")
 
 
-class ToolRefused(WheelyardError):
-    """The worker was about to run one of its tools in a way the build could influence."""
-
-    reference = "internal-error"
-    status_code = 500
+# The worker was about to run one of its tools in a way a build could influence: a bug of the
+# worker's, never the package's.
+ToolRefused = InternalError
 
 
 def _writable_by_others(path: Path) -> str | None:

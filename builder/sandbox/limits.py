@@ -50,6 +50,7 @@ class LimitExceeded(WheelyardError):
 
     reference = "build-limit-exceeded"
     status_code = 422
+    form = "build killed: the limit that fired, e.g. timeout after {limit} s, out of memory (limit {limit} bytes)"
 
     def __init__(self, cause: str, limit: int):
         if cause not in _MARKERS:
