@@ -46,13 +46,14 @@ class RustToolchain:
 
     bin_dir: Path
 
-    @property
-    def root(self) -> Path:
-        """The toolchain's prefix (``bin``, and the ``lib`` rustc finds its standard library in)."""
-        return self.bin_dir.parent
-
     def executable(self, name: str) -> Path:
         return self.bin_dir / name
+
+    def paths(self) -> tuple[Path, ...]:
+        """What a build needs of the host to run it: ``bin_dir`` and the prefix of the real cargo and
+        rustc (``bin``, and the ``lib`` rustc finds its standard library in), links followed."""
+        prefixes = {Path(os.path.realpath(self.executable(name))).parent.parent for name in TOOLS}
+        return (self.bin_dir, *sorted(prefixes))
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,7 @@ def rust_for_build(settings: Settings, cargo_home: Path) -> RustForBuild:
     toolchain = find_rust_toolchain(settings.rust_toolchain)
     if toolchain is not None:
         environment["PATH"] = f"{toolchain.bin_dir}{os.pathsep}{DEFAULT_PATH}"
-        read_only.append(toolchain.root)
+        read_only += toolchain.paths()
     return RustForBuild(environment, tuple(read_only))
 
 

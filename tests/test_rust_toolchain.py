@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from builder.capabilities import probe_rust
+from builder.capabilities import Capabilities, check_in_sandbox, probe_rust
 from builder.config import Settings
 from builder.errors import WheelyardError
-from builder.rust_toolchain import find_rust_toolchain, rust_for_build
+from builder.rust_toolchain import TOOLS, find_rust_toolchain, rust_for_build
+from builder.sandbox import sandbox_available
 
 REAL = find_rust_toolchain()
 needs_rust = pytest.mark.skipif(REAL is None, reason="no Rust toolchain on this machine")
@@ -48,7 +49,7 @@ def rustup_install(root: Path, proxy: Path) -> Path:
         (bin_dir / name).symlink_to(proxy)
     toolchains = root / ".rustup" / "toolchains"
     toolchains.mkdir(parents=True)
-    (toolchains / f"stable-{TRIPLE}").symlink_to(REAL.root)
+    (toolchains / f"stable-{TRIPLE}").symlink_to(REAL.bin_dir.parent)
     (root / ".rustup" / "settings.toml").write_text(f'default_toolchain = "stable-{TRIPLE}"\n')
     return bin_dir
 
@@ -90,7 +91,7 @@ def test_rustup_home_and_toolchain_variables_are_followed(tmp_path: Path) -> Non
     assert REAL is not None
     rustup_home = tmp_path / "rustup"
     (rustup_home / "toolchains").mkdir(parents=True)
-    (rustup_home / "toolchains" / f"pinned-{TRIPLE}").symlink_to(REAL.root)
+    (rustup_home / "toolchains" / f"pinned-{TRIPLE}").symlink_to(REAL.bin_dir.parent)
     environ = {"HOME": str(fresh_home(tmp_path)), "PATH": "/usr/bin:/bin", "RUSTUP_HOME": str(rustup_home)}
     # Neither the default nor "stable" exists under this RUSTUP_HOME: only the toolchain it names.
     assert find_rust_toolchain(environ={**environ, "RUSTUP_TOOLCHAIN": "pinned"}) == find_rust_toolchain(
@@ -143,7 +144,7 @@ def test_the_vendored_crates_reach_cargo_through_its_config_file(tmp_path: Path)
     (project / "src" / "lib.rs").write_text("")
     home = fresh_home(tmp_path)
     rust = rust_for_build(Settings(cargo_vendor_dir=CRATES), tmp_path / "cargo-home")
-    assert CRATES in rust.read_only and REAL.root in rust.read_only
+    assert CRATES in rust.read_only and set(REAL.paths()) <= set(rust.read_only)
     assert rust.environment["PATH"].split(os.pathsep)[0] == str(REAL.bin_dir)
     cargo = Path(rust.environment["PATH"].split(os.pathsep)[0]) / "cargo"
     done = run(cargo, "generate-lockfile", home=home, cwd=project, CARGO_HOME=rust.environment["CARGO_HOME"])
@@ -157,6 +158,29 @@ def test_the_vendored_crates_reach_cargo_through_its_config_file(tmp_path: Path)
         "CARGO_SOURCE_VENDORED_SOURCES_DIRECTORY": str(CRATES),
     }
     assert run(cargo, "generate-lockfile", home=home, cwd=project, **variables).returncode != 0
+
+
+@needs_rust
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not sandbox_available(), reason="the build user differs from the worker's only as root"
+)
+def test_only_a_toolchain_that_compiles_in_the_sandbox_as_the_build_user_is_advertised(tmp_path: Path) -> None:
+    assert REAL is not None
+    found = Capabilities("linux", "x86_64", "glibc", "2.36", (), {"gcc": "gcc", "cargo": "cargo 1", "rustc": "rustc 1"})
+    # This machine's toolchain (under root's 0700 home here) is bound back into the sandbox.
+    assert check_in_sandbox(found, Settings(data_dir=tmp_path / "data")).tools == found.tools
+    # A toolchain whose binaries the build user cannot reach: it runs for the worker, not for a build.
+    closed = tmp_path / "closed"
+    closed.mkdir(mode=0o700)
+    wrappers = tmp_path / "wrappers"
+    wrappers.mkdir()
+    for name in TOOLS:
+        (closed / name).symlink_to(REAL.executable(name))
+        (wrappers / name).write_text(f'#!/bin/sh\nexec {closed / name} "$@"\n')
+        (wrappers / name).chmod(0o755)
+    assert probe_rust(wrappers)["rustc"] == run(REAL.executable("rustc"), "--version", home=tmp_path).stdout.strip()
+    settings = Settings(data_dir=tmp_path / "data", rust_toolchain=wrappers)
+    assert check_in_sandbox(found, settings).tools == {"gcc": "gcc"}
 
 
 def test_a_worker_given_a_directory_without_a_toolchain_does_not_start(
