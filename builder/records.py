@@ -74,6 +74,10 @@ class BuildRecord:
     ruleset: str | None = None
     capabilities: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    # The remedy that made the published wheel (or None), and for a build waiting for a
+    # capability what it needs ("tool:gfortran"): written by the remedies and the routing.
+    remedy: str | None = None
+    missing_capability: str | None = None
 
     @property
     def key(self) -> str:

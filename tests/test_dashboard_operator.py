@@ -7,10 +7,11 @@ worker for the other, which no worker builds: the list is half on the index for 
 and the panel says why each wheel is missing. A client asks the index for a project it does
 not have: the miss is shown with its target and count.
 
-A build waiting for a capability and a build a remedy made are records with the fields the
-routing and the remedies write (``missing_capability``, ``remedy``), seeded through the
-record store as a worker writes them: a remedy needs a package that fails without one and
-builds with it, and this test is about what the dashboard shows of such records.
+Builds waiting for a capability and a build a remedy made are records with the fields the
+routing and the remedies write (``missing_capability``, ``remedy``), seeded through the record
+store as a worker writes them: the routing and the remedies that write them for real were not
+in the code this test was written against, and the test is about what the dashboard shows of
+such records.
 """
 
 from __future__ import annotations
@@ -71,6 +72,12 @@ def test_readiness_misses_capabilities_and_remedies_in_chromium(make_stack: Any,
     stack.start_worker("worker-ops", f"py3-none-any,{CP312}")
     stack.start("beat", "beat")
 
+    store = BuildStore(redis.Redis.from_url(stack.redis_url))
+    _seed(store, "capwait00000001", "scipy", "waiting-for-capability", missing_capability="tool:gfortran")
+    _seed(store, "capwait00000002", "pyfftw", "waiting-for-capability", missing_capability="lib:fftw3")
+    wheel = "oldpkg-1.0-cp312-cp312-manylinux_2_17_x86_64.whl"
+    _seed(store, "remedy000000001", "oldpkg", "published", remedy="cython-regenerate", wheel=wheel)
+
     agent = pip_user_agent("3.12", tmp_path)
     assert (
         requests.get(f"{stack.simple}wheelyard-dash-absent/", headers={"User-Agent": agent}, timeout=10).status_code
@@ -94,7 +101,10 @@ def test_readiness_misses_capabilities_and_remedies_in_chromium(make_stack: Any,
         shown = browser.wait(
             "(() => { const r = document.querySelectorAll('#readiness .ready');"
             " const m = document.querySelectorAll('#miss-rows tr');"
-            " return r.length === 2 && m.length === 1 && JSON.stringify({ready: [...r].map((e) => e.innerText),"
+            " const c = document.querySelectorAll('#capability-rows tr');"
+            " const e = document.querySelectorAll('#remedy-rows tr');"
+            " return r.length === 2 && m.length === 1 && c.length >= 2 && e.length === 1"
+            " && JSON.stringify({ready: [...r].map((e) => e.innerText),"
             " capability: document.getElementById('capability-panel').innerText,"
             " remedies: document.getElementById('remedy-panel').innerText,"
             " misses: document.getElementById('miss-rows').innerText}); })()",
@@ -106,7 +116,9 @@ def test_readiness_misses_capabilities_and_remedies_in_chromium(make_stack: Any,
         cp313_row = next(row for row in page["ready"] if row.startswith(CP313))
         assert f"pyaudio 0.2.14 no live worker builds {CP313}" in cp313_row, cp313_row
         assert "wheelyard-dash-absent" in page["misses"] and "cp312-" in page["misses"], page["misses"]
-        assert "No wheel needed a remedy." in page["remedies"], page["remedies"]
+        assert "tool:gfortran × 1" in page["capability"] and "lib:fftw3 × 1" in page["capability"], page
+        assert "scipy 1.0" in page["capability"] and "tool:gfortran" in page["capability"], page
+        assert "oldpkg 1.0" in page["remedies"] and "cython-regenerate × 1" in page["remedies"], page
         assert browser.errors() == []
         shot = tmp_path / "dashboard-operator.png"
         data = browser.screenshot(shot)
