@@ -40,6 +40,7 @@ __all__ = [
 ]
 
 MAX_CAUSES = 50
+MAX_FILE_HITS = 2000  # lines about single files of a release kept until the release asked for is known
 CONTEXT_BEFORE = 2
 CONTEXT_AFTER = 3
 MAX_LINE = 2000  # characters of a line that rules look at
@@ -60,6 +61,7 @@ _FALLBACK_RE = re.compile(
     r"|error|ERROR|fatal|FATAL|Error|Fatal)(?:\[\w+\])?:\s*\S"
     r"|\b(?:fatal )?error:\s*\S|\bERROR:\s*\S|\berror C\d{4}|\berror trying to exec\b"
     r"|^\s*(?:\|\s+)*[\w.]*(?:Error|Exception)\s*$|^wheelyard: build failed: "
+    r"|^\s*(?:cause|Caused by): \S"
 )
 _FALLBACK_KEYWORDS = frozenset(
     {
@@ -75,6 +77,8 @@ _FALLBACK_KEYWORDS = frozenset(
         "NotFound",
         "Unavailable",
         "build failed",
+        "cause: ",
+        "Caused by: ",
     }
 )
 
@@ -107,6 +111,11 @@ def _keyword_regex(keywords: frozenset[str]) -> re.Pattern[str]:
     the same sets come back in every log). A plain alternation at the top level lets the regex
     engine skip positions whose character starts no keyword without entering the pattern."""
     return re.compile(_trie_pattern(keywords) or "(?!)")
+
+
+def _file_key(name: str) -> str:
+    """A file name or NAME-VERSION as they compare: lower case, ``_`` and ``.`` as ``-``."""
+    return name.lower().replace("_", "-").replace(".", "-")
 
 
 class _Compiled:
@@ -166,6 +175,7 @@ class Scanner:
         self.lineno = 0
         self.last_error = 0  # the last line that was a cause or looked like an error
         self.pending: list[Hit] = []
+        self.file_hits: dict[str, Hit] = {}  # file name (normalised) -> its line, see _add_file_hit
         self.tail: deque[tuple[int, str]] = deque(maxlen=CONTEXT_BEFORE)
 
     def _rebuild_prefilter(self) -> None:
@@ -290,6 +300,9 @@ class Scanner:
                 return rebuilt
             groups = {k: v for k, v in m.groupdict().items() if v is not None}
             self.last_error = no
+            if rule.requested_file:
+                self._add_file_hit(rule, text, ls, le, no, line, groups)
+                return rebuilt
             self._add(rule, text, ls, le, no, line, groups)
             if self.worst is not None and self.worst[0] != self._floor:
                 # full: rules no more important than the least cause kept cannot add one, so
@@ -363,6 +376,30 @@ class Scanner:
             least = min(self.hits, key=lambda h: (h.priority, -h.line))
             self.worst = (least.priority, -least.line)
 
+    def _add_file_hit(
+        self, rule: Rule, text: str, ls: int, le: int, no: int, line: str, groups: dict[str, str]
+    ) -> None:
+        """A line about one file of a release: kept aside (the first per file, a bounded number)
+        until the log has said which release was asked for."""
+        key = _file_key(groups["file"])
+        if key in self.file_hits or len(self.file_hits) >= MAX_FILE_HITS:
+            return
+        before, after = self._context(text, ls, le, no)
+        hit = Hit(rule, no, line, groups, before, after)
+        self.file_hits[key] = hit
+        if len(after) < CONTEXT_AFTER:
+            self.pending.append(hit)
+
+    def _requested_file_hits(self) -> list[Hit]:
+        """The kept file line that names the release asked for (NAME-VERSION, normalised); none
+        when no line names it (that release does not exist: pip's other lines are not the cause);
+        the first one when the log does not say which release was asked for."""
+        package, version = self.ctx.package()
+        if package and version:
+            want = _file_key(f"{package}-{version}-")
+            return [h for k, h in self.file_hits.items() if k.startswith(want)][:1]
+        return [min(self.file_hits.values(), key=lambda h: h.line)] if self.file_hits else []
+
     # -- the result ------------------------------------------------------------------
 
     def result(self, *, platform: str | None = None, wheel_lookup: WheelLookup | None = None) -> Diagnosis:
@@ -383,8 +420,9 @@ class Scanner:
             "pyver_nodot": python.replace(".", "") if python else "3",
             "package": package or "<package>",
         }
-        matched = {h.rule.id for h in self.hits if h.rule is not None}
-        hits = [h for h in self.hits if h.rule is not None and (not h.rule.only_with or h.rule.only_with & matched)]
+        found = [*self.hits, *self._requested_file_hits()]
+        matched = {h.rule.id for h in found if h.rule is not None}
+        hits = [h for h in found if h.rule is not None and (not h.rule.only_with or h.rule.only_with & matched)]
         hits.sort(key=lambda h: (-h.priority, h.line))
         succeeded = ctx.success_line > self.last_error and not any(h.priority >= 90 for h in hits)
         writer = CauseWriter(self.rs, ctx)

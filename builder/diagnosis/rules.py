@@ -80,6 +80,7 @@ _RULE_FIELDS = frozenset(
         "steps",
         "not_steps",
         "only_with",
+        "requested_file",
     }
 )
 _REQUIRED = ("id", "category", "keywords", "patterns", "explanation", "remedies", "capability")
@@ -133,6 +134,9 @@ class Rule:
     # The cause counts only where one of these rules also matched in the log (pip's list of
     # versions skipped for their Requires-Python explains a "no matching distribution" only).
     only_with: frozenset[str] = frozenset()
+    # The cause is the line naming the file of the release asked for (its ``file`` group): pip's
+    # lines about the other releases are not. Decided once the log has said what was asked for.
+    requested_file: bool = False
     order: int = 0
 
     def match(self, line: str) -> re.Match[str] | None:
@@ -266,8 +270,13 @@ def _parse_rule(raw: Any, index: int) -> Rule:
     if not isinstance(defaults, dict) or not all(isinstance(v, str) for v in defaults.values()):
         raise _err(where, "'defaults' must be a table of strings")
     in_build = raw.get("in_build", False)
+    requested_file = raw.get("requested_file", False)
     if not isinstance(in_build, bool):
         raise _err(where, "'in_build' must be true or false")
+    if not isinstance(requested_file, bool):
+        raise _err(where, "'requested_file' must be true or false")
+    if requested_file and not all("file" in p.groupindex for p in patterns):
+        raise _err(where, "with requested_file, every pattern needs a (?P<file>...) group")
     steps = {}
     for key in ("steps", "not_steps", "only_with"):
         value = raw.get(key, [])
@@ -322,6 +331,7 @@ def _parse_rule(raw: Any, index: int) -> Rule:
         steps=steps["steps"],
         not_steps=steps["not_steps"],
         only_with=steps["only_with"],
+        requested_file=requested_file,
         order=index,
     )
 

@@ -281,6 +281,10 @@ FRESH_POOL = [
     "markupsafe==1.1.1",
     "wrapt==1.11.2",
     "frozenlist==1.2.0",
+]
+
+# A third pool, for the batch that replaces held-out logs moved to the development part.
+FRESH_POOL_2 = [
     "pycapnp==1.1.0",
     "thrift==0.13.0",
     "uwsgitop==0.11",
@@ -641,10 +645,12 @@ def seen_names() -> set[str]:
     return {str(r["req"]).split("==")[0].lower() for r in runs}
 
 
-def plan(count: int, seed: int, fresh: bool = False) -> list[tuple[str, tuple[str, str, str], str]]:
+def plan(count: int, seed: int, fresh: int = 0) -> list[tuple[str, tuple[str, str, str], str]]:
     rng = random.Random(seed)
     seen = seen_names() if fresh else set()
-    pool = [r for r in FRESH_POOL if r.split("==")[0] not in seen] if fresh else OLD_POOL
+    pool = OLD_POOL
+    if fresh:
+        pool = [r for r in (FRESH_POOL, FRESH_POOL_2)[fresh - 1] if r.split("==")[0] not in seen]
     n_popular = count // 6
     drawn = [r for r in popular(rng, n_popular * 3) if r.split("==")[0].lower() not in seen][:n_popular]
     rest = count - n_popular
@@ -661,7 +667,9 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--seed", type=int, default=13)
     ap.add_argument("--start", type=int, default=1, help="number of the first log")
     ap.add_argument("--jobs", type=int, default=2)
-    ap.add_argument("--fresh", action="store_true", help="projects not built before, from FRESH_POOL")
+    ap.add_argument(
+        "--fresh", type=int, default=0, choices=(0, 1, 2), help="projects not built before, from FRESH_POOL or _2"
+    )
     ap.add_argument("--finalize", action="store_true", help="copy the raw logs into tests/corpus/own, trimmed")
     args = ap.parse_args(argv)
     if args.finalize:
