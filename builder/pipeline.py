@@ -37,31 +37,38 @@ import time
 import traceback
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from build import BuildBackendException, BuildException, ProjectBuilder
 from packaging.utils import parse_wheel_filename
 
-from builder.build_requirements import install_command, parse_build_requirements
+from builder.build_job import BuildJob, BuildOutcome
+from builder.build_requirements import parse_build_requirements
 from builder.capabilities import Capabilities, Interpreter, job_environment, resolve_parallelism
 from builder.cibuildwheel_build import build_with_cibuildwheel, uses_cibuildwheel
 from builder.config import Settings
-from builder.errors import AlreadyPublished, BuildFailed, WheelyardError
+from builder.errors import (
+    BuildFailed,
+    HollowWheel,
+    InternalError,
+    NoDistribution,
+    ProofFailed,
+    StepFailed,
+    WheelyardError,
+)
+from builder.installs import install_requirements, uv_binary
 from builder.proof import PROOF_SCRIPT, failed_imports, is_hollow, plan_imports, read_layout, retag_pure
-from builder.publish import publish_wheel, published_sha256
+from builder.publish import publish_verified
 from builder.sandbox import (
     FileBuildLog,
     LimitExceeded,
     Sandbox,
     build_environment,
-    interpreter_paths,
     run_tool,
 )
 from builder.sdist import UnpackLimits, unpack_sdist
 from builder.secrets import Redactor, secret_paths, secret_values
-from builder.targets import BuildTarget
 from builder.upstream import DistFile, Release, SimpleIndex
 from builder.verify import WheelInfo, take_wheel, verify_wheel
 
@@ -102,49 +109,6 @@ class BuildLog(FileBuildLog):
         if self._fd >= 0:
             self.flush()
         super().close()
-
-
-@dataclass(frozen=True)
-class BuildJob:
-    build_id: str
-    name: str
-    version: str
-    target: BuildTarget
-    from_source: bool = False
-
-
-@dataclass
-class BuildOutcome:
-    status: str  # published, mirrored, failed
-    wheel: str | None = None
-    sha256: str | None = None
-    source: str | None = None
-    error: dict[str, Any] | None = None
-    timings: dict[str, float] = field(default_factory=dict)
-    log_path: Path | None = None
-
-
-class StepFailed(WheelyardError):
-    """A step of the pipeline failed for a reason the build log shows."""
-
-    reference = "build-step-failed"
-
-
-class ProofFailed(StepFailed):
-    """The wheel installed but some of its modules failed to import; each is named in the record."""
-
-    reference = "proof-failed"
-
-    def __init__(self, failures: Sequence[dict[str, str]]) -> None:
-        names = "; ".join(f"{f['module']} ({f['error'][:300]})" for f in failures)
-        super().__init__(
-            f"the wheel installed but importing {names or 'its modules'} failed",
-            "the build log shows each import error after `==> prove`",
-        )
-        self.failures = list(failures)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**super().to_dict(), "imports": self.failures}
 
 
 class BuildDirector:
@@ -192,25 +156,22 @@ class BuildDirector:
             if wheel_file is not None:
                 return self._mirror(release, wheel_file)
             return self._build(release)
-        except LimitExceeded as exc:
-            return self._failed(exc, cause=exc.cause)
         except WheelyardError as exc:
             return self._failed(exc)
         except BuildBackendException as exc:
             # build wraps whatever the runner raised: a broken sandbox limit arrives inside it.
             inner = exc.exception
             if isinstance(inner, LimitExceeded):
-                return self._failed(inner, cause=inner.cause)
-            return self._failed(BuildFailed(f"the build failed: {exc}", "the diagnosis below names the cause"))
+                return self._failed(inner)
+            return self._failed(BuildFailed(f"the build failed: {exc}"))
         except (BuildException, subprocess.CalledProcessError) as exc:
-            return self._failed(BuildFailed(f"the build failed: {exc}", "the diagnosis below names the cause"))
+            return self._failed(BuildFailed(f"the build failed: {exc}"))
         except Exception as exc:  # noqa: BLE001 - every build ends with an outcome, whatever a step raised
             self.log.line(f"wheelyard: internal error in step {self._current}:\n{traceback.format_exc()}")
             return self._failed(
-                WheelyardError(
+                InternalError(
                     f"internal error in step {self._current}: {type(exc).__name__}: {exc}",
                     "the traceback is in the build log; report it with the build id",
-                    reference="internal-error",
                 )
             )
 
@@ -246,11 +207,7 @@ class BuildDirector:
         job = self.job
         sdist = release.sdist
         if sdist is None:
-            raise StepFailed(
-                f"{release.name} {release.version} has no sdist upstream and no wheel for {job.target}",
-                "no-distribution: ask for a target upstream ships a wheel for, or another version",
-                reference="no-distribution",
-            )
+            raise NoDistribution(release.name, str(release.version), job.target)
         interpreter = self.capabilities.interpreter_for(job.target)
         if interpreter is None:
             raise StepFailed(
@@ -339,14 +296,13 @@ class BuildDirector:
         finally:
             self.timings[name] = round(time.monotonic() - started, 3)
 
-    def _failed(self, exc: WheelyardError, cause: str | None = None) -> BuildOutcome:
+    def _failed(self, exc: WheelyardError) -> BuildOutcome:
         self.log.line(f"wheelyard: build failed: {exc.message}")
         if exc.hint:
             self.log.line(f"wheelyard: hint: {exc.hint}")
-        error = {k: self.log.redactor.text(v) if isinstance(v, str) else v for k, v in exc.to_dict().items()}
-        if cause:
-            error["cause"] = cause
-        return BuildOutcome("failed", error=error, timings=self.timings, log_path=self.log.path)
+        return BuildOutcome(
+            "failed", error=exc, timings=self.timings, log_path=self.log.path, redact=self.log.redactor.text
+        )
 
     def _sandbox_for(self) -> Sandbox:
         if self._sandbox is None:
@@ -443,27 +399,11 @@ class BuildDirector:
         )
 
     def _install(self, python: Path, requirements: Sequence[str], *, find_links: Path | None = None) -> None:
-        """Install from wheels only, from the configured upstream index (and ``find_links``),
-        in the installer's sandbox. The requirements go through a file: none is an argument."""
-        if not requirements:
-            return
-        self._installs += 1
-        listing = self.shared / f"requirements-{self._installs}.txt"
-        listing.write_text("".join(f"{r}\n" for r in requirements))
-        os.chmod(listing, 0o644)
-        cmd = install_command(
-            uv_binary(),
-            python,
-            listing,
-            index_url=self.settings.upstream_index,
-            cache_dir=self.workdir / "uv-cache",
-            find_links=find_links,
-        )
-        self.log.line("$ " + " ".join(cmd) + "  # " + ", ".join(requirements))
-        certs = {k: os.environ[k] for k in ("SSL_CERT_FILE", "SSL_CERT_DIR") if k in os.environ}
-        installer_sandbox(self.settings, self.workdir, self.log, python).run(
-            cmd, cwd=str(self.shared), extra_environ=certs
-        )
+        """Install from wheels only, in the installer's sandbox (builder.installs)."""
+        if requirements:
+            self._installs += 1
+            listing = self.shared / f"requirements-{self._installs}.txt"
+            install_requirements(self.settings, self.workdir, self.log, python, requirements, listing, find_links)
 
     def _repair(self, wheel: Path) -> Path:
         wheel = self._unless_hollow(wheel)
@@ -489,12 +429,7 @@ class BuildDirector:
             pure = retag_pure(wheel, self.private / "retagged")
             self.log.line(f"wheelyard: {what}; publishing it as {pure.name} (WHEELYARD_PUBLISH_HOLLOW_AS_PURE)")
             return pure
-        raise StepFailed(
-            f"{what}: the extension did not compile and the build fell back to pure Python",
-            "the diagnosis names the compile error (often a missing library or header): fix that; or set "
-            "WHEELYARD_PUBLISH_HOLLOW_AS_PURE=true to publish such wheels as py3-none-any",
-            reference="hollow-wheel",
-        )
+        raise HollowWheel(what)
 
     def _prove(self, interpreter: Interpreter, wheel: Path) -> None:
         """Install the wheel into a fresh environment and import its modules (builder/proof.py), in the sandbox."""
@@ -531,68 +466,21 @@ class BuildDirector:
         return verify_wheel(wheel, name=release.name, version=str(release.version), target=self.job.target)
 
     def _publish(self, path: Path, sha256: str) -> str:
-        """Upload the verified file, which must still have the verified ``sha256``; the index must
-        then list exactly that hash (publish_wheel checks both)."""
-        try:
-            publish_wheel(
-                path,
-                index_url=self.settings.index_url,
-                user=self.settings.index_user,
-                password=self.upload_password,
-                sha256=sha256,
-            )
-        except AlreadyPublished:
-            # A redelivered job (its first worker died after uploading) finds its wheel there:
-            # the index keeps the first file, and that is the one this build points at, with
-            # the index's hash (a rebuilt wheel need not be byte-identical).
-            self.log.line(f"wheelyard: {path.name} is on the index already; it is kept as it is")
-            on_index = published_sha256(
-                path.name,
-                index_url=self.settings.index_url,
-                user=self.settings.index_user,
-                password=self.upload_password,
-            )
-            sha256 = on_index or sha256
-        self.log.line(f"wheelyard: published {path.name} sha256={sha256}")
-        return sha256
-
-
-def installer_sandbox(settings: Settings, workdir: Path, log: BuildLog, python: Path) -> Sandbox:
-    """Where uv installs into the environment of ``python``: a sandbox with the network (it
-    downloads from the upstream index) but without the data directory, the worker's secrets or a
-    way to write anything but that environment and the build's own uv cache (a shared cache
-    would let one build plant files in the next one's environments)."""
-    cache = workdir / "uv-cache"
-    cache.mkdir(exist_ok=True)
-    return Sandbox(
-        limits=settings.limits,
-        workdir=workdir,
-        log=log,
-        enabled=settings.sandbox,
-        read_only=interpreter_paths(str(python)),
-        env=build_environment(settings),
-        hidden=[settings.data_dir, *secret_paths(os.environ)],
-        writable=[python.parent.parent, cache],
-        network=True,
-    )
+        """Upload the verified file; the hash the index then lists (builder.publish.publish_verified)."""
+        return publish_verified(
+            path,
+            sha256,
+            index_url=self.settings.index_url,
+            user=self.settings.index_user,
+            password=self.upload_password,
+            say=self.log.line,
+        )
 
 
 def rust_toolchain_paths() -> tuple[Path, Path]:
     """Where a rustup-installed toolchain lives on the worker: its proxies, and the toolchains."""
     cargo_home = Path(os.environ.get("CARGO_HOME", Path.home() / ".cargo"))
     return cargo_home / "bin", Path(os.environ.get("RUSTUP_HOME", Path.home() / ".rustup"))
-
-
-def uv_binary() -> str:
-    try:
-        from uv import find_uv_bin
-
-        return str(find_uv_bin())
-    except (ImportError, FileNotFoundError):
-        found = shutil.which("uv")
-        if found:
-            return found
-        raise StepFailed("uv is not installed on this worker", "pip install uv") from None
 
 
 def work_directory(root: Path | None = None) -> Path:

@@ -12,6 +12,7 @@ are sent as HTTP basic auth only; they appear in no message, log line or excepti
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -19,33 +20,20 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
-from builder.errors import AlreadyPublished, WheelyardError
+from builder.errors import (
+    AlreadyPublished,
+    IndexAuthenticationFailed,
+    IndexHashMismatch,
+    IndexUnavailable,
+    PublishFailed,
+    WheelChanged,
+    WheelyardError,
+)
 from builder.upstream import SimpleIndex
 from builder.verify import verify_wheel
 
 _TIMEOUT = (10.0, 300.0)
 _ALREADY_EXISTS = re.compile(r"already exists|file exists|already been (uploaded|published)", re.I)
-
-
-class IndexAuthenticationFailed(WheelyardError):
-    """The index refused the credentials (or none were given)."""
-
-    reference = "index-authentication-failed"
-    status_code = 502
-
-
-class PublishFailed(WheelyardError):
-    """The index did not take the upload, for a reason other than credentials or a duplicate."""
-
-    reference = "publish-failed"
-    status_code = 502
-
-
-class IndexUnavailable(WheelyardError):
-    """The index could not be reached or did not answer as an index does."""
-
-    reference = "index-unavailable"
-    status_code = 502
 
 
 @dataclass(frozen=True)
@@ -73,11 +61,7 @@ def publish_wheel(
     not uploaded, and the upload counts only once the index lists that very hash."""
     info = verify_wheel(path)
     if sha256 is not None and info.sha256 != sha256.lower():
-        raise PublishFailed(
-            f"{info.filename} changed after it was verified (sha256 {info.sha256}, verified {sha256})",
-            "nothing was uploaded; build it again",
-            reference="wheel-changed",
-        )
+        raise WheelChanged(info.filename, info.sha256, sha256)
     python_tags = sorted({tag.interpreter for tag in info.tags})
     form = {
         ":action": "file_upload",
@@ -92,29 +76,8 @@ def publish_wheel(
     upload_url = _index_root(index_url)
     shown = redact_url(upload_url)
     auth = (user, password) if password is not None else None
-    http = session or requests.Session()
-    try:
-        with path.open("rb") as fh:
-            response = http.post(
-                upload_url,
-                data=form,
-                files={"content": (info.filename, fh, "application/octet-stream")},
-                auth=auth,
-                timeout=_TIMEOUT,
-                allow_redirects=False,
-            )
-    except requests.RequestException as exc:
-        raise IndexUnavailable(
-            f"cannot upload {info.filename} to {shown}: {type(exc).__name__}",
-            "check that the index is running and that index_url points at it",
-        ) from None
-    finally:
-        if session is None:
-            http.close()
-
-    status = response.status_code
-    body = _first_line(response.text)
-    if 200 <= status < 300:
+    response = _upload(path, info.filename, upload_url, form, auth, session)
+    if 200 <= response.status_code < 300:
         if sha256 is not None:
             _check_listed(info.filename, info.sha256, index_url, user, password, session)
         return PublishResult(
@@ -125,24 +88,82 @@ def publish_wheel(
             size=info.size,
             index_url=shown,
         )
+    raise _refusal(response, info.filename, shown, user, sent_credentials=auth is not None)
+
+
+def _upload(
+    path: Path,
+    filename: str,
+    upload_url: str,
+    form: dict[str, str],
+    auth: tuple[str, str] | None,
+    session: requests.Session | None,
+) -> requests.Response:
+    """POST the file to the index's upload endpoint, as twine does; IndexUnavailable when it does not answer."""
+    http = session or requests.Session()
+    try:
+        with path.open("rb") as fh:
+            return http.post(
+                upload_url,
+                data=form,
+                files={"content": (filename, fh, "application/octet-stream")},
+                auth=auth,
+                timeout=_TIMEOUT,
+                allow_redirects=False,
+            )
+    except requests.RequestException as exc:
+        raise IndexUnavailable(
+            f"cannot upload {filename} to {redact_url(upload_url)}: {type(exc).__name__}",
+            "check that the index is running and that index_url points at it",
+        ) from None
+    finally:
+        if session is None:
+            http.close()
+
+
+def _refusal(
+    response: requests.Response, filename: str, shown: str, user: str, *, sent_credentials: bool
+) -> WheelyardError:
+    """Why the index did not take an upload, as the error that says so."""
+    status = response.status_code
+    body = _first_line(response.text)
     if status == 409 or (status == 400 and _ALREADY_EXISTS.search(response.text)):
-        raise AlreadyPublished(
-            f"{info.filename} is on {shown} already",
+        return AlreadyPublished(
+            f"{filename} is on {shown} already",
             "files on the index are never replaced; publish a new version instead",
         )
     if status in (401, 403):
-        raise IndexAuthenticationFailed(
-            f"{shown} refused the upload of {info.filename}: HTTP {status}"
-            + (" (no credentials were sent)" if auth is None else ""),
+        return IndexAuthenticationFailed(
+            f"{shown} refused the upload of {filename}: HTTP {status}"
+            + (" (no credentials were sent)" if not sent_credentials else ""),
             f"check the index user ({user!r}) and password: WHEELYARD_INDEX_USER, "
             "WHEELYARD_INDEX_PASSWORD (or WHEELYARD_INDEX_PASSWORD_FILE)",
         )
     if status in (301, 302, 303, 307, 308):
-        raise PublishFailed(
-            f"{shown} redirected the upload of {info.filename} (HTTP {status})",
+        return PublishFailed(
+            f"{shown} redirected the upload of {filename} (HTTP {status})",
             "index_url must be the index root that accepts uploads, not its /simple/ page",
         )
-    raise PublishFailed(f"{shown} refused {info.filename}: HTTP {status}" + (f": {body}" if body else ""))
+    return PublishFailed(f"{shown} refused {filename}: HTTP {status}" + (f": {body}" if body else ""))
+
+
+def publish_verified(
+    path: Path, sha256: str, *, index_url: str, user: str, password: str | None, say: Callable[[str], None]
+) -> str:
+    """Upload the verified file, which must still have the verified ``sha256``; the index must
+    then list exactly that hash (publish_wheel checks both). The hash the index holds is returned:
+    a file already there is kept as it is (``say`` tells the build log)."""
+    try:
+        publish_wheel(path, index_url=index_url, user=user, password=password, sha256=sha256)
+    except AlreadyPublished:
+        # A redelivered job (its first worker died after uploading) finds its wheel there:
+        # the index keeps the first file, and that is the one this build points at, with
+        # the index's hash (a rebuilt wheel need not be byte-identical).
+        say(f"wheelyard: {path.name} is on the index already; it is kept as it is")
+        on_index = published_sha256(path.name, index_url=index_url, user=user, password=password)
+        sha256 = on_index or sha256
+    say(f"wheelyard: published {path.name} sha256={sha256}")
+    return sha256
 
 
 def _check_listed(
@@ -159,11 +180,7 @@ def _check_listed(
     except LookupError:
         listed = "nothing"
     if listed != sha256:
-        raise PublishFailed(
-            f"{redact_url(index_url)} took {filename} but lists it with sha256 {listed}, not {sha256}",
-            "the index does not hold the verified file: check it before anyone installs from it",
-            reference="index-hash-mismatch",
-        )
+        raise IndexHashMismatch(redact_url(index_url), filename, listed, sha256)
 
 
 def wheel_on_index(

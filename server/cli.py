@@ -14,6 +14,7 @@ with ``server.options.setting_option`` reaches the handler through ``settings``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import dataclasses
 import json
@@ -24,12 +25,13 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from builder.config import Settings, load_settings, settings_help
-from builder.errors import ConfigurationError, WheelyardError
+from builder.errors import ConfigurationError, SandboxUnavailable, TargetNotBuildable, WheelyardError
 from server import client_commands, index_commands
 from server.ensure import command as ensure_command
 from server.options import GLOBAL_SETTING_OPTIONS, add_global_options, setting_option, setting_values
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_BROKEN_PIPE = 128 + 13  # as a tool killed by SIGPIPE
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,13 +81,6 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("beat", help="run the scheduler of watch lists (WHEELYARD_WATCH_FILE)")
     config = sub.add_parser("config", help="print the settings every command here would run with (no secrets)")
     config.add_argument("--json", action="store_true", help="as JSON")
-    reindex = sub.add_parser(
-        "reindex",
-        help="index every build record again (after workers of a release without build-list indexes wrote some)",
-    )
-    reindex.add_argument(
-        "--wait", type=float, default=60, help="seconds to wait for another process that is indexing (default 60)"
-    )
     index_commands.add_parsers(sub)
     for name, command in sub.choices.items():
         if name != "diagnose":  # diagnose parses its own arguments
@@ -111,13 +106,28 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None, stderr
     try:
         settings = load_settings(config_file=args.config, **setting_values(args))
         handler = COMMANDS[args.command]
-        return handler(args, settings, out, err)
+        code = handler(args, settings, out, err)
+        out.flush()  # a reader that left is found here, not by the interpreter's flush at exit
+        return code
     except WheelyardError as exc:
         _render(exc, err)
         return EXIT_FAILED
     except KeyboardInterrupt:
         err.write("interrupted\n")
         return 130
+    except BrokenPipeError:
+        # The reader left early (`wheelyard config | head -1`): stop quietly, as other tools do.
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null: what is still buffered for the closed pipe is not written again
+    at exit (where the interpreter would print its own BrokenPipeError)."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 def _command_position(args_list: list[str]) -> int | None:
@@ -203,29 +213,34 @@ def _worker_targets(settings: Settings, selected: str | None) -> tuple[Any, list
         wanted = parse_targets(named) if named else []
         missing = [t.identifier for t in wanted if t not in targets]
         if missing:
-            raise WheelyardError(
-                f"this worker cannot build {', '.join(missing)}{why}",
-                "run `wheelyard worker --probe` to see what it can build",
-                reference="target-not-buildable",
-            )
+            raise TargetNotBuildable(f"this worker cannot build {', '.join(missing)}{why}")
         # A pattern narrows to what this host builds; a named identifier must be buildable.
         patterns = [i for i in items if is_pattern(i)]
         if patterns:
             wanted += [t for t in parse_targets(patterns) if t in targets and t not in wanted]
         if not wanted:
-            raise WheelyardError(
-                f"no target this worker can build matches {selected!r}",
-                "run `wheelyard worker --probe` to see what it can build",
-                reference="target-not-buildable",
-            )
+            raise TargetNotBuildable(f"no target this worker can build matches {selected!r}")
         targets = wanted
     return capabilities, targets
+
+
+def _probe(settings: Settings, capabilities: Any, queues: list[str], sandbox_ok: bool) -> dict[str, Any]:
+    """What ``wheelyard worker --probe`` reports: what this host builds, and with what."""
+    from builder.capabilities import resolve_parallelism
+    from builder.sandbox import limit_mechanisms
+
+    data: dict[str, Any] = capabilities.to_dict()
+    data["queues"] = queues
+    limits = limit_mechanisms(settings.limits)
+    data["sandbox"] = {"enabled": settings.sandbox, "available": sandbox_ok, "limits": limits}
+    data["parallelism"] = dataclasses.asdict(resolve_parallelism(settings))
+    return data
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
     from builder.capabilities import resolve_parallelism
     from builder.records import BuildStore, connect
-    from builder.sandbox import limit_mechanisms, sandbox_available
+    from builder.sandbox import sandbox_available
     from builder.tasks import build_sender, create_celery_app, register_tasks
     from builder.workdir import sweep
     from builder.worker import Heartbeat, LostBuilds, default_worker_name, worker_info, worker_queues
@@ -236,24 +251,11 @@ def cmd_worker(args: argparse.Namespace, settings: Settings, out: TextIO, err: T
     queues = worker_queues(targets)
     sandbox_ok = sandbox_available()
     if args.probe:
-        data = capabilities.to_dict()
-        data["queues"] = queues
-        data["sandbox"] = {
-            "enabled": settings.sandbox,
-            "available": sandbox_ok,
-            "limits": limit_mechanisms(settings.limits),
-        }
-        data["parallelism"] = dataclasses.asdict(resolve_parallelism(settings))
-        out.write(json.dumps(data, indent=2) + "\n")
+        out.write(json.dumps(_probe(settings, capabilities, queues, sandbox_ok), indent=2) + "\n")
         return EXIT_OK
     if settings.sandbox and not sandbox_ok:
         # Refuse to start rather than fail every build: strangers' code must not run unconfined by accident.
-        raise WheelyardError(
-            "the build sandbox (bubblewrap) cannot run on this host",
-            "install bubblewrap (apt-get install bubblewrap) and allow user namespaces, or set "
-            "WHEELYARD_SANDBOX=false where the host itself is the sandbox",
-            reference="sandbox-unavailable",
-        )
+        raise SandboxUnavailable()
     redis_url = resolve_redis_url(settings)
     _pool_processes_die_with(os.getpid())
     name = args.name or default_worker_name()
@@ -331,30 +333,6 @@ def cmd_config(args: argparse.Namespace, settings: Settings, out: TextIO, err: T
     return EXIT_OK
 
 
-def cmd_reindex(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
-    import redis
-
-    from builder.records import BuildStore, connect
-
-    store = BuildStore(connect(resolve_redis_url(settings)))
-    try:
-        count = store.rebuild_indexes(wait=args.wait)
-    except redis.RedisError as exc:
-        raise WheelyardError(
-            f"Redis did not answer: {exc}",
-            "check WHEELYARD_REDIS_URL and that Redis runs",
-            reference="redis-unavailable",
-        ) from None
-    if count is None:
-        raise WheelyardError(
-            f"another process has been indexing the build records for {args.wait:g} s",
-            "wait until it is done (a listing answers again), then run this again if old workers still ran",
-            reference="indexing",
-        )
-    out.write(f"indexed {count} build records\n")
-    return EXIT_OK
-
-
 COMMANDS = {
     "up": cmd_up,
     "api": cmd_api,
@@ -364,7 +342,6 @@ COMMANDS = {
     **client_commands.COMMANDS,
     "ensure": ensure_command.cmd_ensure,
     "config": cmd_config,
-    "reindex": cmd_reindex,
     **index_commands.COMMANDS,
 }
 

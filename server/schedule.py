@@ -18,7 +18,7 @@ from typing import Any
 from celery import Celery
 
 from builder.config import Settings
-from builder.errors import WheelyardError
+from builder.errors import ConfigurationError, WheelyardError
 from builder.records import BuildStore, connect
 from builder.tasks import BUILD_TASK, create_celery_app
 from builder.upstream import SimpleIndex
@@ -98,23 +98,28 @@ def create_schedule_app(settings: Settings, redis_url: str) -> Celery:
         logger.info("prebuild: %s", counts)
         return counts
 
-    app.conf.beat_schedule = {}
+    app.conf.beat_schedule = beat_schedule(settings)
+    return app
+
+
+def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
+    """What beat sends, and how often: the watch lists and the prebuild file, those configured."""
+    schedule = {}
     for entry, task, every, wanted in (
         ("watch", WATCH_TASK, settings.watch_interval, settings.watch_file),
         ("prebuild", PREBUILD_TASK, settings.prebuild_interval, settings.prebuild_file),
     ):
         if wanted is not None:
             options = {"queue": SCHEDULE_QUEUE, "expires": float(every)}
-            app.conf.beat_schedule[entry] = {"task": task, "schedule": float(every), "options": options}
-    return app
+            schedule[entry] = {"task": task, "schedule": float(every), "options": options}
+    return schedule
 
 
 def run_beat(settings: Settings, redis_url: str) -> None:
     if settings.watch_file is None and settings.prebuild_file is None:
-        raise WheelyardError(
+        raise ConfigurationError(
             "no watch file is configured",
             "set WHEELYARD_WATCH_FILE to a watch list file (docs/watch.md says how to write one)",
-            reference="invalid-configuration",
         )
     load_watch_lists(settings)  # refuse a bad file before starting
     if settings.prebuild_file is not None:

@@ -17,7 +17,8 @@ import pytest
 from cibuildwheel.environment import parse_environment
 from cibuildwheel.options import EnvironmentFormat, OptionsReader
 
-from builder.cibuildwheel_build import CibuildwheelBuild, CibuildwheelFailed, uses_cibuildwheel, write_config
+from builder.cibuildwheel_build import CibuildwheelBuild, uses_cibuildwheel, write_config
+from builder.errors import CibuildwheelFailed
 from builder.targets import BuildTarget
 from tests.conftest import make_sdist
 
@@ -145,9 +146,10 @@ def test_the_director_builds_a_macos_target_through_the_real_cibuildwheel(
     exists here). The real cibuildwheel is run with the worker's command and refuses, on this Linux
     host, to build for macOS: the build ends failed as cibuildwheel-failed with cibuildwheel's own
     words in the log, and nothing of the sdist ran."""
+    from builder.build_job import BuildJob
     from builder.capabilities import Capabilities, Interpreter
     from builder.config import load_settings
-    from builder.pipeline import BuildDirector, BuildJob, BuildLog
+    from builder.pipeline import BuildDirector, BuildLog
     from tests.conftest import interpreter
 
     packages, upstream = local_upstream
@@ -167,7 +169,7 @@ def test_the_director_builds_a_macos_target_through_the_real_cibuildwheel(
         ).run()
     text = (tmp_path / "build.log").read_text()
     assert outcome.status == "failed", text
-    assert outcome.error is not None and outcome.error["error"] == "cibuildwheel-failed", outcome.error
+    assert isinstance(outcome.error, CibuildwheelFailed), outcome.error
     assert "-m cibuildwheel --only cp312-macosx_arm64" in text
     # cibuildwheel took the worker's options, not the sdist's, and went as far as its macOS installer
     # tools (pkgutil), which only a macOS host has.
