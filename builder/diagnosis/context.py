@@ -71,13 +71,6 @@ _PKG_RES: tuple[tuple[int, re.Pattern[str]], ...] = (
         0,
         re.compile(r"Collecting (?P<name>[A-Za-z0-9][\w.-]*)(?:\[[^\]]*\])?(?:==(?P<version>[\w.!+]+))?"),
     ),
-    (
-        0,
-        re.compile(
-            r"(?:satisfies the requirement|No matching distribution found for) "
-            r"(?P<name>[A-Za-z0-9][\w.-]*)(?:\[[^\]]*\])?==(?P<version>[\w.!+]+)"
-        ),
-    ),
 )
 _BUILT_OK_RE = re.compile(
     r"Building wheel for (?P<name>[\w.-]+) \(.*finished with status 'done'"
@@ -93,8 +86,6 @@ _PKG_KEYWORDS = (
     "Using cached",
     "Processing ",
     "egg_info",
-    "satisfies the requirement",
-    "No matching distribution found for",
 )
 _PKG_KW = re.compile("|".join(map(re.escape, (*_PKG_KEYWORDS, "Preparing metadata"))))
 _STEP_KW = re.compile(r"==> |nstall|etting|Preparing|Building")

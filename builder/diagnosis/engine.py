@@ -395,6 +395,10 @@ class Scanner:
         when no line names it (that release does not exist: pip's other lines are not the cause);
         the first one when the log does not say which release was asked for."""
         package, version = self.ctx.package()
+        if not version:  # pip's "No matching distribution found for NAME==VERSION" says it too
+            asked = [h.groups["requirement"] for h in self.hits if "==" in h.groups.get("requirement", "")]
+            if asked:
+                package, version = asked[0].split("==", 1)
         if package and version:
             want = _file_key(f"{package}-{version}-")
             return [h for k, h in self.file_hits.items() if k.startswith(want)][:1]
