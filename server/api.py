@@ -33,7 +33,7 @@ from builder.tasks import BUILD_TASK, create_celery_app
 from builder.upstream import SimpleIndex
 from server.ensure.api import ENSURE_MAX_BODY_BYTES, ensure_router
 from server.ensure.holdings import private_check
-from server.index_api import index_router
+from server.index.api import index_router
 from server.misses.routes import create_demand_router
 from server.service import BuildService, count_builds, find_builds, present
 from server.watch.routes import watch_router

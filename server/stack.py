@@ -115,7 +115,7 @@ def child_environment(settings: Settings) -> dict[str, str]:
 
 
 def run_stack(settings: Settings, *, worker: bool, targets: str | None, out: TextIO, err: TextIO) -> int:
-    from server.index import ensure_upload_credentials
+    from server.index.credentials import ensure_upload_credentials
 
     if worker:
         # The worker's own start-up check, so that `up` never reports a stack that cannot build.

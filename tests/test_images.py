@@ -458,7 +458,7 @@ def test_dependencies_wait_for_healthy_services() -> None:
 
 
 def test_the_nginx_config_is_the_generators_output() -> None:
-    from server.index_nginx import COMPOSE_SITE, render
+    from server.index.nginx import COMPOSE_SITE, render
 
     assert (IMAGES / "nginx.conf").read_text() == render(COMPOSE_SITE), "regenerate images/nginx.conf"
     services = _compose()["services"]
@@ -478,7 +478,7 @@ def free_port() -> int:
 def test_the_compose_nginx_config_is_valid_nginx(tmp_path: Path) -> None:
     from dataclasses import replace
 
-    from server.index_nginx import COMPOSE_SITE, render
+    from server.index.nginx import COMPOSE_SITE, render
 
     # nginx -t resolves upstream names: the compose network's names stand in as loopback.
     local = replace(COMPOSE_SITE, upload="127.0.0.1:8081", api="127.0.0.1:8000", run_dir=str(tmp_path))

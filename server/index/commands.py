@@ -32,7 +32,7 @@ def cmd_yank(args: argparse.Namespace, settings: Settings, out: TextIO, err: Tex
 
 
 def cmd_reindex_pages(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
-    from server.site import IndexSite
+    from server.index.site import IndexSite
 
     started = time.perf_counter()
     report = IndexSite(settings.data_dir).rebuild()

@@ -1,7 +1,7 @@
 """The embedded static server of the index: the site tree from memory, uploads passed through.
 
 Used by ``wheelyard index`` where no nginx is on ``PATH`` (or ``WHEELYARD_INDEX_SERVER=embedded``).
-It answers what nginx would with the generated configuration (``server/index_nginx.py``):
+It answers what nginx would with the generated configuration (``server/index/nginx.py``):
 
 * ``GET``/``HEAD`` of ``/simple/`` and ``/simple/<name>/``: the page in the form the
   ``Accept`` header asks for (PEP 691, ``Vary: Accept``, 406), gzip when accepted, a
@@ -33,8 +33,8 @@ from dataclasses import dataclass
 from email.utils import formatdate
 from pathlib import Path
 
-from server.demand import DemandReporter
-from server.index_conn import Connection
+from server.index.connection import Connection
+from server.index.demand import DemandReporter
 
 MAX_HEAD_BYTES = 64 * 1024
 CACHE_FILE_BYTES = 8 << 20  # files up to this size are kept in memory

@@ -2,11 +2,11 @@
 
 The embedded index server hands each request for ``/simple/<name>/`` to ``report``, which
 writes one line to a pipe without blocking and returns; when the pipe is full (the API is
-slow or away) the report is dropped. A process of its own (``python -m server.demand``)
+slow or away) the report is dropped. A process of its own (``python -m server.index.demand``)
 reads the pipe and sends the reports, each with the client's own ``User-Agent``, with short
 timeouts and ignoring the answer. So a report never delays or fails a client's request, and
 sending them costs the server no time under its lock on Python.
-(nginx does the same with ``mirror``; see ``server/index_nginx.py``.)
+(nginx does the same with ``mirror``; see ``server/index/nginx.py``.)
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ MAX_LINE = 4000
 class DemandReporter:
     def __init__(self, api_url: str) -> None:
         self.sender = subprocess.Popen(
-            [sys.executable, "-m", "server.demand", api_url], stdin=subprocess.PIPE, start_new_session=False
+            [sys.executable, "-m", "server.index.demand", api_url], stdin=subprocess.PIPE, start_new_session=False
         )
         assert self.sender.stdin is not None
         self.fd = self.sender.stdin.fileno()

@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 
 from builder.config import Settings
 from builder.errors import ConfigurationError, WheelyardError
-from server.site import IndexSite
+from server.index.site import IndexSite
 
 log = logging.getLogger(__name__)
 MODES = ("auto", "nginx", "embedded", "none")
@@ -103,7 +103,7 @@ def _nginx_htpasswd(settings: Settings, path: Path) -> str | None:
 
 
 def _run_nginx(settings: Settings, upload_port: int, backend: subprocess.Popen[bytes]) -> int:
-    from server.index_nginx import local_site, render
+    from server.index.nginx import local_site, render
 
     run_dir = settings.data_dir / "run" / "nginx"
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -148,7 +148,7 @@ def _supervise(children: dict[str, subprocess.Popen[bytes]]) -> int:
 
 
 def _run_embedded(settings: Settings, upload_port: int, backend: subprocess.Popen[bytes]) -> int:
-    from server.index_http import FrontConfig, listen, run_front
+    from server.index.embedded import FrontConfig, listen, run_front
 
     settings.log_dir.mkdir(parents=True, exist_ok=True)
     config = FrontConfig(
@@ -182,7 +182,7 @@ def serve(settings: Settings) -> int:
     report = IndexSite(settings.data_dir).rebuild()
     sys.stderr.write(f"wheelyard index: pages of {report.projects} projects ({report.files} files) written\n")
     if mode == "none":
-        from server.index import serve_upload_endpoint
+        from server.index.upload import serve_upload_endpoint
 
         serve_upload_endpoint(settings, settings.index_upload_host, settings.index_upload_port or 8081)
         return 0

@@ -43,8 +43,8 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 
 from builder.errors import WheelRejected, WheelyardError
-from server import pages
-from server.pages import FileEntry
+from server.index import pages
+from server.index.pages import FileEntry
 
 MAX_METADATA_BYTES = 16 << 20
 _PROJECT_NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
@@ -288,7 +288,7 @@ def requires_python_of(metadata: bytes) -> str | None:
 
 
 def _sdist_requires_python(path: Path) -> str | None:
-    from server.sdist_check import read_pkg_info
+    from server.index.sdist_check import read_pkg_info
 
     try:
         return requires_python_of(read_pkg_info(path))

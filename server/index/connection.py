@@ -1,4 +1,4 @@
-"""One client connection of the embedded index server (``server/index_http.py``).
+"""One client connection of the embedded index server (``server/index/embedded.py``).
 
 HTTP/1.1 with keep-alive and pipelining, parsed by hand: a request is its head (up to
 ``MAX_HEAD_BYTES``), since the static side takes no bodies. Whatever is not a read of the
@@ -17,10 +17,10 @@ from urllib.parse import unquote
 
 from packaging.utils import canonicalize_name
 
-from server import negotiate
+from server.index import negotiate
 
 if TYPE_CHECKING:
-    from server.index_http import Cached, Front
+    from server.index.embedded import Cached, Front
 
 MAX_HEAD_BYTES = 64 * 1024
 STREAM_CHUNK = 256 * 1024
