@@ -238,7 +238,6 @@ def create_app(
         is_private=private_check(settings, store),
     )
 
-    app.include_router(create_demand_router(settings, service))
     app.include_router(watch_router(client))
 
     # -- errors, in one place ----------------------------------------------------------------
@@ -319,6 +318,7 @@ def create_app(
             ).with_status(503)
 
     app.include_router(index_router(settings, require_token), responses=_errors(400, 401, 404, 413))
+    app.include_router(create_demand_router(settings, service, require_token=require_token))
 
     # -- routes ----------------------------------------------------------------------------
     @app.get("/api/health", response_model=Health, responses={503: {"model": Health, "description": "not ready"}})

@@ -5,7 +5,9 @@ writes one line to a pipe without blocking and returns; when the pipe is full (t
 slow or away) the report is dropped. A process of its own (``python -m server.index.demand``)
 reads the pipe and sends the reports, each with the client's own ``User-Agent``, with short
 timeouts and ignoring the answer. So a report never delays or fails a client's request, and
-sending them costs the server no time under its lock on Python.
+sending them costs the server no time under its lock on Python. Where the API has a token, the
+reports carry it (a report may start a build): the first line the process reads from its pipe
+is the token (empty: none), so it is never in an environment, an argument or a file.
 (nginx does the same with ``mirror``; see ``server/index/nginx.py``.)
 """
 
@@ -24,12 +26,13 @@ MAX_LINE = 4000
 
 
 class DemandReporter:
-    def __init__(self, api_url: str) -> None:
+    def __init__(self, api_url: str, token: str | None = None) -> None:
         self.sender = subprocess.Popen(
             [sys.executable, "-m", "server.index.demand", api_url], stdin=subprocess.PIPE, start_new_session=False
         )
         assert self.sender.stdin is not None
         self.fd = self.sender.stdin.fileno()
+        os.write(self.fd, (token or "").encode() + b"\n")  # an empty pipe takes it whole
         os.set_blocking(self.fd, False)
         self.dropped = 0
 
@@ -49,8 +52,9 @@ class DemandReporter:
 class Sender:
     """The reporting process's side: one keep-alive connection to the API."""
 
-    def __init__(self, api_url: str) -> None:
+    def __init__(self, api_url: str, token: str = "") -> None:
         parts = urlsplit(api_url)
+        self.auth = {"Authorization": f"Bearer {token}"} if token else {}
         self.https = parts.scheme == "https"
         self.host = parts.hostname or "127.0.0.1"
         self.port = parts.port or (443 if self.https else 80)
@@ -60,6 +64,7 @@ class Sender:
     def send(self, path: str, user_agent: str) -> None:
         url = f"{self.prefix}/api/index-requests?path={quote(path, safe='')}"
         headers = {"User-Agent": user_agent} if user_agent else {}
+        headers.update(self.auth)
         try:
             if self.conn is None:
                 kind = http.client.HTTPSConnection if self.https else http.client.HTTPConnection
@@ -73,7 +78,8 @@ class Sender:
 
 
 def main(argv: list[str]) -> int:
-    sender = Sender(argv[0])
+    token = sys.stdin.buffer.readline().strip().decode()
+    sender = Sender(argv[0], token)
     for raw in sys.stdin.buffer:
         path, _, agent = raw.rstrip(b"\n").partition(b"\t")
         sender.send(path.decode("utf-8", "replace"), agent.decode("latin-1"))

@@ -48,6 +48,7 @@ class FrontConfig:
     upload_port: int
     read_password: str | None = None
     api_url: str | None = None
+    api_token: str | None = None  # carried by demand reports
     header_timeout: float = 10.0
     keepalive_timeout: float = 30.0
     access_log: Path | None = None
@@ -140,7 +141,7 @@ class Front:
         self.config = config
         self.files = SiteFiles(config.site)
         self.clock = Clock()
-        self.reporter = DemandReporter(config.api_url) if config.api_url else None
+        self.reporter = DemandReporter(config.api_url, config.api_token) if config.api_url else None
         self.connections: set[Connection] = set()
         self.read_digest = hashlib.sha256(config.read_password.encode()).digest() if config.read_password else None
         self.log = open(config.access_log, "a", buffering=1 << 16) if config.access_log else None  # noqa: SIM115

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import os
 import pwd
+import re
 from dataclasses import dataclass
 
+from builder.errors import ConfigurationError
 from server.index import negotiate
 
 # Accept headers answered exactly as the embedded server would (the clients' own, PEP 691's examples).
@@ -34,6 +36,7 @@ KNOWN_ACCEPTS = (
     "text/html",
     "*/*",
 )
+_NGINX_SAFE_TOKEN = re.compile(r"[A-Za-z0-9._~+/=-]+")
 _EXT = {negotiate.JSON: "json", negotiate.VHTML: "vhtml", negotiate.HTML: "html", None: '""'}
 
 
@@ -229,8 +232,28 @@ def _internal_locations(conf: NginxSite) -> str:
 """
 
 
+def demand_auth_directive(token: str) -> str:
+    """The ``include`` file that gives nginx's demand reports the API token."""
+    if not _NGINX_SAFE_TOKEN.fullmatch(token):
+        raise ConfigurationError(
+            "the API token has characters nginx cannot pass on in a header (a quote, a backslash, '$', ';', "
+            "a space or a control character)",
+            "use a token of letters, digits and -._~+/= (e.g. python3 -c "
+            "'import secrets; print(secrets.token_urlsafe(32))')",
+        )
+    return f'proxy_set_header Authorization "Bearer {token}";\n'
+
+
 def local_site(
-    *, listen: str, site: str, upload: str, api: str | None, run_dir: str, logs: str, htpasswd: str | None
+    *,
+    listen: str,
+    site: str,
+    upload: str,
+    api: str | None,
+    run_dir: str,
+    logs: str,
+    htpasswd: str | None,
+    demand_auth: str | None = None,
 ) -> NginxSite:
     """The configuration ``wheelyard index`` starts nginx with (as the user running it)."""
     user = None
@@ -246,6 +269,7 @@ def local_site(
         error_log=f"{logs}/index-nginx-error.log",
         htpasswd=htpasswd,
         user=user,
+        demand_auth=demand_auth,
     )
 
 
@@ -257,4 +281,6 @@ COMPOSE_SITE = NginxSite(
     run_dir="/tmp",
     access_log="/dev/stdout",
     error_log="/dev/stderr",
+    # The API token as an nginx directive (compose.yaml's index_report_auth secret).
+    demand_auth="/run/secrets/index_report_auth",
 )

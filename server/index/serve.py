@@ -102,6 +102,18 @@ def _nginx_htpasswd(settings: Settings, path: Path) -> str | None:
     return str(path)
 
 
+def _nginx_demand_auth(settings: Settings, path: Path) -> str | None:
+    """The API token for nginx's demand reports: a 0600 file the configuration includes."""
+    if not settings.api_token:
+        return None
+    from server.index.nginx import demand_auth_directive
+
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(demand_auth_directive(settings.api_token))
+    return str(path)
+
+
 def _run_nginx(settings: Settings, upload_port: int, backend: subprocess.Popen[bytes]) -> int:
     from server.index.nginx import local_site, render
 
@@ -116,6 +128,7 @@ def _run_nginx(settings: Settings, upload_port: int, backend: subprocess.Popen[b
         run_dir=str(run_dir),
         logs=str(settings.log_dir),
         htpasswd=_nginx_htpasswd(settings, run_dir / "htpasswd"),
+        demand_auth=_nginx_demand_auth(settings, run_dir / "demand-auth.conf"),
     )
     path = run_dir / "nginx.conf"
     path.write_text(render(conf))
@@ -157,6 +170,7 @@ def _run_embedded(settings: Settings, upload_port: int, backend: subprocess.Pope
         upload_port=upload_port,
         read_password=settings.index_read_password or None,
         api_url=settings.api_url,
+        api_token=settings.api_token,
         access_log=settings.log_dir / "index-access.log",
     )
     sock = listen(settings.index_host, settings.index_port)
