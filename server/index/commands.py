@@ -35,7 +35,7 @@ def cmd_reindex_pages(args: argparse.Namespace, settings: Settings, out: TextIO,
     from server.index.site import IndexSite
 
     started = time.perf_counter()
-    report = IndexSite(settings.data_dir).rebuild()
+    report = IndexSite(settings.data_dir).rebuild(force=True)
     out.write(
         f"wrote the pages of {report.projects} projects ({report.files} files, {report.hashed} read again) "
         f"in {time.perf_counter() - started:.2f} s\n"
