@@ -26,7 +26,8 @@ from packaging.utils import (
 from packaging.version import InvalidVersion
 
 from builder.config import Settings
-from builder.publish import IndexUnavailable, redact_url
+from builder.errors import IndexUnavailable
+from builder.publish import redact_url
 from builder.records import BuildStore
 from builder.targets import BuildTarget
 from builder.upstream import SimpleIndex

@@ -26,7 +26,7 @@ from packaging.utils import (
 )
 from pypiserver.backend import SimpleFileBackend
 
-from builder.errors import AlreadyPublished, WheelyardError
+from builder.errors import AlreadyPublished, InvalidUpload, RemovalRefused
 from builder.verify import verify_wheel
 from server.index.sdist_check import verify_sdist
 from server.index.site import IndexSite
@@ -39,20 +39,6 @@ STAGING_PREFIX = ".upload-"
 STALE_STAGING_SECONDS = 24 * 3600
 _CHUNK = 1 << 20
 _FILENAME_CHARS = re.compile(r"^[A-Za-z0-9._+!-]+$")
-
-
-class InvalidUpload(WheelyardError):
-    """The upload's filename is not one the index accepts."""
-
-    reference = "invalid-upload"
-    status_code = 400
-
-
-class RemovalRefused(WheelyardError):
-    """Files on the index are never removed."""
-
-    reference = "removal-refused"
-    status_code = 405
 
 
 def validate_upload_filename(filename: str) -> None:

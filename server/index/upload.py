@@ -36,12 +36,11 @@ from pypiserver.bottle_wrapper import Bottle, HTTPError, request, response
 from pypiserver.config import Config
 
 from builder.config import Settings
-from builder.errors import AlreadyPublished, WheelRejected, WheelyardError
+from builder.errors import AlreadyPublished, InvalidUpload, RemovalRefused, SdistRejected, WheelRejected, WheelyardError
 from server.index import negotiate
 from server.index.credentials import ensure_upload_credentials, make_auther
-from server.index.sdist_check import SdistRejected
 from server.index.site import IndexSite
-from server.index.storage import ImmutableFileBackend, InvalidUpload, RemovalRefused, remove_stale_staging
+from server.index.storage import ImmutableFileBackend, remove_stale_staging
 
 log = logging.getLogger(__name__)
 
