@@ -37,19 +37,18 @@ import time
 import traceback
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from build import BuildBackendException, BuildException, ProjectBuilder
 from packaging.utils import parse_wheel_filename
 
-from builder.build_requirements import install_command, parse_build_requirements
+from builder.build_job import BuildJob, BuildOutcome
+from builder.build_requirements import parse_build_requirements
 from builder.capabilities import Capabilities, Interpreter, job_environment, resolve_parallelism
 from builder.cibuildwheel_build import build_with_cibuildwheel, uses_cibuildwheel
 from builder.config import Settings
 from builder.errors import (
-    AlreadyPublished,
     BuildFailed,
     HollowWheel,
     InternalError,
@@ -58,19 +57,18 @@ from builder.errors import (
     StepFailed,
     WheelyardError,
 )
+from builder.installs import install_requirements, uv_binary
 from builder.proof import PROOF_SCRIPT, failed_imports, is_hollow, plan_imports, read_layout, retag_pure
-from builder.publish import publish_wheel, published_sha256
+from builder.publish import publish_verified
 from builder.sandbox import (
     FileBuildLog,
     LimitExceeded,
     Sandbox,
     build_environment,
-    interpreter_paths,
     run_tool,
 )
 from builder.sdist import UnpackLimits, unpack_sdist
 from builder.secrets import Redactor, secret_paths, secret_values
-from builder.targets import BuildTarget
 from builder.upstream import DistFile, Release, SimpleIndex
 from builder.verify import WheelInfo, take_wheel, verify_wheel
 
@@ -111,40 +109,6 @@ class BuildLog(FileBuildLog):
         if self._fd >= 0:
             self.flush()
         super().close()
-
-
-@dataclass(frozen=True)
-class BuildJob:
-    build_id: str
-    name: str
-    version: str
-    target: BuildTarget
-    from_source: bool = False
-
-
-def _unchanged(text: str) -> str:
-    return text
-
-
-@dataclass
-class BuildOutcome:
-    status: str  # published, mirrored, failed
-    wheel: str | None = None
-    sha256: str | None = None
-    source: str | None = None
-    # The exception that ended a failed build, as raised: retries are decided on its class, and
-    # it becomes the record's ``error`` only when the record is written (``error_fields``).
-    error: WheelyardError | None = None
-    timings: dict[str, float] = field(default_factory=dict)
-    log_path: Path | None = None
-    # How the worker's secrets are written in the record (the build log's redactor).
-    redact: Callable[[str], str] = field(default=_unchanged, repr=False)
-
-    def error_fields(self) -> dict[str, Any] | None:
-        """The record's ``error``: the exception's fields, the worker's secrets redacted."""
-        if self.error is None:
-            return None
-        return {k: self.redact(v) if isinstance(v, str) else v for k, v in self.error.to_dict().items()}
 
 
 class BuildDirector:
@@ -435,27 +399,11 @@ class BuildDirector:
         )
 
     def _install(self, python: Path, requirements: Sequence[str], *, find_links: Path | None = None) -> None:
-        """Install from wheels only, from the configured upstream index (and ``find_links``),
-        in the installer's sandbox. The requirements go through a file: none is an argument."""
-        if not requirements:
-            return
-        self._installs += 1
-        listing = self.shared / f"requirements-{self._installs}.txt"
-        listing.write_text("".join(f"{r}\n" for r in requirements))
-        os.chmod(listing, 0o644)
-        cmd = install_command(
-            uv_binary(),
-            python,
-            listing,
-            index_url=self.settings.upstream_index,
-            cache_dir=self.workdir / "uv-cache",
-            find_links=find_links,
-        )
-        self.log.line("$ " + " ".join(cmd) + "  # " + ", ".join(requirements))
-        certs = {k: os.environ[k] for k in ("SSL_CERT_FILE", "SSL_CERT_DIR") if k in os.environ}
-        installer_sandbox(self.settings, self.workdir, self.log, python).run(
-            cmd, cwd=str(self.shared), extra_environ=certs
-        )
+        """Install from wheels only, in the installer's sandbox (builder.installs)."""
+        if requirements:
+            self._installs += 1
+            listing = self.shared / f"requirements-{self._installs}.txt"
+            install_requirements(self.settings, self.workdir, self.log, python, requirements, listing, find_links)
 
     def _repair(self, wheel: Path) -> Path:
         wheel = self._unless_hollow(wheel)
@@ -518,68 +466,21 @@ class BuildDirector:
         return verify_wheel(wheel, name=release.name, version=str(release.version), target=self.job.target)
 
     def _publish(self, path: Path, sha256: str) -> str:
-        """Upload the verified file, which must still have the verified ``sha256``; the index must
-        then list exactly that hash (publish_wheel checks both)."""
-        try:
-            publish_wheel(
-                path,
-                index_url=self.settings.index_url,
-                user=self.settings.index_user,
-                password=self.upload_password,
-                sha256=sha256,
-            )
-        except AlreadyPublished:
-            # A redelivered job (its first worker died after uploading) finds its wheel there:
-            # the index keeps the first file, and that is the one this build points at, with
-            # the index's hash (a rebuilt wheel need not be byte-identical).
-            self.log.line(f"wheelyard: {path.name} is on the index already; it is kept as it is")
-            on_index = published_sha256(
-                path.name,
-                index_url=self.settings.index_url,
-                user=self.settings.index_user,
-                password=self.upload_password,
-            )
-            sha256 = on_index or sha256
-        self.log.line(f"wheelyard: published {path.name} sha256={sha256}")
-        return sha256
-
-
-def installer_sandbox(settings: Settings, workdir: Path, log: BuildLog, python: Path) -> Sandbox:
-    """Where uv installs into the environment of ``python``: a sandbox with the network (it
-    downloads from the upstream index) but without the data directory, the worker's secrets or a
-    way to write anything but that environment and the build's own uv cache (a shared cache
-    would let one build plant files in the next one's environments)."""
-    cache = workdir / "uv-cache"
-    cache.mkdir(exist_ok=True)
-    return Sandbox(
-        limits=settings.limits,
-        workdir=workdir,
-        log=log,
-        enabled=settings.sandbox,
-        read_only=interpreter_paths(str(python)),
-        env=build_environment(settings),
-        hidden=[settings.data_dir, *secret_paths(os.environ)],
-        writable=[python.parent.parent, cache],
-        network=True,
-    )
+        """Upload the verified file; the hash the index then lists (builder.publish.publish_verified)."""
+        return publish_verified(
+            path,
+            sha256,
+            index_url=self.settings.index_url,
+            user=self.settings.index_user,
+            password=self.upload_password,
+            say=self.log.line,
+        )
 
 
 def rust_toolchain_paths() -> tuple[Path, Path]:
     """Where a rustup-installed toolchain lives on the worker: its proxies, and the toolchains."""
     cargo_home = Path(os.environ.get("CARGO_HOME", Path.home() / ".cargo"))
     return cargo_home / "bin", Path(os.environ.get("RUSTUP_HOME", Path.home() / ".rustup"))
-
-
-def uv_binary() -> str:
-    try:
-        from uv import find_uv_bin
-
-        return str(find_uv_bin())
-    except (ImportError, FileNotFoundError):
-        found = shutil.which("uv")
-        if found:
-            return found
-        raise StepFailed("uv is not installed on this worker", "pip install uv") from None
 
 
 def work_directory(root: Path | None = None) -> Path:

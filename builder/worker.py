@@ -36,11 +36,12 @@ from typing import Any, TypeVar
 import redis
 from celery.exceptions import SoftTimeLimitExceeded
 
+from builder.build_job import BuildJob, BuildOutcome
 from builder.buildlog import StoredLog, stored_form
 from builder.capabilities import Capabilities
 from builder.config import Settings
 from builder.errors import InternalError
-from builder.pipeline import BuildDirector, BuildJob, BuildLog, BuildOutcome
+from builder.pipeline import BuildDirector, BuildLog
 from builder.records import DONE, BuildRecord, BuildStore, status_index
 from builder.sandbox import CAUSES, marker_line, remove_stale_cgroups
 from builder.targets import MIRROR_QUEUE, BuildTarget
