@@ -79,7 +79,7 @@ def claims_of(store: BuildStore, names: list[str]) -> dict[str, Claim]:
         if status in _PUBLISHED and record.get("wheel"):
             claim.wheels.add(record["wheel"])
         elif status not in DONE:
-            claim.under_way.add(_normal(str(record.get("version", ""))))
+            claim.under_way.add(normal_version(str(record.get("version", ""))))
     return claims
 
 
@@ -92,7 +92,8 @@ def _version_of(filename: str) -> str | None:
         return None
 
 
-def _normal(version: str) -> str:
+def normal_version(version: str) -> str:
+    """``version`` as packaging prints it (as it is, when it is not a valid version)."""
     try:
         return str(Version(version))
     except InvalidVersion:

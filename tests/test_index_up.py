@@ -13,8 +13,6 @@ import signal
 import stat
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,6 +22,7 @@ from builder.publish import publish_wheel
 from tests.conftest import die_with_parent, free_port, isolated_pip_env, wait_until
 from tests.index_parts import dist_wheel
 from tests.test_config import write_toml
+from tests.test_stack import short_data_dir  # noqa: F401 - a fixture
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "api-token-for-the-up-test"
@@ -49,14 +48,6 @@ def path_without_nginx(tmp: Path) -> str:
     return os.pathsep.join(dirs)
 
 
-@pytest.fixture
-def short_data_dir() -> Iterator[Path]:
-    """The embedded Redis's unix socket path must fit in 108 bytes: a short data directory."""
-    path = Path(tempfile.mkdtemp(prefix="wy-"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
 def _children_environ(up: subprocess.Popen[bytes]) -> dict[int, bytes]:
     """The environment of every process under `up` (its children and theirs)."""
     parents: dict[int, int] = {}
@@ -80,7 +71,9 @@ def _children_environ(up: subprocess.Popen[bytes]) -> dict[int, bytes]:
 
 @pytest.mark.parametrize("server", ["embedded", "nginx"])
 def test_up_serves_the_index_with_nginx_when_on_path_else_embedded(
-    server: str, short_data_dir: Path, tmp_path: Path
+    server: str,
+    short_data_dir: Path,
+    tmp_path: Path,  # noqa: F811 - the fixture imported above
 ) -> None:
     if server == "nginx" and NGINX is None:
         pytest.skip("no nginx on this machine")

@@ -32,6 +32,7 @@ from builder.records import BuildStore
 from builder.targets import BuildTarget
 from builder.upstream import SimpleIndex
 from server.private import is_private as is_private_on_index
+from server.private import normal_version
 
 _PROJECT_LINK = re.compile(r'<a href="([^"/]+)/?"')
 
@@ -87,7 +88,7 @@ class Holdings:
 
     def wheel_for(self, name: str, version: str, target: BuildTarget, glibc_max: tuple[int, int]) -> str | None:
         """A wheel of name==version on the index that installs on ``target``, or None."""
-        wanted = _normal(version)
+        wanted = normal_version(version)
         for f in self.files(name):
             if f.version == wanted and f.fits(target, glibc_max):
                 return f.filename
@@ -154,15 +155,6 @@ class Holdings:
             if parsed is not None:
                 out.append(parsed[1])
         return out
-
-
-def _normal(version: str) -> str:
-    try:
-        from packaging.version import Version
-
-        return str(Version(version))
-    except InvalidVersion:
-        return version
 
 
 def private_check(settings: Settings, store: BuildStore) -> Callable[[str], bool]:

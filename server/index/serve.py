@@ -159,7 +159,7 @@ def _supervise(children: dict[str, subprocess.Popen[bytes]]) -> int:
 
 
 def _run_embedded(settings: Settings, upload_port: int, backend: subprocess.Popen[bytes]) -> int:
-    from server.index.embedded import FrontConfig, listen, run_front
+    from server.index.embedded import FrontConfig, listen, processes_for, run_front
 
     settings.log_dir.mkdir(parents=True, exist_ok=True)
     config = FrontConfig(
@@ -171,22 +171,20 @@ def _run_embedded(settings: Settings, upload_port: int, backend: subprocess.Pope
         api_token=settings.api_token,
         access_log=settings.log_dir / "index-access.log",
     )
-    sock = listen(settings.index_host, settings.index_port)
-    sys.stderr.write(f"wheelyard index: the embedded server serves {settings.simple_url} from {config.site}\n")
-
-    def watch() -> None:
-        backend.wait()
-        sys.stderr.write("wheelyard index: the upload endpoint exited; stopping\n")
-        os.kill(os.getpid(), signal.SIGTERM)
-
-    threading.Thread(target=watch, daemon=True).start()
+    socks = listen(settings.index_host, settings.index_port, processes_for())
+    sys.stderr.write(
+        f"wheelyard index: the embedded server serves {settings.simple_url} from {config.site} "
+        f"({len(socks)} processes)\n"
+    )
     try:
-        run_front(config, sock)
+        status = run_front(config, socks, alive=lambda: backend.poll() is None)
     finally:
         if backend.poll() is None:
             backend.terminate()
             backend.wait(timeout=20)
-    return 1 if backend.returncode not in (None, 0, -signal.SIGTERM) else 0
+        else:
+            sys.stderr.write("wheelyard index: the upload endpoint exited; stopping\n")
+    return 1 if status or backend.returncode not in (None, 0, -signal.SIGTERM) else 0
 
 
 def serve(settings: Settings) -> int:

@@ -43,6 +43,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 
 from builder.errors import NotOnIndex, WheelRejected, WheelyardError
+from builder.verify import sha256_file
 from server.index import pages
 from server.index.pages import FileEntry
 
@@ -189,7 +190,7 @@ class IndexSite:
         uploaded = datetime.datetime.fromtimestamp(stat.st_mtime, datetime.timezone.utc)
         return FileEntry(
             filename=source.name,
-            sha256=sha256 or _sha256(source),
+            sha256=sha256 or sha256_file(source),
             size=stat.st_size,
             upload_time=uploaded.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
             requires_python=requires_python,
@@ -313,14 +314,6 @@ def _normal_version(version: str) -> str:
         return str(Version(version))
     except InvalidVersion:
         raise NotOnIndex(f"{version!r} is not a version", "give a version such as 1.2.0") from None
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _gzip(data: bytes) -> bytes:

@@ -94,6 +94,7 @@ def create_demand_router(
     )
     def index_request(
         path: Annotated[str, Query(description="the request path, URL-encoded")] = "",
+        count: Annotated[int, Query(ge=1, le=1_000_000, description="how many such requests this reports")] = 1,
         user_agent: Annotated[str | None, Header()] = None,
     ) -> dict[str, Any]:
         project = project_from_path(path)
@@ -105,7 +106,7 @@ def create_demand_router(
             misses.forget(project, target.identifier)
             return {"outcome": "hit", "project": project, "target": target.identifier}
         reason = NO_PROJECT if files is None else NO_WHEEL
-        misses.record(project, target.identifier, reason)
+        misses.record(project, target.identifier, reason, times=count)
         seen: dict[str, Any] = {"outcome": "miss", "project": project, "target": target.identifier, "reason": reason}
         if builder is not None:
             seen["build"] = builder.consider(project, target, private=is_private(store, project, files))
