@@ -72,8 +72,8 @@ def _children_environ(up: subprocess.Popen[bytes]) -> dict[int, bytes]:
 @pytest.mark.parametrize("server", ["embedded", "nginx"])
 def test_up_serves_the_index_with_nginx_when_on_path_else_embedded(
     server: str,
-    short_data_dir: Path,
-    tmp_path: Path,  # noqa: F811 - the fixture imported above
+    short_data_dir: Path,  # noqa: F811 - the fixture imported above
+    tmp_path: Path,
 ) -> None:
     if server == "nginx" and NGINX is None:
         pytest.skip("no nginx on this machine")
