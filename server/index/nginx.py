@@ -94,8 +94,7 @@ http {{
     fastcgi_temp_path {conf.run_dir}/fastcgi;
     uwsgi_temp_path {conf.run_dir}/uwsgi;
     scgi_temp_path {conf.run_dir}/scgi;
-    # Written in batches (at most a second late), not a write per request.
-    access_log {conf.access_log} combined buffer=64k flush=1s;
+    access_log {conf.access_log};
     sendfile on;
     tcp_nopush on;
     tcp_nodelay on;
