@@ -26,7 +26,7 @@ from server.api_status import router as status_router
 from server.dashboard import dashboard_router
 from server.ensure.api import ENSURE_MAX_BODY_BYTES, ensure_router
 from server.ensure.holdings import private_check
-from server.index_api import index_router
+from server.index.api import index_router
 from server.metrics import metrics_router
 from server.misses.routes import create_demand_router
 from server.service import BuildService
@@ -65,7 +65,7 @@ def create_app(
 
     app.include_router(metrics_router(store))
     app.include_router(dashboard_router(store))
-    app.include_router(create_demand_router(settings, service))
+    app.include_router(create_demand_router(settings, service, require_token=require_token))
     app.include_router(watch_router(client))
 
     install_error_handlers(app)

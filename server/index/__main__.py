@@ -1,0 +1,23 @@
+"""``python -m server.index``: the whole index (``serve.py``), or ``--upload-endpoint`` alone."""
+
+from __future__ import annotations
+
+import sys
+
+from builder.config import load_settings
+from builder.logs import configure_logging
+from server.index.serve import serve
+from server.index.upload import serve_upload_endpoint
+
+
+def main(argv: list[str]) -> int:
+    settings = load_settings()
+    configure_logging("index", settings.log_format)
+    if argv == ["--upload-endpoint"]:
+        serve_upload_endpoint(settings, settings.index_upload_host, settings.index_upload_port)
+        return 0
+    return serve(settings)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
