@@ -102,14 +102,14 @@ def create_demand_router(
         project = project_from_path(path)
         target = client_target(user_agent)
         if project is None or target is None:
-            requests_seen.labels("ignored", target.identifier if target else "none").inc()
+            requests_seen.labels("ignored", target.identifier if target else "none").inc(count)
             return {"outcome": "ignored", "project": project, "target": target and target.identifier}
         files = holdings.files(project)
         if files is not None and serves(files, target, settings.manylinux_glibc_max):
-            requests_seen.labels("hit", target.identifier).inc()
+            requests_seen.labels("hit", target.identifier).inc(count)
             misses.forget(project, target.identifier)
             return {"outcome": "hit", "project": project, "target": target.identifier}
-        requests_seen.labels("miss", target.identifier).inc()
+        requests_seen.labels("miss", target.identifier).inc(count)
         reason = NO_PROJECT if files is None else NO_WHEEL
         misses.record(project, target.identifier, reason, times=count)
         seen: dict[str, Any] = {"outcome": "miss", "project": project, "target": target.identifier, "reason": reason}
