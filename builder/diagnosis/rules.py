@@ -80,6 +80,7 @@ _RULE_FIELDS = frozenset(
         "steps",
         "not_steps",
         "only_with",
+        "retry",
     }
 )
 _REQUIRED = ("id", "category", "keywords", "patterns", "explanation", "remedies", "capability")
@@ -133,6 +134,8 @@ class Rule:
     # The cause counts only where one of these rules also matched in the log (pip's list of
     # versions skipped for their Requires-Python explains a "no matching distribution" only).
     only_with: frozenset[str] = frozenset()
+    # The remedies (remedies.toml) a worker retries a build that failed for this cause with, in order.
+    retry: tuple[str, ...] = ()
     order: int = 0
 
     def match(self, line: str) -> re.Match[str] | None:
@@ -274,6 +277,9 @@ def _parse_rule(raw: Any, index: int) -> Rule:
         if not isinstance(value, list) or not all(isinstance(v, str) and _ID_RE.match(v) for v in value):
             raise _err(where, f"'{key}' must be a list of step names (lower-case-with-dashes)")
         steps[key] = frozenset(value)
+    retry = raw.get("retry", [])
+    if not isinstance(retry, list) or not all(isinstance(v, str) and _ID_RE.match(v) for v in retry):
+        raise _err(where, "'retry' must be a list of remedy names (remedies.toml)")
 
     # Every placeholder must be filled on every match: by a group that every pattern has,
     # a default, the context, or (for lookup rules) the library table.
@@ -322,6 +328,7 @@ def _parse_rule(raw: Any, index: int) -> Rule:
         steps=steps["steps"],
         not_steps=steps["not_steps"],
         only_with=steps["only_with"],
+        retry=tuple(retry),
         order=index,
     )
 
