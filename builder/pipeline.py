@@ -44,6 +44,8 @@ from typing import Any
 from build import BuildBackendException, BuildException, ProjectBuilder
 from packaging.utils import parse_wheel_filename
 
+from builder.applying import Prepared, adjust_plan, apply_patches, install_options, prepare, regenerate
+from builder.build_changes import BuildChanges
 from builder.build_requirements import install_command, parse_build_requirements
 from builder.capabilities import Capabilities, Interpreter, job_environment, resolve_parallelism
 from builder.cibuildwheel_build import build_with_cibuildwheel, uses_cibuildwheel
@@ -51,6 +53,7 @@ from builder.config import Settings
 from builder.errors import AlreadyPublished, BuildFailed, WheelyardError
 from builder.proof import PROOF_SCRIPT, failed_imports, is_hollow, plan_imports, read_layout, retag_pure
 from builder.publish import publish_wheel, published_sha256
+from builder.remedies import changes_for_build
 from builder.sandbox import (
     FileBuildLog,
     LimitExceeded,
@@ -111,6 +114,7 @@ class BuildJob:
     version: str
     target: BuildTarget
     from_source: bool = False
+    remedy: str | None = None  # the remedy this attempt builds with (builder/remedies.py)
 
 
 @dataclass
@@ -174,6 +178,8 @@ class BuildDirector:
         self._sandbox: Sandbox | None = None
         self._current = "start"
         self._installs = 0
+        self.changes = BuildChanges()
+        self._sdist: DistFile | None = None
         # The worker's own parts of workdir (see _prepare_workdir).
         self.private = self.workdir / "worker"
         self.shared = self.workdir / "shared"
@@ -185,6 +191,9 @@ class BuildDirector:
         self.log.line(f"wheelyard: build {job.build_id}: {job.name}=={job.version} for {job.target}")
         try:
             self._prepare_workdir()
+            self.changes = changes_for_build(self.settings, job.name, job.version, job.target.identifier, job.remedy)
+            for note in self.changes.notes:
+                self.log.line(note)
             release = self._step("resolve", self._resolve)
             wheel_file = (
                 None if job.from_source else release.wheel_for(job.target, glibc_max=self.settings.manylinux_glibc_max)
@@ -260,6 +269,8 @@ class BuildDirector:
         archive = self._step("fetch", lambda: self.index.download(sdist, self.workdir / "dist"))
         limits = UnpackLimits(max_bytes=self.settings.limits.disk_bytes, max_files=self.settings.limits.files)
         srcdir = self._step("unpack", lambda: unpack_sdist(archive, self.workdir / "src", limits))
+        self._sdist = sdist
+        prepared = self._apply_changes(srcdir, sdist)
         if uses_cibuildwheel(job.target):
             # macOS and Windows: the sdist passed the same checks (unpack); cibuildwheel builds and repairs
             # (delocate, delvewheel) from the archive; verify, prove and publish are the same.
@@ -283,11 +294,15 @@ class BuildDirector:
                 warnings.simplefilter("always")
                 try:
                     requires = self._requirements(builder.build_system_requires, "build-system.requires")
-                    self._install(env_python, requires)
+                    requires += self._requirements(prepared.requirements, "the overrides and remedy")
+                    self._install(env_python, requires, build=True)
+                    self._regenerate(prepared, srcdir)
                     extra = builder.get_requires_for_build("wheel")
                     if extra:
                         self._install(
-                            env_python, self._requirements(extra, "the backend's get_requires_for_build_wheel")
+                            env_python,
+                            self._requirements(extra, "the backend's get_requires_for_build_wheel"),
+                            build=True,
                         )
                     return Path(builder.build("wheel", outdir))
                 finally:
@@ -300,6 +315,24 @@ class BuildDirector:
         # (the proof runs as that user), but not the worker's directory.
         taken = take_wheel(built, outdir, self.private / "built")
         return self._check_and_publish(release, sdist, interpreter, taken, repair=True)
+
+    def _apply_changes(self, srcdir: Path, sdist: DistFile) -> Prepared:
+        """Patches of the overrides, and the check that the remedy finds what it changes."""
+        if self.changes.empty:
+            return Prepared()
+        if self.changes.patches:
+            self._step("patch", lambda: apply_patches(self.changes.patches, srcdir, self._sandbox_for(), self.log.line))
+        return self._step("remedy", lambda: prepare(self.changes, srcdir, sdist, self.log.line))  # type: ignore[no-any-return]
+
+    def _regenerate(self, prepared: Prepared, srcdir: Path) -> None:
+        """The Cython outputs generated again, with a current Cython of an environment of its own."""
+        if not prepared.generated or self.changes.regenerate_cython is None:
+            return
+        interpreter = self.capabilities.interpreter_for(self.job.target)
+        assert interpreter is not None
+        python = self._create_env(interpreter, self.workdir / "cythonenv")
+        self._install(python, [self.changes.regenerate_cython])
+        regenerate(prepared.generated, python, srcdir, self._sandbox_for())
 
     def _cibuildwheel(self, archive: Path) -> Path:
         return build_with_cibuildwheel(
@@ -358,7 +391,7 @@ class BuildDirector:
                 log=self.log,
                 enabled=self.settings.sandbox,
                 read_only=read_only,
-                env=build_environment(self.settings, self._toolchain_env()),
+                env=build_environment(self.settings, {**self._toolchain_env(), **self.changes.environment}),
                 hidden=[self.settings.data_dir, *secret_paths(os.environ)],
                 # The sources (backends write build/ and metadata there), the wheel's output
                 # directory and cargo's home; the build and prove environments stay read-only.
@@ -442,15 +475,26 @@ class BuildDirector:
             entries, source=source, allow_direct_urls=self.settings.allow_direct_url_requirements
         )
 
-    def _install(self, python: Path, requirements: Sequence[str], *, find_links: Path | None = None) -> None:
+    def _install(
+        self, python: Path, requirements: Sequence[str], *, find_links: Path | None = None, build: bool = False
+    ) -> None:
         """Install from wheels only, from the configured upstream index (and ``find_links``),
-        in the installer's sandbox. The requirements go through a file: none is an argument."""
+        in the installer's sandbox. The requirements go through a file: none is an argument.
+        ``build``: the build requirements, under the constraints and dates of the changes."""
         if not requirements:
             return
         self._installs += 1
         listing = self.shared / f"requirements-{self._installs}.txt"
         listing.write_text("".join(f"{r}\n" for r in requirements))
         os.chmod(listing, 0o644)
+        options: list[str] = []
+        if build and self._sdist is not None:
+            constraints = None
+            if self.changes.constraints:
+                constraints = self.shared / f"constraints-{self._installs}.txt"
+                constraints.write_text("".join(f"{c}\n" for c in self.changes.constraints))
+                os.chmod(constraints, 0o644)
+            options = install_options(self.changes, self._sdist, constraints)
         cmd = install_command(
             uv_binary(),
             python,
@@ -458,6 +502,7 @@ class BuildDirector:
             index_url=self.settings.upstream_index,
             cache_dir=self.workdir / "uv-cache",
             find_links=find_links,
+            options=options,
         )
         self.log.line("$ " + " ".join(cmd) + "  # " + ", ".join(requirements))
         certs = {k: os.environ[k] for k in ("SSL_CERT_FILE", "SSL_CERT_DIR") if k in os.environ}
@@ -509,7 +554,7 @@ class BuildDirector:
         shutil.copyfile(wheel, copy)
         os.chmod(copy, 0o644)
         self._install(env_python, [str(copy)], find_links=links)
-        plan = plan_imports(read_layout(wheel))
+        plan = adjust_plan(plan_imports(read_layout(wheel)), self.changes)
         for note in plan.notes:
             self.log.line(note)
         if not plan.names:

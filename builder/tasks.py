@@ -152,6 +152,7 @@ def register_tasks(
                 worker_name=worker_name,
                 upload_password=upload_password,
                 recovery=recovery,
+                send_retry=build_sender(app),
             )
         except SoftTimeLimitExceeded:
             # Without this the record would stay "building" for ever: the job is acknowledged

@@ -92,7 +92,12 @@ class BuildView(BaseModel):
     finished_at: float | None
     duration: float | None = Field(description="seconds since the build started, or that it took")
     worker: str | None
-    attempts: int
+    runs: int = Field(description="how many times a worker started the build (a lost worker's build runs again)")
+    attempts: list[dict[str, Any]] = Field(
+        description='each attempt: {"number", "remedy" (name or null), "status", "diagnosis" (primary category or '
+        'null), "log" (its name), "log_url"}'
+    )
+    remedy: str | None = Field(description="the remedy that made the published wheel, or null")
     wheel: str | None
     sha256: str | None
     source: str | None = Field(description="the sdist built, or the upstream wheel mirrored")
@@ -422,10 +427,26 @@ def create_app(
             **_errors(404),
         },
     )
-    def get_log(build_id: Annotated[str, _id_path()], offset: Annotated[int, Query(ge=0)] = 0) -> Response:
-        if store.get(build_id) is None:
+    def get_log(
+        build_id: Annotated[str, _id_path()],
+        offset: Annotated[int, Query(ge=0)] = 0,
+        attempt: Annotated[
+            int | None, Query(ge=1, description="the attempt whose log to read (default: the last)")
+        ] = None,
+    ) -> Response:
+        record = store.get(build_id)
+        if record is None:
             raise _no_build(build_id)
         data = store.read_log(build_id, offset)
+        if attempt is not None and attempt < len(record.attempts):
+            earlier = store.read_attempt_log(build_id, str(record.attempts[attempt - 1].get("log")))
+            data = (earlier or b"")[offset:]
+        elif attempt is not None and attempt > max(len(record.attempts), 1):
+            raise WheelyardError(
+                f"build {build_id} has {len(record.attempts)} attempts; there is no attempt {attempt}",
+                "the build's record lists its attempts, each with its log_url",
+                reference="no-such-attempt",
+            ).with_status(404)
         return Response(
             data,
             media_type="text/plain; charset=utf-8",
