@@ -79,13 +79,20 @@ def prepare(changes: BuildChanges, srcdir: Path, sdist: DistFile, line: Callable
     return Prepared(tuple(generated), tuple(requirements))
 
 
-def apply_patches(patches: Sequence[Path], srcdir: Path, sandbox: Runner, line: Callable[[str], None]) -> None:
-    """Check each patch against the tree, then apply it (a dry run first) in the sandbox."""
-    for patch in patches:
-        files = check_patch(patch.read_text(encoding="utf-8"), srcdir)
+def apply_patches(
+    patches: Sequence[Path], srcdir: Path, sandbox: Runner, line: Callable[[str], None], shared: Path
+) -> None:
+    """Check each patch against the tree, then apply it (a dry run first) in the sandbox, from a
+    copy in ``shared`` (the sandbox sees the work directory, not the deployment's configuration)."""
+    for number, patch in enumerate(patches, 1):
+        text = patch.read_text(encoding="utf-8")
+        files = check_patch(text, srcdir)
         line(f"wheelyard: override: patch {patch.name} changes {', '.join(f.path for f in files)}")
-        sandbox.run(patch_command(patch, srcdir, dry_run=True), cwd=str(srcdir))
-        sandbox.run(patch_command(patch, srcdir, dry_run=False), cwd=str(srcdir))
+        copy = shared / f"patch-{number}.diff"
+        copy.write_text(text, encoding="utf-8")
+        copy.chmod(0o644)
+        sandbox.run(patch_command(copy, srcdir, dry_run=True), cwd=str(srcdir))
+        sandbox.run(patch_command(copy, srcdir, dry_run=False), cwd=str(srcdir))
 
 
 def regenerate(generated: Sequence[GeneratedSource], python: Path, srcdir: Path, sandbox: Runner) -> None:

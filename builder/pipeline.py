@@ -321,7 +321,8 @@ class BuildDirector:
         if self.changes.empty:
             return Prepared()
         if self.changes.patches:
-            self._step("patch", lambda: apply_patches(self.changes.patches, srcdir, self._sandbox_for(), self.log.line))
+            sandbox, patches = self._sandbox_for(), self.changes.patches
+            self._step("patch", lambda: apply_patches(patches, srcdir, sandbox, self.log.line, self.shared))
         return self._step("remedy", lambda: prepare(self.changes, srcdir, sdist, self.log.line))  # type: ignore[no-any-return]
 
     def _regenerate(self, prepared: Prepared, srcdir: Path) -> None:

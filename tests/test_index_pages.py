@@ -88,9 +88,10 @@ def served(
 ) -> Iterator[tuple[Index, DemandRecorder]]:
     """An index with three projects published, behind each static server in turn."""
     root = tmp_path_factory.mktemp(f"served-{request.param}")
-    with demand_recorder() as api, running_index(
-        root / "data", WHEELYARD_INDEX_SERVER=request.param, WHEELYARD_API_URL=api.url
-    ) as index:
+    with (
+        demand_recorder() as api,
+        running_index(root / "data", WHEELYARD_INDEX_SERVER=request.param, WHEELYARD_API_URL=api.url) as index,
+    ):
         dist = root / "dist"
         for wheel in (
             dist_wheel(dist, "app", "1.0", requires_python=">=3.8", requires=("lib>=1.0",)),

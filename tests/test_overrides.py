@@ -127,12 +127,12 @@ def test_a_checked_patch_is_applied_by_gnu_patch_and_one_that_does_not_apply_fai
         def run(self, cmd: list[str], cwd: str | None = None) -> None:
             subprocess.run(cmd, cwd=cwd, check=True, capture_output=True)
 
-    apply_patches([patch], src, Direct(), said.append)
+    apply_patches([patch], src, Direct(), said.append, tmp_path)
     assert (src / "pkg" / "mod.py").read_text() == "A = 1\nB = 3\n"
     assert said == ["wheelyard: override: patch fix.patch changes pkg/mod.py"]
     assert sorted(os.listdir(src / "pkg")) == ["mod.py"]  # no backup or reject files
     with pytest.raises(subprocess.CalledProcessError):  # applied already: the dry run refuses it
-        apply_patches([patch], src, Direct(), said.append)
+        apply_patches([patch], src, Direct(), said.append, tmp_path)
     assert (src / "pkg" / "mod.py").read_text() == "A = 1\nB = 3\n"
 
 
