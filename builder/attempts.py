@@ -74,12 +74,15 @@ class Attempts:
         if self.counted >= self.settings.build_attempts or not remedies_allowed(self.settings, self.name):
             return None
         tried = [str(e["remedy"]) for e in self.entries if e.get("remedy")]
-        return next_remedy(diagnosis, tried)
+        primary = ((diagnosis or {}).get("primary") or {}).get("rule")
+        earlier = [e.get("rule") for e in self.entries[:-1] if e.get("status") == "failed"]
+        return next_remedy([primary, *earlier], tried)
 
     def end(self, outcome: BuildOutcome, changes: dict[str, Any]) -> str | None:
         """Record the attempt's outcome; the remedy of the next attempt, or None."""
         primary = (changes.get("diagnosis") or {}).get("primary") or {}
-        self.entries[-1].update(status=outcome.status, diagnosis=primary.get("category"))
+        # "rule": the cause's rule, whose other remedies may follow one that did not help.
+        self.entries[-1].update(status=outcome.status, diagnosis=primary.get("category"), rule=primary.get("rule"))
         following: str | None = changes.pop("next_remedy", None)
         return following
 

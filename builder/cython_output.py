@@ -65,7 +65,8 @@ def cython_command(python: Path, source: GeneratedSource, srcdir: Path) -> list[
     includes = [srcdir, source.pyx.parent]
     if (srcdir / "src").is_dir():
         includes.append(srcdir / "src")
-    cmd = [str(python), "-m", "cython", "-X", "legacy_implicit_noexcept=True"]
+    # -I: the sdist's own modules (a types.py, a socket.py) must not shadow the standard library.
+    cmd = [str(python), "-I", "-m", "cython", "-X", "legacy_implicit_noexcept=True"]
     if source.cplus:
         cmd.append("--cplus")
     for include in dict.fromkeys(includes):

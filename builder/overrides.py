@@ -24,8 +24,7 @@ from __future__ import annotations
 import functools
 import re
 import sys
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -77,12 +76,7 @@ class Override:
     package: str  # canonical
     versions: SpecifierSet
     targets: str
-    environment: Mapping[str, str] = field(default_factory=dict)
-    constraints: tuple[str, ...] = ()
-    requirements: tuple[str, ...] = ()
-    patches: tuple[Path, ...] = ()
-    proof_skip: tuple[str, ...] = ()
-    proof_import: tuple[str, ...] = ()
+    base: BuildChanges  # what it changes
 
     def matches(self, name: str, version: str, target: str) -> bool:
         from cibuildwheel.selector import selector_matches
@@ -97,28 +91,22 @@ class Override:
         return bool(selector_matches(self.targets, target))
 
     def changes(self) -> BuildChanges:
+        """Its changes, with the build log's line that says so."""
+        base = self.base
         said = [
             f"{label} {', '.join(items)}"
             for label, items in (
-                ("environment", sorted(self.environment)),
-                ("constraints", self.constraints),
-                ("requirements", self.requirements),
-                ("patches", [p.name for p in self.patches]),
-                ("proof skips", self.proof_skip),
-                ("proof imports", self.proof_import),
+                ("environment", sorted(base.environment)),
+                ("constraints", base.constraints),
+                ("requirements", base.requirements),
+                ("patches", [p.name for p in base.patches]),
+                ("proof skips", base.proof_skip),
+                ("proof imports", base.proof_import),
             )
             if items
         ]
         note = f"wheelyard: override {self.source} applies: {'; '.join(said) or 'nothing to change'}"
-        return BuildChanges(
-            environment=dict(self.environment),
-            constraints=self.constraints,
-            requirements=self.requirements,
-            patches=self.patches,
-            proof_skip=self.proof_skip,
-            proof_import=self.proof_import,
-            notes=(note,),
-        )
+        return base + BuildChanges(notes=(note,))
 
 
 def _list(raw: Any, where: str, key: str, pattern: re.Pattern[str] | None = None) -> tuple[str, ...]:
@@ -195,12 +183,14 @@ def _parse_override(raw: Any, where: str, base: Path) -> Override:
         package=canonicalize_name(package),
         versions=versions,
         targets=targets,
-        environment=_environment(raw.get("environment", {}), where),
-        constraints=_requirements(raw.get("constraints", []), where, "constraints"),
-        requirements=_requirements(raw.get("requirements", []), where, "requirements"),
-        patches=_patches(raw.get("patches", []), where, base),
-        proof_skip=_list(raw.get("proof_skip", []), where, "proof_skip", _MODULE),
-        proof_import=_list(raw.get("proof_import", []), where, "proof_import", _MODULE),
+        base=BuildChanges(
+            environment=_environment(raw.get("environment", {}), where),
+            constraints=_requirements(raw.get("constraints", []), where, "constraints"),
+            requirements=_requirements(raw.get("requirements", []), where, "requirements"),
+            patches=_patches(raw.get("patches", []), where, base),
+            proof_skip=_list(raw.get("proof_skip", []), where, "proof_skip", _MODULE),
+            proof_import=_list(raw.get("proof_import", []), where, "proof_import", _MODULE),
+        ),
     )
 
 

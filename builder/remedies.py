@@ -187,23 +187,29 @@ def load_remedies() -> RemedySet:
     return parse_remedies(remedies_text(), {rule.id: rule.retry for rule in load_rules().rules if rule.retry})
 
 
-def next_remedy(diagnosis: Mapping[str, Any] | None, tried: Sequence[str]) -> str | None:
-    """The first remedy the diagnosis's primary cause names that has not been tried, or None."""
+def next_remedy(rules: Sequence[str | None], tried: Sequence[str]) -> str | None:
+    """The first remedy not tried yet that the rules (the primary causes of the attempts, the
+    latest first) name, or None: a remedy that did not help and left a cause naming none is
+    followed by the next one the earlier cause names."""
     from builder.diagnosis.rules import load_rules
 
-    rule_id = ((diagnosis or {}).get("primary") or {}).get("rule")
-    if not rule_id:
-        return None
-    try:
-        rule = load_rules().rule(str(rule_id))
-    except KeyError:
-        return None
-    return next((name for name in rule.retry if name not in tried), None)
+    ruleset = load_rules()
+    for rule_id in rules:
+        if not rule_id:
+            continue
+        try:
+            retry = ruleset.rule(str(rule_id)).retry
+        except KeyError:
+            continue
+        for name in retry:
+            if name not in tried:
+                return name
+    return None
 
 
 def remedies_allowed(settings: Settings, name: str) -> bool:
     """Whether this deployment retries failed builds of ``name`` with remedies."""
-    skipped = {canonicalize_name(n) for n in settings.remedies_skip.split(",") if n.strip()}
+    skipped = {canonicalize_name(n.strip()) for n in settings.remedies_skip.split(",") if n.strip()}
     return settings.remedies and canonicalize_name(name) not in skipped
 
 

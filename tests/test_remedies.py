@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (tables of file contents)
 """Remedies as data: the shipped file is valid and every rule's remedy exists; bad files are refused
 with the field named; each kind of remedy does what it says, on real files and real tools."""
 
@@ -74,13 +75,17 @@ def test_a_rule_naming_a_remedy_that_does_not_exist_is_refused() -> None:
     )
 
 
-def test_the_next_remedy_follows_the_rule_and_never_repeats() -> None:
-    diagnosis = {"primary": {"rule": "cython-too-new", "category": "incompatible-build-tool"}}
-    assert next_remedy(diagnosis, []) == "build-requirements-as-of-upload"
-    assert next_remedy(diagnosis, ["build-requirements-as-of-upload"]) == "cython-before-3"
-    assert next_remedy(diagnosis, ["build-requirements-as-of-upload", "cython-before-3"]) is None
-    assert next_remedy({"primary": {"rule": "header-missing"}}, []) is None
-    assert next_remedy(None, []) is None
+def test_the_next_remedy_follows_the_rules_and_never_repeats() -> None:
+    assert next_remedy(["cython-too-new"], []) == "build-requirements-as-of-upload"
+    assert next_remedy(["cython-too-new"], ["build-requirements-as-of-upload"]) == "cython-before-3"
+    assert next_remedy(["cython-too-new"], ["build-requirements-as-of-upload", "cython-before-3"]) is None
+    assert next_remedy(["header-missing"], []) is None
+    assert next_remedy([None], []) is None
+    # The latest cause first; when it names none left, the earlier cause's next remedy.
+    assert (
+        next_remedy(["py-capi-removed", "cython-too-new"], ["build-requirements-as-of-upload"]) == "regenerate-cython"
+    )
+    assert next_remedy([None, "cython-too-new"], ["build-requirements-as-of-upload"]) == "cython-before-3"
 
 
 # -- regenerate-cython ---------------------------------------------------------------------------
@@ -134,6 +139,7 @@ def test_as_of_upload_limits_uv_to_the_sdists_upload_time_and_real_uv_resolves_s
     changes = load_remedies().get("build-requirements-as-of-upload").changes()
     options = install_options(changes, SDIST, None)
     assert options[:2] == ["--exclude-newer", "2023-03-08T17:50:48.564091Z"]
+    assert options[2] == "--exclude-newer-package" and options[3].startswith("setuptools=")
     # Real uv, against the upstream index: Cython as of that day is 0.29.33.
     out = subprocess.run(
         [
@@ -148,7 +154,7 @@ def test_as_of_upload_limits_uv_to_the_sdists_upload_time_and_real_uv_resolves_s
             "3.11",
             *options,
         ],
-        input="cython\n",
+        input="cython\nsetuptools\n",
         capture_output=True,
         text=True,
         env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "UV_CACHE_DIR": str(tmp_path / "cache")},
@@ -156,6 +162,9 @@ def test_as_of_upload_limits_uv_to_the_sdists_upload_time_and_real_uv_resolves_s
     )
     assert out.returncode == 0, out.stderr
     assert "cython==0.29.33" in out.stdout.lower(), out.stdout
+    # setuptools is kept current: one of that day would not run on a newer Python.
+    setuptools = next(line for line in out.stdout.splitlines() if line.startswith("setuptools=="))
+    assert int(setuptools.split("==")[1].split(".")[0]) >= 80, setuptools
     with pytest.raises(RemedyNotApplicable, match="no upload time"):
         prepare(changes, tmp_path, DistFile("demo-1.0.tar.gz", "u", None), lines()[1])
 
@@ -199,3 +208,68 @@ def test_an_environment_remedy_sets_the_builds_variables() -> None:
     assert changes.notes == ("wheelyard: remedy permissive-c: " + load_remedies().get("permissive-c").summary,)
     combined = BuildChanges(environment={"CFLAGS": "-O1", "A": "1"}) + changes
     assert combined.environment["A"] == "1" and combined.environment["CFLAGS"] == changes.environment["CFLAGS"]
+
+
+# -- the attempts of a build -----------------------------------------------------------------------
+
+
+def attempts_for(name: str = "demo", **settings: Any) -> Any:
+    from builder.attempts import Attempts
+    from builder.config import Settings
+    from builder.records import BuildRecord
+
+    record = BuildRecord(id="b", name=name, version="1.0", target="cp313-manylinux_x86_64", requirement=name)
+    return Attempts(Settings(**settings), record)
+
+
+STALE = {"primary": {"rule": "py-capi-removed", "category": "python-version-incompat"}}
+NEWER = {"primary": {"rule": "cython-too-new", "category": "incompatible-build-tool"}}
+
+
+def test_attempts_take_one_remedy_each_up_to_the_bound_and_the_settings_turn_them_off() -> None:
+    from builder.pipeline import BuildOutcome
+
+    attempts = attempts_for()
+    first = attempts.begin()
+    assert (first["number"], first["remedy"], first["log"]) == (1, None, "attempt-1")
+    assert attempts.choose(NEWER) == "build-requirements-as-of-upload"
+    changes: dict[str, Any] = {"diagnosis": NEWER, "next_remedy": "build-requirements-as-of-upload"}
+    assert attempts.end(BuildOutcome("failed"), changes) == "build-requirements-as-of-upload"
+    attempts.queue_next("build-requirements-as-of-upload")
+    second = attempts.begin()
+    assert (second["number"], second["remedy"], second["status"]) == (2, "build-requirements-as-of-upload", "building")
+    assert "attempt 1 failed: incompatible-build-tool" in attempts.started_line(second)
+    assert attempts.choose(NEWER) == "cython-before-3"
+    attempts.end(BuildOutcome("failed"), {"diagnosis": {"primary": {"rule": None, "category": "unknown"}}})
+    assert attempts.choose({"primary": {"category": "unknown"}}) == "cython-before-3"  # the first cause's next
+    attempts.queue_next("cython-before-3")
+    attempts.begin()
+    assert attempts.choose(NEWER) is None  # three attempts: the bound
+
+    def after_first(name: str = "demo", **settings: Any) -> str | None:
+        attempts = attempts_for(name, **settings)
+        attempts.begin()
+        return attempts.choose(STALE)  # type: ignore[no-any-return]
+
+    assert after_first() == "regenerate-cython"
+    assert after_first(build_attempts=1) is None
+    assert after_first(remedies=False) is None
+    assert after_first("Demo_Pkg", remedies_skip="other, demo-pkg") is None
+    assert after_first("demo", remedies_skip="other, demo-pkg") == "regenerate-cython"
+
+
+def test_an_attempt_a_lost_worker_left_is_made_again_with_its_remedy_and_not_counted() -> None:
+    from builder.attempts import Attempts
+    from builder.config import Settings
+    from builder.records import BuildRecord
+
+    record = BuildRecord(id="b", name="demo", version="1", target="t", requirement="demo")
+    record.attempts = [
+        {"number": 1, "remedy": None, "status": "failed", "diagnosis": "python-version-incompat", "log": "attempt-1"},
+        {"number": 2, "remedy": "regenerate-cython", "status": "building", "diagnosis": None, "log": "attempt-2"},
+    ]
+    attempts = Attempts(Settings(build_attempts=2), record)
+    again = attempts.begin()
+    assert attempts.entries[1]["status"] == "interrupted"
+    assert (again["number"], again["remedy"]) == (3, "regenerate-cython")
+    assert attempts.counted == 2
