@@ -1,9 +1,9 @@
 """A filtered ``GET /api/builds`` over N records: the store's indexes against scanning and filtering.
 
 Starts an embedded Redis of its own (TCP on a free port of 127.0.0.1, so no database of the
-machine's Redis is touched), writes N records the way wheelyard did before the indexes (the
-record and the sorted set of every build), times the one-off ``BuildStore.reindex``, then
-times in the same run, for a few filters, the median of RUNS listings of one page (limit 100):
+machine's Redis is touched), writes N records as ``BuildStore`` writes them (the record and
+every index it belongs in, ``builder.records.index_keys``; batched in pipelines), then times in
+the same run, for a few filters, the median of RUNS listings of one page (limit 100):
 
 * ``index``: ``server.service.find_builds``, what the API answers with now;
 * ``scan 2000``: the old code: the newest 2000 records read, then filtered in Python (it
@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 import redis  # noqa: E402
 from packaging.utils import canonicalize_name  # noqa: E402
 
-from builder.records import ALL_BUILDS, PREFIX, BuildRecord, BuildStore  # noqa: E402
+from builder.records import PREFIX, BuildRecord, BuildStore, index_keys  # noqa: E402
 from server.embedded_redis import EmbeddedRedis  # noqa: E402
 from server.service import find_builds, present  # noqa: E402
 
@@ -54,8 +54,8 @@ STATUSES = ["published"] * 80 + ["mirrored"] * 10 + ["failed"] * 8 + ["queued", 
 SERVED = {f"wheelyard.{t}": ["worker"] for t in TARGETS[:4]}
 
 
-def write_old_style(client: redis.Redis, count: int, rng: random.Random) -> None:
-    """``count`` records as wheelyard wrote them before the indexes: the record and ``builds``."""
+def write_records(client: redis.Redis, count: int, rng: random.Random) -> None:
+    """``count`` records as ``BuildStore`` writes them: the record and each of its indexes."""
     start = time.time() - count
     pipe = client.pipeline(transaction=False)
     for n in range(count):
@@ -77,7 +77,8 @@ def write_old_style(client: redis.Redis, count: int, rng: random.Random) -> None
             timings={"download": 0.4, "build": 20.1, "verify": 0.2, "publish": 0.1},
         )
         pipe.set(f"{PREFIX}build:{record.id}", record.to_json())
-        pipe.zadd(ALL_BUILDS, {record.id: record.created_at})
+        for index in index_keys(record):
+            pipe.zadd(index, {record.id: record.created_at})
         if n % 2000 == 1999:
             pipe.execute()
     pipe.execute()
@@ -156,11 +157,8 @@ def main() -> int:
             for queue in SERVED:
                 store.register_worker(f"worker-{queue}", {"queues": [queue]}, ttl=3600)
             t = time.perf_counter()
-            write_old_style(client, args.records, random.Random(1))
-            print(f"records : {args.records} written the old way in {time.perf_counter() - t:.1f} s")
-            t = time.perf_counter()
-            assert store.ensure_indexes(wait=0)
-            print(f"reindex : {time.perf_counter() - t:.2f} s, once (then 1 GET per API process)")
+            write_records(client, args.records, random.Random(1))
+            print(f"records : {args.records} written with their indexes in {time.perf_counter() - t:.1f} s")
             memory = client.info("memory")["used_memory"]
             print(f"redis   : {memory / 1024**2:.0f} MB used with the indexes")
 

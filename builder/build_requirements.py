@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from packaging.requirements import InvalidRequirement, Requirement
 
-from builder.errors import WheelyardError
+from builder.errors import BuildRequirementRefused, DirectUrlRefused
 
 __all__ = ["BuildRequirementRefused", "DirectUrlRefused", "install_command", "parse_build_requirements"]
 
@@ -25,20 +25,6 @@ _HINT = (
     "build requirements must be PEP 508 requirements such as 'setuptools>=61' or "
     "'cython; python_version < \"3.13\"': no options, paths or files"
 )
-
-
-class BuildRequirementRefused(WheelyardError):
-    """A build requirement is not a PEP 508 requirement (an option, a path, a file)."""
-
-    reference = "build-requirement-refused"
-    status_code = 422
-
-
-class DirectUrlRefused(WheelyardError):
-    """A build requirement names a URL to install from, and this deployment allows none."""
-
-    reference = "direct-url-requirement-refused"
-    status_code = 422
 
 
 def parse_build_requirements(entries: Iterable[object], *, source: str, allow_direct_urls: bool) -> list[str]:

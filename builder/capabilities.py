@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from builder.config import Settings
-from builder.errors import WheelyardError
+from builder.errors import NoBuildableTarget
 from builder.targets import PURE, SUPPORTED_MINORS, BuildTarget, known_identifiers
 
 TOOLS = (
@@ -322,12 +322,7 @@ def checked_capabilities(settings: Settings) -> Capabilities:
     if not settings.sandbox or sandbox_available():  # else the worker refuses to start, and says why
         capabilities = check_in_sandbox(capabilities, settings)
     if not capabilities.targets():
-        raise WheelyardError(
-            "this worker has no target it can build" + "".join("\n" + u.line() for u in capabilities.unusable),
-            "install CPython with its headers where the build user can run it (pyenv, /opt/python/*, "
-            "python3.X-dev), or name it in WHEELYARD_INTERPRETERS; `wheelyard worker --probe` shows what was found",
-            reference="no-buildable-target",
-        )
+        raise NoBuildableTarget("".join("\n" + u.line() for u in capabilities.unusable))
     return capabilities
 
 

@@ -24,16 +24,9 @@ from pathlib import Path
 
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
-from builder.errors import WheelyardError
+from builder.errors import CibuildwheelFailed
 from builder.sandbox import BuildLog, is_secret_variable, run_tool
 from builder.targets import BuildTarget
-
-
-class CibuildwheelFailed(WheelyardError):
-    """cibuildwheel ran and did not leave the one wheel it was asked for."""
-
-    reference = "cibuildwheel-failed"
-
 
 # What the worker's configuration sets, and why: build (not pip wheel) as the front end, as the
 # Linux pipeline does; no test command (the proof step imports the wheel on its own terms);

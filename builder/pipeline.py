@@ -50,7 +50,16 @@ from builder.build_requirements import install_command, parse_build_requirements
 from builder.capabilities import Capabilities, Interpreter, job_environment, resolve_parallelism
 from builder.cibuildwheel_build import build_with_cibuildwheel, uses_cibuildwheel
 from builder.config import Settings
-from builder.errors import AlreadyPublished, BuildFailed, WheelyardError
+from builder.errors import (
+    AlreadyPublished,
+    BuildFailed,
+    HollowWheel,
+    InternalError,
+    NoDistribution,
+    ProofFailed,
+    StepFailed,
+    WheelyardError,
+)
 from builder.proof import PROOF_SCRIPT, failed_imports, is_hollow, plan_imports, read_layout, retag_pure
 from builder.publish import publish_wheel, published_sha256
 from builder.remedies import changes_for_build
@@ -117,38 +126,29 @@ class BuildJob:
     remedy: str | None = None  # the remedy this attempt builds with (builder/remedies.py)
 
 
+def _unchanged(text: str) -> str:
+    return text
+
+
 @dataclass
 class BuildOutcome:
     status: str  # published, mirrored, failed
     wheel: str | None = None
     sha256: str | None = None
     source: str | None = None
-    error: dict[str, Any] | None = None
+    # The exception that ended a failed build, as raised: retries are decided on its class, and
+    # it becomes the record's ``error`` only when the record is written (``error_fields``).
+    error: WheelyardError | None = None
     timings: dict[str, float] = field(default_factory=dict)
     log_path: Path | None = None
+    # How the worker's secrets are written in the record (the build log's redactor).
+    redact: Callable[[str], str] = field(default=_unchanged, repr=False)
 
-
-class StepFailed(WheelyardError):
-    """A step of the pipeline failed for a reason the build log shows."""
-
-    reference = "build-step-failed"
-
-
-class ProofFailed(StepFailed):
-    """The wheel installed but some of its modules failed to import; each is named in the record."""
-
-    reference = "proof-failed"
-
-    def __init__(self, failures: Sequence[dict[str, str]]) -> None:
-        names = "; ".join(f"{f['module']} ({f['error'][:300]})" for f in failures)
-        super().__init__(
-            f"the wheel installed but importing {names or 'its modules'} failed",
-            "the build log shows each import error after `==> prove`",
-        )
-        self.failures = list(failures)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**super().to_dict(), "imports": self.failures}
+    def error_fields(self) -> dict[str, Any] | None:
+        """The record's ``error``: the exception's fields, the worker's secrets redacted."""
+        if self.error is None:
+            return None
+        return {k: self.redact(v) if isinstance(v, str) else v for k, v in self.error.to_dict().items()}
 
 
 class BuildDirector:
@@ -201,25 +201,22 @@ class BuildDirector:
             if wheel_file is not None:
                 return self._mirror(release, wheel_file)
             return self._build(release)
-        except LimitExceeded as exc:
-            return self._failed(exc, cause=exc.cause)
         except WheelyardError as exc:
             return self._failed(exc)
         except BuildBackendException as exc:
             # build wraps whatever the runner raised: a broken sandbox limit arrives inside it.
             inner = exc.exception
             if isinstance(inner, LimitExceeded):
-                return self._failed(inner, cause=inner.cause)
-            return self._failed(BuildFailed(f"the build failed: {exc}", "the diagnosis below names the cause"))
+                return self._failed(inner)
+            return self._failed(BuildFailed(f"the build failed: {exc}"))
         except (BuildException, subprocess.CalledProcessError) as exc:
-            return self._failed(BuildFailed(f"the build failed: {exc}", "the diagnosis below names the cause"))
+            return self._failed(BuildFailed(f"the build failed: {exc}"))
         except Exception as exc:  # noqa: BLE001 - every build ends with an outcome, whatever a step raised
             self.log.line(f"wheelyard: internal error in step {self._current}:\n{traceback.format_exc()}")
             return self._failed(
-                WheelyardError(
+                InternalError(
                     f"internal error in step {self._current}: {type(exc).__name__}: {exc}",
                     "the traceback is in the build log; report it with the build id",
-                    reference="internal-error",
                 )
             )
 
@@ -255,11 +252,7 @@ class BuildDirector:
         job = self.job
         sdist = release.sdist
         if sdist is None:
-            raise StepFailed(
-                f"{release.name} {release.version} has no sdist upstream and no wheel for {job.target}",
-                "no-distribution: ask for a target upstream ships a wheel for, or another version",
-                reference="no-distribution",
-            )
+            raise NoDistribution(release.name, str(release.version), job.target)
         interpreter = self.capabilities.interpreter_for(job.target)
         if interpreter is None:
             raise StepFailed(
@@ -373,14 +366,13 @@ class BuildDirector:
         finally:
             self.timings[name] = round(time.monotonic() - started, 3)
 
-    def _failed(self, exc: WheelyardError, cause: str | None = None) -> BuildOutcome:
+    def _failed(self, exc: WheelyardError) -> BuildOutcome:
         self.log.line(f"wheelyard: build failed: {exc.message}")
         if exc.hint:
             self.log.line(f"wheelyard: hint: {exc.hint}")
-        error = {k: self.log.redactor.text(v) if isinstance(v, str) else v for k, v in exc.to_dict().items()}
-        if cause:
-            error["cause"] = cause
-        return BuildOutcome("failed", error=error, timings=self.timings, log_path=self.log.path)
+        return BuildOutcome(
+            "failed", error=exc, timings=self.timings, log_path=self.log.path, redact=self.log.redactor.text
+        )
 
     def _sandbox_for(self) -> Sandbox:
         if self._sandbox is None:
@@ -535,12 +527,7 @@ class BuildDirector:
             pure = retag_pure(wheel, self.private / "retagged")
             self.log.line(f"wheelyard: {what}; publishing it as {pure.name} (WHEELYARD_PUBLISH_HOLLOW_AS_PURE)")
             return pure
-        raise StepFailed(
-            f"{what}: the extension did not compile and the build fell back to pure Python",
-            "the diagnosis names the compile error (often a missing library or header): fix that; or set "
-            "WHEELYARD_PUBLISH_HOLLOW_AS_PURE=true to publish such wheels as py3-none-any",
-            reference="hollow-wheel",
-        )
+        raise HollowWheel(what)
 
     def _prove(self, interpreter: Interpreter, wheel: Path) -> None:
         """Install the wheel into a fresh environment and import its modules (builder/proof.py), in the sandbox."""

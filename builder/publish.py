@@ -19,33 +19,19 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
-from builder.errors import AlreadyPublished, WheelyardError
+from builder.errors import (
+    AlreadyPublished,
+    IndexAuthenticationFailed,
+    IndexHashMismatch,
+    IndexUnavailable,
+    PublishFailed,
+    WheelChanged,
+)
 from builder.upstream import SimpleIndex
 from builder.verify import verify_wheel
 
 _TIMEOUT = (10.0, 300.0)
 _ALREADY_EXISTS = re.compile(r"already exists|file exists|already been (uploaded|published)", re.I)
-
-
-class IndexAuthenticationFailed(WheelyardError):
-    """The index refused the credentials (or none were given)."""
-
-    reference = "index-authentication-failed"
-    status_code = 502
-
-
-class PublishFailed(WheelyardError):
-    """The index did not take the upload, for a reason other than credentials or a duplicate."""
-
-    reference = "publish-failed"
-    status_code = 502
-
-
-class IndexUnavailable(WheelyardError):
-    """The index could not be reached or did not answer as an index does."""
-
-    reference = "index-unavailable"
-    status_code = 502
 
 
 @dataclass(frozen=True)
@@ -73,11 +59,7 @@ def publish_wheel(
     not uploaded, and the upload counts only once the index lists that very hash."""
     info = verify_wheel(path)
     if sha256 is not None and info.sha256 != sha256.lower():
-        raise PublishFailed(
-            f"{info.filename} changed after it was verified (sha256 {info.sha256}, verified {sha256})",
-            "nothing was uploaded; build it again",
-            reference="wheel-changed",
-        )
+        raise WheelChanged(info.filename, info.sha256, sha256)
     python_tags = sorted({tag.interpreter for tag in info.tags})
     form = {
         ":action": "file_upload",
@@ -159,11 +141,7 @@ def _check_listed(
     except LookupError:
         listed = "nothing"
     if listed != sha256:
-        raise PublishFailed(
-            f"{redact_url(index_url)} took {filename} but lists it with sha256 {listed}, not {sha256}",
-            "the index does not hold the verified file: check it before anyone installs from it",
-            reference="index-hash-mismatch",
-        )
+        raise IndexHashMismatch(redact_url(index_url), filename, listed, sha256)
 
 
 def wheel_on_index(

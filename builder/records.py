@@ -15,9 +15,6 @@ record write:
 * ``wheelyard:idx:queued:<queue>``: the queued builds of a queue (the API shows a queued build
   no live worker serves as "waiting-for-worker", which depends on the queue).
 
-``wheelyard:idx:version`` says the indexes cover every record: databases written before
-the indexes existed are indexed once (``ensure_indexes``) under a lock.
-
 Live workers are keys with a time to live (``wheelyard:worker:<name>``, renewed by their
 heartbeat) whose names are kept in the set ``wheelyard:workers``: listing them costs the
 number of workers, not a SCAN of every key (every listing of builds asks which queues are served).
@@ -25,7 +22,6 @@ number of workers, not a SCAN of every key (every listing of builds asks which q
 
 from __future__ import annotations
 
-import contextlib
 import heapq
 import json
 import math
@@ -49,8 +45,6 @@ WORKER_TTL = 30
 
 ALL_BUILDS = f"{PREFIX}builds"
 WORKERS = f"{PREFIX}workers"  # the names of registered workers; each one's registration is its own key
-INDEX_VERSION = "1"  # raise when the index layout changes: every database is indexed again
-INDEX_VERSION_KEY = f"{PREFIX}idx:version"
 _MAX_BATCH = 1000  # ids read from an index (and checked against the others) per round trip, at most
 
 
@@ -165,7 +159,6 @@ class BuildStore:
     ) -> None:
         self.redis = client
         self.log_limit = log_limit
-        self._indexed = False  # the database's indexes were seen to cover every record
 
     # -- records ---------------------------------------------------------------------------
     def get(self, build_id: str) -> BuildRecord | None:
@@ -415,80 +408,6 @@ class BuildStore:
             ok = [o and s is None for o, s in zip(ok, next(results), strict=True)]
         return ok
 
-    # -- indexing records written before the indexes -----------------------------------------
-    def ensure_indexes(self, wait: float = 10.0) -> bool:
-        """Whether the indexes cover every record; indexes them first if no one has (under a
-        lock, once per database). False when another process is still at it after ``wait`` s."""
-        if self._indexed:
-            return True
-        if _text(self.redis.get(INDEX_VERSION_KEY) or b"") == INDEX_VERSION:
-            self._indexed = True
-            return True
-        return self.rebuild_indexes(wait, only_if_missing=True) is not None
-
-    def rebuild_indexes(self, wait: float = 10.0, *, only_if_missing: bool = False) -> int | None:
-        """Index every record again under the reindex lock (after workers of a release without
-        indexes wrote some); how many records, or None when another process held the lock for
-        longer than ``wait`` s. ``only_if_missing``: skip it when the indexes are whole."""
-        lock = self.redis.lock(f"{PREFIX}lock:reindex", timeout=60, blocking_timeout=wait)
-        if not lock.acquire():
-            return None
-        count = 0
-        try:
-            if not only_if_missing or _text(self.redis.get(INDEX_VERSION_KEY) or b"") != INDEX_VERSION:
-                count = self.reindex(lock)
-                self.redis.set(INDEX_VERSION_KEY, INDEX_VERSION)
-        finally:
-            with contextlib.suppress(redis.exceptions.LockError):
-                lock.release()
-        self._indexed = True
-        return count
-
-    def reindex(self, lock: Any = None, chunk: int = 500) -> int:
-        """Put every record in the indexes it belongs in and take it out of the status indexes
-        it does not (records written by code that kept no indexes); returns how many. Workers
-        registered by such code are put in the registry of workers.
-        Each chunk is one MULTI/EXEC under WATCH of its records, so a record a worker changes
-        meanwhile is indexed as it is after the change."""
-        # Workers that registered before the registry of workers existed (once, like the records).
-        for key in self.redis.scan_iter(f"{PREFIX}worker:*", count=1000):
-            self.redis.sadd(WORKERS, _text(key)[len(PREFIX) + len("worker:") :])
-        count = 0
-        for ids in _chunks(self._walk(ALL_BUILDS, None, chunk), chunk):
-            if lock is not None:
-                lock.reacquire()  # the lock lives on while the work goes on
-            keys = [f"{PREFIX}build:{build_id}" for _, build_id in ids]
-
-            indexed = 0
-
-            def index(pipe: Any) -> None:
-                nonlocal indexed
-                records = [BuildRecord.from_json(raw) for raw in pipe.mget(keys) if raw]  # noqa: B023 - called at once
-                pipe.multi()
-                self._index_whole(pipe, records)
-                indexed = len(records)
-
-            self.redis.transaction(index, *keys)
-            count += indexed
-        return count
-
-    def _index_whole(self, pipe: Any, records: list[BuildRecord]) -> None:
-        """Queue on ``pipe`` the commands that make the indexes exact for ``records``: one ZADD
-        and one ZREM per index key, whatever the number of records."""
-        add: dict[str, dict[str, float]] = {}
-        remove: dict[str, list[str]] = {}
-        for record in records:
-            keys = index_keys(record)
-            for index in keys:
-                add.setdefault(index, {})[record.id] = record.created_at
-            for index in {status_index(s) for s in STATUSES} | {queued_index(record.queue)}:
-                if index not in keys:
-                    remove.setdefault(index, []).append(record.id)
-        for index, members in add.items():
-            pipe.zadd(index, members)
-        for index, ids in remove.items():
-            pipe.zrem(index, *ids)
-
     # -- logs ------------------------------------------------------------------------------
     def append_log(self, build_id: str, data: bytes) -> bool:
         """Append to a build's stored log (builder/buildlog.py decides what is kept: head, marker,
@@ -591,12 +510,6 @@ def _distinct(items: Iterable[tuple[float, str]]) -> Iterator[tuple[float, str]]
         if item != previous:
             yield item
         previous = item
-
-
-def _chunks(items: Iterable[tuple[float, str]], size: int) -> Iterator[list[tuple[float, str]]]:
-    iterator = iter(items)
-    while batch := list(islice(iterator, size)):
-        yield batch
 
 
 def connect(url: str) -> redis.Redis:

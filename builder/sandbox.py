@@ -64,7 +64,7 @@ from pathlib import Path
 from typing import Protocol
 
 from builder.config import Limits, Settings
-from builder.errors import WheelyardError
+from builder.errors import InternalError, WheelyardError
 from builder.secrets import Redactor, is_secret_variable, secret_values
 from builder.workdir import chown_tree, tree_usage
 
@@ -125,6 +125,7 @@ class LimitExceeded(WheelyardError):
 
     reference = "build-limit-exceeded"
     status_code = 422
+    form = "build killed: the limit that fired, e.g. timeout after {limit} s, out of memory (limit {limit} bytes)"
 
     def __init__(self, cause: str, limit: int):
         if cause not in _MARKERS:
@@ -552,11 +553,9 @@ _SETPRIV = shutil.which("setpriv", path=DEFAULT_PATH)
 _TOOL_ENV_REFUSED = ("PYTHON", "LD_", "UV_PYTHON_INSTALL", "UV_PROJECT", "VIRTUAL_ENV")
 
 
-class ToolRefused(WheelyardError):
-    """The worker was about to run one of its tools in a way the build could influence."""
-
-    reference = "internal-error"
-    status_code = 500
+# The worker was about to run one of its tools in a way a build could influence: a bug of the
+# worker's, never the package's.
+ToolRefused = InternalError
 
 
 def _writable_by_others(path: Path) -> str | None:

@@ -26,27 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO
 
-from builder.errors import WheelyardError
+from builder.errors import UnsafeSdist
 
 __all__ = ["UnsafeSdist", "UnpackLimits", "unpack_sdist"]
 
 _CHUNK = 1 << 20
-
-
-class UnsafeSdist(WheelyardError):
-    """The sdist archive is not one wheelyard unpacks: unsafe members, too big, or malformed."""
-
-    reference = "unsafe-sdist"
-    status_code = 422
-    # Set when the archive is over one of the build's limits: the limit's cause and value.
-    cause: str | None = None
-    limit: int | None = None
-
-    def to_dict(self) -> dict[str, str | None]:
-        out = super().to_dict()
-        if self.cause is not None:
-            out.update(cause=self.cause, limit=str(self.limit))
-        return out
 
 
 @dataclass(frozen=True)
@@ -68,12 +52,7 @@ class _Member:
 
 
 def _fail(archive: Path, what: str, hint: str | None = None) -> UnsafeSdist:
-    return UnsafeSdist(
-        f"{archive.name}: {what}",
-        hint
-        or "an sdist holds plain files and directories under one project directory; rebuild it with "
-        "`python -m build --sdist`",
-    )
+    return UnsafeSdist(f"{archive.name}: {what}", hint)
 
 
 def _over(error: UnsafeSdist, cause: str, limit: int) -> UnsafeSdist:

@@ -32,6 +32,8 @@ PURE = "py3-none-any"
 
 # The most targets one pattern may name: a stray `*` must not queue hundreds of builds.
 MAX_EXPANSION = 64
+# The queue every worker serves: builds that only mirror an upstream wheel (no compiler needed).
+MIRROR_QUEUE = "wheelyard.mirror"
 
 # ASCII only: \d would also take other scripts' digits, which int() then reads as numbers.
 _IDENTIFIER = re.compile(r"cp3(?P<minor>[0-9]{1,2})(?P<threading>t?)-(?P<platform>[a-z0-9_]+)", re.ASCII)

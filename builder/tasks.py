@@ -12,8 +12,9 @@ Every option is set on purpose:
   still running is never handed out a second time.
 - the broker connection is retried for ever, at start and after a Redis outage.
 - ``throws``: expected failures are logged as such, without a traceback.
-- failed builds are never retried in a loop: only an upstream that did not answer is
-  retried, three times with backoff.
+- failed builds are never retried in a loop: only an upstream that did not answer
+  (``UpstreamUnavailable``) is retried, by Celery's own ``autoretry_for``: three times, with
+  exponential backoff from 15 s and full jitter, each wait well inside the visibility timeout.
 - a whole worker that is lost does not wait for the visibility timeout: the next live worker's
   heartbeat sends its build again (``builder.worker.LostBuilds``, through ``build_sender``),
   numbered, and the lost job, once Celery redelivers it, is stale and skipped.
@@ -33,12 +34,12 @@ from celery.exceptions import SoftTimeLimitExceeded
 from builder.buildlog import stored_limit
 from builder.capabilities import Capabilities
 from builder.config import Settings
-from builder.errors import WheelyardError
+from builder.errors import TaskTimeLimit, UpstreamUnavailable, WheelyardError
 from builder.records import BuildStore, connect
+from builder.targets import MIRROR_QUEUE
 
 logger = logging.getLogger(__name__)
 
-MIRROR_QUEUE = "wheelyard.mirror"
 BUILD_TASK = "wheelyard.build"
 
 
@@ -133,13 +134,20 @@ def register_tasks(
     @app.task(  # type: ignore[untyped-decorator]
         name=BUILD_TASK,
         bind=True,
+        shared=False,  # this app's task: another app made in the same process registers its own
         acks_late=True,
         reject_on_worker_lost=True,
         time_limit=limits.hard,
         soft_time_limit=limits.soft,
         ignore_result=True,
         throws=(WheelyardError,),
+        autoretry_for=(UpstreamUnavailable,),
         max_retries=3,
+        retry_backoff=15,
+        # A job waiting for its countdown is held unacknowledged: keep the wait well inside the
+        # visibility timeout, or kombu would hand the same job out a second time meanwhile.
+        retry_backoff_max=limits.visibility // 2,
+        retry_jitter=True,
     )
     def build(self: Any, build_id: str, recovery: int = 0) -> str | None:
         store = BuildStore(connect(redis_url), log_limit=stored_limit(settings.log_head_bytes, settings.log_tail_bytes))
@@ -164,19 +172,12 @@ def register_tasks(
                 status="failed",
                 step=None,
                 finished_at=time.time(),
-                error={
-                    "error": "task-time-limit",
-                    "message": f"the build ran longer than the worker allows ({limits.soft} s)",
-                    "hint": "raise WHEELYARD_BUILD_TIMEOUT; the steps around the build get half of it again",
-                    "cause": "timeout",
-                },
+                error=TaskTimeLimit(limits.soft).to_dict(),
             )
             return "failed"
         if outcome is None:
             return None
-        if outcome.status == "failed" and (outcome.error or {}).get("error") == "upstream-unavailable":
+        if isinstance(outcome.error, UpstreamUnavailable) and self.request.retries < self.max_retries:
             store.update(build_id, status="queued", step="waiting to retry: upstream did not answer")
-            # A job waiting for its countdown is held unacknowledged: keep the wait well inside the
-            # visibility timeout, or kombu would hand the same job out a second time meanwhile.
-            raise self.retry(countdown=min(15 * (2**self.request.retries), limits.visibility // 2))
+            raise outcome.error  # autoretry_for sends the job again, after its backoff
         return outcome.status

@@ -37,7 +37,7 @@ from packaging.utils import (
 )
 from packaging.version import InvalidVersion, Version
 
-from builder.errors import WheelRejected
+from builder.errors import InvalidWheelName, WheelRejected
 from builder.targets import BuildTarget
 
 _CHUNK = 1 << 20
@@ -78,11 +78,7 @@ def take_wheel(built: Path, outdir: Path, dest_dir: Path) -> Path:
     try:
         parse_wheel_filename(name)
     except InvalidWheelFilename as exc:
-        raise WheelRejected(
-            f"the build backend returned {name!r}, which is not a wheel: {exc}",
-            "build_wheel returns the basename of the .whl file it wrote",
-            reference="invalid-wheel-filename",
-        ) from None
+        raise InvalidWheelName(name, exc) from None
     if built.parent != outdir:
         raise WheelRejected(f"the build backend returned a wheel outside its output directory: {built}")
     dest_dir.mkdir(exist_ok=True)

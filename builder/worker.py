@@ -39,12 +39,12 @@ from builder.attempts import AttemptRetry, Attempts, SendRecovered
 from builder.buildlog import StoredLog, stored_form
 from builder.capabilities import Capabilities
 from builder.config import Settings
+from builder.errors import InternalError
 from builder.pipeline import BuildDirector, BuildJob, BuildLog, BuildOutcome
 from builder.records import DONE, BuildRecord, BuildStore, status_index
 from builder.redis_retry import REDIS_DOWN, retry_redis
 from builder.sandbox import CAUSES, marker_line, remove_stale_cgroups
-from builder.targets import BuildTarget
-from builder.tasks import MIRROR_QUEUE
+from builder.targets import MIRROR_QUEUE, BuildTarget
 from builder.workdir import WorkDirectory, sweep
 
 logger = logging.getLogger(__name__)
@@ -234,10 +234,11 @@ def _run_director(
     except Exception as exc:  # noqa: BLE001 - the record must get an outcome
         logger.exception("build %s: unexpected error", record.id)
         log.write(traceback.format_exc().encode())
-        message = f"the build stopped on an unexpected error: {type(exc).__name__}: {exc}"
-        hint = "a bug in wheelyard or a problem of the worker's host: the log has the traceback; retry with --retry"
-        log.line(f"wheelyard: build failed: {message}")
-        error = {"error": "internal-error", "message": message, "hint": hint}
+        error = InternalError(
+            f"the build stopped on an unexpected error: {type(exc).__name__}: {exc}",
+            "a bug in wheelyard or a problem of the worker's host: the log has the traceback; retry with --retry",
+        )
+        log.line(f"wheelyard: build failed: {error.message}")
         return BuildOutcome("failed", error=error, log_path=log.path)
 
 
@@ -252,14 +253,14 @@ def _outcome_changes(
         "wheel": outcome.wheel,
         "sha256": outcome.sha256,
         "source": outcome.source,
-        "error": outcome.error,
+        "error": outcome.error_fields(),
         "timings": outcome.timings,
     }
     if outcome.status != "failed":
         return changes
     from builder.diagnosis import RULESET_VERSION
 
-    diagnosis = limit_diagnosis(outcome.error or {}, diagnose_log(log.path), _failure_line(log.path))
+    diagnosis = limit_diagnosis(changes["error"] or {}, diagnose_log(log.path), _failure_line(log.path))
     try:
         fingerprint = store.capabilities_for(record.queue) or capabilities.fingerprint()
     except REDIS_DOWN:

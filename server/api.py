@@ -26,7 +26,20 @@ from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from builder.config import Settings
-from builder.errors import WheelyardError
+from builder.errors import (
+    BuildNotFound,
+    HttpError,
+    InternalError,
+    InvalidCursor,
+    InvalidFilter,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+    RedisUnavailable,
+    RequestTooLarge,
+    Unauthorized,
+    WheelyardError,
+)
 from builder.records import STATUSES, BuildStore, Position, connect
 from builder.targets import known_identifiers
 from builder.tasks import BUILD_TASK, create_celery_app
@@ -165,13 +178,21 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 
 def _render_error(
-    status: int, reference: str, message: str, hint: str | None, headers: Mapping[str, str] | None = None
+    error: WheelyardError, status: int | None = None, headers: Mapping[str, str] | None = None
 ) -> JSONResponse:
-    return JSONResponse({"error": reference, "message": message, "hint": hint}, status_code=status, headers=headers)
+    """The one place an error becomes an answer: its fields, with its class's status unless ``status``."""
+    code = status if status is not None else error.status_code
+    return JSONResponse(error.to_dict(), status_code=code if 400 <= code < 600 else 400, headers=headers)
 
 
 _JSON_HINT = 'send JSON like {"requirement": "markupsafe==3.0.2", "targets": ["cp312-manylinux_x86_64"]}'
-_TOO_LARGE_HINT = 'send one requirement and its targets, e.g. {"requirement": "markupsafe==3.0.2", "targets": [...]}'
+# The errors Starlette's own refusals are shown as (any other status: http-error).
+_HTTP_ERRORS: dict[int, type[WheelyardError]] = {
+    401: Unauthorized,
+    404: NotFound,
+    405: MethodNotAllowed,
+    413: RequestTooLarge,
+}
 
 
 class BodyLimit:
@@ -192,7 +213,7 @@ class BodyLimit:
             return
         declared = dict(scope.get("headers", ())).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > self.limit:
-            response = _render_error(413, "request-too-large", self._message(), _TOO_LARGE_HINT)
+            response = _render_error(RequestTooLarge(self.limit))
             await response(scope, receive, send)
             return
         seen = 0
@@ -204,13 +225,10 @@ class BodyLimit:
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
                     # Raised while the route reads its body: FastAPI passes HTTP exceptions on to the handler.
-                    raise StarletteHTTPException(413, self._message())
+                    raise StarletteHTTPException(413, RequestTooLarge(self.limit).message)
             return message
 
         await self.app(scope, limited, send)
-
-    def _message(self) -> str:
-        return f"the request body is larger than {self.limit} bytes"
 
 
 def create_app(
@@ -249,8 +267,7 @@ def create_app(
     # -- errors, in one place ----------------------------------------------------------------
     @app.exception_handler(WheelyardError)
     async def wheelyard_error(request: Request, exc: WheelyardError) -> JSONResponse:
-        status = exc.status_code if 400 <= exc.status_code < 600 else 400
-        return _render_error(status, exc.reference, exc.message, exc.hint)
+        return _render_error(exc)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -265,42 +282,39 @@ def create_app(
                 continue
             where = ".".join(str(p) for p in loc if p != "body") or "body"
             problems.append(f"{where}: {err.get('msg', 'invalid')}")
-        return _render_error(422, "invalid-request", "; ".join(problems)[:2000], _validation_hint(places))
+        return _render_error(InvalidRequest("; ".join(problems)[:2000], _validation_hint(places)))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 400:
             # FastAPI's only 400: a body it could not parse at all (e.g. JSON nested too deep to decode).
-            return _render_error(400, "invalid-request", str(exc.detail), _JSON_HINT)
-        reference = {
-            404: "not-found",
-            405: "method-not-allowed",
-            401: "unauthorized",
-            413: "request-too-large",
-        }.get(exc.status_code, "http-error")
-        hint = _TOO_LARGE_HINT if exc.status_code == 413 else None
+            return _render_error(InvalidRequest(str(exc.detail), _JSON_HINT), 400)
+        kind = _HTTP_ERRORS.get(exc.status_code, HttpError)
+        error = kind.__new__(kind)
+        WheelyardError.__init__(error, str(exc.detail))  # Starlette's words, the class's hint
         headers = dict(exc.headers or {})
         if exc.status_code == 405:
             # Allow names every method of the path (RFC 9110), not only those of the first route matched.
             headers["Allow"] = ", ".join(sorted(_allowed_methods(app, request.scope)))
-            hint = f"this path answers {headers['Allow']}"
-        return _render_error(exc.status_code, reference, str(exc.detail), hint, headers=headers or None)
+            error.hint = f"this path answers {headers['Allow']}"
+        return _render_error(error, exc.status_code, headers=headers or None)
 
     @app.exception_handler(redis.RedisError)
     @app.exception_handler(kombu.exceptions.OperationalError)  # sending to the queue failed
     async def redis_down(request: Request, exc: Exception) -> JSONResponse:
         logger.warning("redis unavailable: %s", exc.__class__.__name__)
         return _render_error(
+            RedisUnavailable(
+                "the build queue (Redis) is not reachable; nothing was queued",
+                "try again shortly; operators: check that Redis is running",
+            ),
             503,
-            "redis-unavailable",
-            "the build queue (Redis) is not reachable; nothing was queued",
-            "try again shortly; operators: check that Redis is running",
         )
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         logger.exception("unexpected error on %s", request.url.path)
-        return _render_error(500, "internal-error", "wheelyard failed to answer this request", "see the API's log")
+        return _render_error(InternalError("wheelyard failed to answer this request", "see the API's log"))
 
     # -- auth ------------------------------------------------------------------------------
     def require_token(authorization: Annotated[str | None, Header()] = None) -> None:
@@ -308,20 +322,7 @@ def create_app(
             return
         expected = f"Bearer {settings.api_token}"
         if authorization is None or not hmac.compare_digest(authorization.encode(), expected.encode()):
-            raise WheelyardError(
-                "this API needs a token to accept build requests",
-                "send 'Authorization: Bearer <token>' (wheelyard request reads WHEELYARD_API_TOKEN)",
-                reference="unauthorized",
-            ).with_status(401)
-
-    def _require_indexes() -> None:
-        """Listings and counts answer from the indexes: 503 while another process builds them."""
-        if not store.ensure_indexes():
-            raise WheelyardError(
-                "the build list is being indexed (once, after an upgrade)",
-                "try again shortly",
-                reference="indexing",
-            ).with_status(503)
+            raise Unauthorized()
 
     app.include_router(index_router(settings, require_token), responses=_errors(400, 401, 404, 413))
 
@@ -373,22 +374,13 @@ def create_app(
     ) -> dict[str, Any]:
         """Builds newest first, filtered over all of them by the store's indexes."""
         if status is not None and status not in STATUSES:
-            raise WheelyardError(
-                f"unknown status {status!r}",
-                f"one of: {', '.join(STATUSES)}",
-                reference="invalid-filter",
-            )
+            raise InvalidFilter(status, STATUSES)
         after = None
         if cursor is not None:
             try:
                 after = Position.parse(cursor)
             except ValueError:
-                raise WheelyardError(
-                    f"{cursor!r} is not a cursor of this listing",
-                    "pass the 'next' of the previous page as it was, or leave cursor out for the newest builds",
-                    reference="invalid-cursor",
-                ) from None
-        _require_indexes()
+                raise InvalidCursor(cursor) from None
         served = store.served_queues()
         records, following = find_builds(
             store, served, name=name or None, status=status, target=target or None, limit=limit, after=after
@@ -404,7 +396,6 @@ def create_app(
     @app.get("/api/builds/summary", response_model=BuildSummary, responses=_errors(503))
     def summarize_builds() -> dict[str, Any]:
         """How many builds have each status, over all of them: the sizes of the store's indexes."""
-        _require_indexes()
         counts = count_builds(store, store.served_queues())
         return {"total": counts.total, "counts": counts.by_status}
 
@@ -495,11 +486,7 @@ def _id_path() -> Any:
 
 
 def _no_build(build_id: str) -> WheelyardError:
-    return WheelyardError(
-        f"there is no build {build_id!r}",
-        "list builds with GET /api/builds",
-        reference="build-not-found",
-    ).with_status(404)
+    return BuildNotFound(build_id)
 
 
 def _base(request: Request) -> str:

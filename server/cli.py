@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from builder.config import Settings, load_settings, settings_help
-from builder.errors import ConfigurationError, WheelyardError
+from builder.errors import ConfigurationError, SandboxUnavailable, TargetNotBuildable, WheelyardError
 from server import client_commands, index_commands
 from server.ensure import command as ensure_command
 from server.options import GLOBAL_SETTING_OPTIONS, add_global_options, setting_option, setting_values
@@ -79,13 +79,6 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("beat", help="run the scheduler of watch lists (WHEELYARD_WATCH_FILE)")
     config = sub.add_parser("config", help="print the settings every command here would run with (no secrets)")
     config.add_argument("--json", action="store_true", help="as JSON")
-    reindex = sub.add_parser(
-        "reindex",
-        help="index every build record again (after workers of a release without build-list indexes wrote some)",
-    )
-    reindex.add_argument(
-        "--wait", type=float, default=60, help="seconds to wait for another process that is indexing (default 60)"
-    )
     index_commands.add_parsers(sub)
     for name, command in sub.choices.items():
         if name != "diagnose":  # diagnose parses its own arguments
@@ -203,21 +196,13 @@ def _worker_targets(settings: Settings, selected: str | None) -> tuple[Any, list
         wanted = parse_targets(named) if named else []
         missing = [t.identifier for t in wanted if t not in targets]
         if missing:
-            raise WheelyardError(
-                f"this worker cannot build {', '.join(missing)}{why}",
-                "run `wheelyard worker --probe` to see what it can build",
-                reference="target-not-buildable",
-            )
+            raise TargetNotBuildable(f"this worker cannot build {', '.join(missing)}{why}")
         # A pattern narrows to what this host builds; a named identifier must be buildable.
         patterns = [i for i in items if is_pattern(i)]
         if patterns:
             wanted += [t for t in parse_targets(patterns) if t in targets and t not in wanted]
         if not wanted:
-            raise WheelyardError(
-                f"no target this worker can build matches {selected!r}",
-                "run `wheelyard worker --probe` to see what it can build",
-                reference="target-not-buildable",
-            )
+            raise TargetNotBuildable(f"no target this worker can build matches {selected!r}")
         targets = wanted
     return capabilities, targets
 
@@ -258,12 +243,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings, out: TextIO, err: T
         return EXIT_OK
     if settings.sandbox and not sandbox_ok:
         # Refuse to start rather than fail every build: strangers' code must not run unconfined by accident.
-        raise WheelyardError(
-            "the build sandbox (bubblewrap) cannot run on this host",
-            "install bubblewrap (apt-get install bubblewrap) and allow user namespaces, or set "
-            "WHEELYARD_SANDBOX=false where the host itself is the sandbox",
-            reference="sandbox-unavailable",
-        )
+        raise SandboxUnavailable()
     redis_url = resolve_redis_url(settings)
     _pool_processes_die_with(os.getpid())
     name = args.name or default_worker_name()
@@ -341,30 +321,6 @@ def cmd_config(args: argparse.Namespace, settings: Settings, out: TextIO, err: T
     return EXIT_OK
 
 
-def cmd_reindex(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
-    import redis
-
-    from builder.records import BuildStore, connect
-
-    store = BuildStore(connect(resolve_redis_url(settings)))
-    try:
-        count = store.rebuild_indexes(wait=args.wait)
-    except redis.RedisError as exc:
-        raise WheelyardError(
-            f"Redis did not answer: {exc}",
-            "check WHEELYARD_REDIS_URL and that Redis runs",
-            reference="redis-unavailable",
-        ) from None
-    if count is None:
-        raise WheelyardError(
-            f"another process has been indexing the build records for {args.wait:g} s",
-            "wait until it is done (a listing answers again), then run this again if old workers still ran",
-            reference="indexing",
-        )
-    out.write(f"indexed {count} build records\n")
-    return EXIT_OK
-
-
 COMMANDS = {
     "up": cmd_up,
     "api": cmd_api,
@@ -374,7 +330,6 @@ COMMANDS = {
     **client_commands.COMMANDS,
     "ensure": ensure_command.cmd_ensure,
     "config": cmd_config,
-    "reindex": cmd_reindex,
     **index_commands.COMMANDS,
 }
 

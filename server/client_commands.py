@@ -10,7 +10,7 @@ from typing import Any, TextIO
 import requests
 
 from builder.config import Settings
-from builder.errors import WheelyardError
+from builder.errors import ApiUnreachable, answered
 from server.options import setting_option
 
 EXIT_OK, EXIT_FAILED = 0, 1
@@ -60,21 +60,16 @@ class ApiClient:
         try:
             response = self.session.request(method, self.base + path, timeout=60, **kwargs)
         except requests.ConnectionError:
-            raise WheelyardError(
+            raise ApiUnreachable(
                 f"the wheelyard API at {self.base} does not answer",
                 "start it with `wheelyard up`, or point --api-url / WHEELYARD_API_URL at it",
-                reference="api-unreachable",
             ) from None
         if response.status_code >= 400:
             try:
                 body = response.json()
             except ValueError:
                 body = {}
-            raise WheelyardError(
-                str(body.get("message") or f"the API answered {response.status_code}"),
-                body.get("hint"),
-                reference=str(body.get("error") or f"http-{response.status_code}"),
-            )
+            raise answered(response.status_code, body if isinstance(body, dict) else {})
         return response.json() if "json" in response.headers.get("Content-Type", "") else response.text
 
     def wait_ready(self, timeout: float, err: TextIO) -> None:
@@ -87,10 +82,9 @@ class ApiClient:
             except requests.RequestException:
                 pass
             if time.monotonic() > deadline:
-                raise WheelyardError(
+                raise ApiUnreachable(
                     f"the wheelyard API at {self.base} was not ready within {timeout:.0f} s",
                     "check `wheelyard up`'s output",
-                    reference="api-unreachable",
                 )
             if not said:
                 err.write(f"waiting for the wheelyard API at {self.base} ...\n")

@@ -29,7 +29,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from builder.errors import WheelyardError
+from builder.errors import RedisUnavailable
 
 INSTALL_HINT = (
     "install Redis: `apt-get install redis-server` (Debian/Ubuntu) or `brew install redis` "
@@ -39,13 +39,6 @@ INSTALL_HINT = (
 _MAX_SOCKET_PATH = 103
 _POLL_INTERVAL = 0.05
 _TCP_ATTEMPTS = 3
-
-
-class RedisUnavailable(WheelyardError):
-    """The embedded Redis could not be started."""
-
-    reference = "redis-unavailable"
-    status_code = 500
 
 
 class EmbeddedRedis:

@@ -52,9 +52,17 @@ from pypiserver.bottle_wrapper import Bottle, HTTPError, request, response
 from pypiserver.config import Config
 
 from builder.config import Settings
-from builder.errors import AlreadyPublished, ConfigurationError, WheelRejected, WheelyardError
+from builder.errors import (
+    AlreadyPublished,
+    ConfigurationError,
+    InvalidUpload,
+    RemovalRefused,
+    SdistRejected,
+    WheelRejected,
+    WheelyardError,
+)
 from builder.verify import verify_wheel
-from server.sdist_check import SdistRejected, verify_sdist
+from server.sdist_check import verify_sdist
 from server.site import IndexSite
 
 log = logging.getLogger(__name__)
@@ -66,20 +74,6 @@ STALE_STAGING_SECONDS = 24 * 3600
 HTPASSWD_SCHEME = "sha512_crypt"
 _CHUNK = 1 << 20
 _FILENAME_CHARS = re.compile(r"^[A-Za-z0-9._+!-]+$")
-
-
-class InvalidUpload(WheelyardError):
-    """The upload's filename is not one the index accepts."""
-
-    reference = "invalid-upload"
-    status_code = 400
-
-
-class RemovalRefused(WheelyardError):
-    """Files on the index are never removed."""
-
-    reference = "removal-refused"
-    status_code = 405
 
 
 # --- credentials -----------------------------------------------------------------------

@@ -27,7 +27,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from builder.config import Settings
-from builder.errors import ConfigurationError, WheelyardError
+from builder.errors import ConfigurationError, IndexStartFailed
 from server.site import IndexSite
 
 log = logging.getLogger(__name__)
@@ -68,10 +68,8 @@ def _start_upload_endpoint(settings: Settings, port: int) -> subprocess.Popen[by
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise WheelyardError(
-                f"the upload endpoint exited with status {proc.returncode} while starting",
-                "its output above says why",
-                reference="index-start-failed",
+            raise IndexStartFailed(
+                f"the upload endpoint exited with status {proc.returncode} while starting", "its output above says why"
             )
         try:
             socket.create_connection((settings.index_upload_host, port), timeout=1).close()
@@ -79,7 +77,7 @@ def _start_upload_endpoint(settings: Settings, port: int) -> subprocess.Popen[by
         except OSError:
             time.sleep(0.05)
     proc.kill()
-    raise WheelyardError("the upload endpoint did not start within 60 s", None, reference="index-start-failed")
+    raise IndexStartFailed("the upload endpoint did not start within 60 s")
 
 
 def _host_port(url: str) -> str:

@@ -18,7 +18,7 @@ from typing import Any
 from celery import Celery
 
 from builder.config import Settings
-from builder.errors import WheelyardError
+from builder.errors import ConfigurationError, WheelyardError
 from builder.records import BuildStore, connect
 from builder.tasks import BUILD_TASK, create_celery_app
 from builder.upstream import SimpleIndex
@@ -111,10 +111,9 @@ def create_schedule_app(settings: Settings, redis_url: str) -> Celery:
 
 def run_beat(settings: Settings, redis_url: str) -> None:
     if settings.watch_file is None and settings.prebuild_file is None:
-        raise WheelyardError(
+        raise ConfigurationError(
             "no watch file is configured",
             "set WHEELYARD_WATCH_FILE to a watch list file (docs/watch.md says how to write one)",
-            reference="invalid-configuration",
         )
     load_watch_lists(settings)  # refuse a bad file before starting
     if settings.prebuild_file is not None:

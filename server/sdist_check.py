@@ -16,18 +16,11 @@ from pathlib import Path, PurePosixPath
 from packaging.utils import canonicalize_name, parse_sdist_filename
 from packaging.version import InvalidVersion, Version
 
-from builder.errors import WheelyardError
+from builder.errors import SdistRejected
 
 MAX_MEMBERS = 100_000
 MAX_PKG_INFO_BYTES = 1 << 20
 _HINT = "upload the archive `python -m build --sdist` makes"
-
-
-class SdistRejected(WheelyardError):
-    """An upload named as an sdist is not a valid sdist of that name and version."""
-
-    reference = "sdist-rejected"
-    status_code = 400
 
 
 def _stem(filename: str) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 
 from packaging.utils import canonicalize_name
 
-from builder.errors import NotFoundUpstream, WheelyardError
+from builder.errors import NoDistribution, PrivateName, WorkerLost
 from builder.records import (
     ACTIVE,
     ALL_BUILDS,
@@ -27,8 +27,7 @@ from builder.records import (
     target_index,
     target_key,
 )
-from builder.targets import BuildTarget, parse_targets
-from builder.tasks import MIRROR_QUEUE
+from builder.targets import MIRROR_QUEUE, BuildTarget, parse_targets
 from builder.upstream import SimpleIndex, parse_requirement
 
 Send = Callable[[str, str], None]  # (build id, queue)
@@ -70,23 +69,14 @@ class BuildService:
         req = parse_requirement(requirement)
         parsed = parse_targets(targets)
         if self.is_private is not None and self.is_private(req.name):
-            raise WheelyardError(
-                f"{canonicalize_name(req.name)} is a private project: people uploaded it to the index, and a "
-                "private name is never mirrored or built from upstream (a public project of that name is not yours)",
-                "install it from the index as it is, or upload its wheels for the targets you need",
-                reference="private-name",
-            ).with_status(409)
+            raise PrivateName(canonicalize_name(req.name))
         release = self.index.resolve(req)
         source = self.from_source_default if from_source is None else from_source
         plans: list[tuple[BuildTarget, str]] = []
         for target in parsed:
             wheel = None if source else release.wheel_for(target, glibc_max=self.glibc_max)
             if wheel is None and release.sdist is None:
-                raise NotFoundUpstream(
-                    f"{release.name} {release.version} has no sdist and no wheel for {target} upstream",
-                    "choose a target upstream has a wheel for, or another version",
-                    reference="no-distribution",
-                )
+                raise NoDistribution(release.name, str(release.version), target)
             plans.append((target, MIRROR_QUEUE if wheel is not None else target.queue))
         version = str(release.version)
         return [self._one(release.name, version, t, queue, str(req), source, retry) for t, queue in plans]
@@ -159,11 +149,7 @@ class BuildService:
             status="failed",
             step=None,
             finished_at=time.time(),
-            error={
-                "error": "worker-lost",
-                "message": f"the worker {record.worker} was lost while it built this",
-                "hint": "a retry builds it again; see the worker's host for why it stopped",
-            },
+            error=WorkerLost(record.worker).to_dict(),
         )
         return ended is not None
 

@@ -42,20 +42,13 @@ from pathlib import Path
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 
-from builder.errors import WheelRejected, WheelyardError
+from builder.errors import NotOnIndex, WheelRejected, WheelyardError
 from server import pages
 from server.pages import FileEntry
 
 MAX_METADATA_BYTES = 16 << 20
 _PROJECT_NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
 _CHUNK = 1 << 20
-
-
-class NotOnIndex(WheelyardError):
-    """A project or version the index does not hold."""
-
-    reference = "not-on-index"
-    status_code = 404
 
 
 @dataclass(frozen=True)

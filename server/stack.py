@@ -22,7 +22,7 @@ from typing import TextIO
 import requests
 
 from builder.config import Settings, to_environ
-from builder.errors import WheelyardError
+from builder.errors import StackStartFailed
 from server.supervise import Supervised
 
 
@@ -81,10 +81,8 @@ def _wait_http(url: str, proc: subprocess.Popen[bytes], what: str, timeout: floa
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise WheelyardError(
-                f"the {what} exited with status {proc.returncode} while starting",
-                "its output above says why",
-                reference="stack-start-failed",
+            raise StackStartFailed(
+                f"the {what} exited with status {proc.returncode} while starting", "its output above says why"
             )
         try:
             if requests.get(url, timeout=2).status_code == 200:
@@ -92,11 +90,7 @@ def _wait_http(url: str, proc: subprocess.Popen[bytes], what: str, timeout: floa
         except requests.RequestException:
             pass
         time.sleep(0.2)
-    raise WheelyardError(
-        f"the {what} did not answer {url} within {timeout:.0f} s",
-        None,
-        reference="stack-start-failed",
-    )
+    raise StackStartFailed(f"the {what} did not answer {url} within {timeout:.0f} s")
 
 
 def child_environment(settings: Settings) -> dict[str, str]:

@@ -1,13 +1,11 @@
 """Listing builds (GET /api/builds) from the store's indexes, on the real Redis.
 
 The filters see every record, not the newest 2000 the list used to read; a status change
-moves a record between status filters; a discarded record leaves every listing; records
-written before the indexes existed are indexed once, on the first listing.
+moves a record between status filters; a discarded record leaves every listing.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import random
 from collections.abc import Iterator
@@ -22,8 +20,6 @@ from packaging.utils import canonicalize_name
 from builder.config import load_settings
 from builder.records import (
     ALL_BUILDS,
-    INDEX_VERSION,
-    INDEX_VERSION_KEY,
     PREFIX,
     STATUSES,
     WORKERS,
@@ -200,57 +196,6 @@ def test_discard_removes_a_record_from_every_listing(store: BuildStore, client: 
     assert store.count() == 1
 
 
-def test_records_written_before_the_indexes_are_indexed_on_the_first_listing(
-    store: BuildStore, client: TestClient
-) -> None:
-    # The old way: the record and the one sorted set of every build, nothing else.
-    old = [
-        record(1, name="legacy", status="published"),
-        record(2, name="legacy", status="failed", target="cp313-manylinux_x86_64"),
-        record(3, name="other", status="queued", queue=UNSERVED_QUEUE),
-    ]
-    for r in old:
-        store.redis.set(f"{PREFIX}build:{r.id}", r.to_json())
-        store.redis.zadd(ALL_BUILDS, {r.id: r.created_at})
-    # A record indexed while queued whose status an old worker then changed, keeping no index.
-    store.save(record(4, name="legacy", status="queued"))
-    moved = record(4, name="legacy", status="published")
-    store.redis.set(f"{PREFIX}build:{moved.id}", moved.to_json())
-    assert store.redis.get(INDEX_VERSION_KEY) is None
-
-    assert listed(client, name="legacy") == ["b00004", "b00002", "b00001"]
-    assert store.redis.get(INDEX_VERSION_KEY) == INDEX_VERSION.encode()
-    assert listed(client, name="legacy", status="published") == ["b00004", "b00001"]
-    assert listed(client, target="cp313-manylinux_x86_64") == ["b00002"]
-    assert listed(client, status="waiting-for-worker") == ["b00003"]
-    assert _indexes_holding(store, "b00004") == {
-        ALL_BUILDS,
-        f"{PREFIX}idx:status:published",
-        f"{PREFIX}idx:name:legacy",
-        f"{PREFIX}idx:target:cp312-manylinux_x86_64",
-    }
-    # Once done it is not done again: a record written the old way now is not indexed.
-    late = record(5, name="legacy")
-    store.redis.set(f"{PREFIX}build:{late.id}", late.to_json())
-    store.redis.zadd(ALL_BUILDS, {late.id: late.created_at})
-    assert listed(client, name="legacy") == ["b00004", "b00002", "b00001"]
-    assert store.reindex() == 5
-    assert listed(client, name="legacy") == ["b00005", "b00004", "b00002", "b00001"]
-
-
-def test_a_listing_while_another_process_indexes_answers_503(store: BuildStore, client: TestClient) -> None:
-    store.redis.set(f"{PREFIX}build:b00001", record(1).to_json())
-    store.redis.zadd(ALL_BUILDS, {"b00001": T0 + 1})
-    other = store.redis.lock(f"{PREFIX}lock:reindex", timeout=60)
-    assert other.acquire(blocking=False)
-    try:
-        assert BuildStore(store.redis).ensure_indexes(wait=0) is False
-    finally:
-        other.release()
-    assert BuildStore(store.redis).ensure_indexes(wait=0) is True
-    assert listed(client, name="filler") == ["b00001"]
-
-
 def test_a_cursor_that_is_not_one_is_refused(store: BuildStore, client: TestClient) -> None:
     store.save(record(1))
     for cursor in ("nope", "1.5", "nan:b00001", "inf:x", ":b1", "1.5:b/1"):
@@ -340,15 +285,6 @@ def test_workers_are_listed_from_their_registry_without_a_scan(store: BuildStore
     assert store.redis.smembers(WORKERS) == {b"w2"}
 
 
-def test_workers_registered_before_the_registry_are_listed_after_the_reindex(
-    store: BuildStore, client: TestClient
-) -> None:
-    store.redis.set(f"{PREFIX}worker:old@host", json.dumps({"queues": [SERVED_QUEUE]}), ex=30)  # the old way
-    store.save(record(1, status="queued"))
-    assert listed(client, status="queued") == ["b00001"]  # the first listing indexes, and finds the worker
-    assert store.workers() == {"old@host": {"queues": [SERVED_QUEUE]}}
-
-
 # -- counts by status (GET /api/builds/summary) ------------------------------------------------
 
 
@@ -420,16 +356,10 @@ def test_the_summary_agrees_with_the_shown_status_of_every_record(store: BuildSt
         assert counts.by_status == {s: sum(shown_status(r, served) == s for r in everything) for s in STATUSES}
 
 
-def test_the_summary_indexes_old_records_first_and_is_not_taken_for_a_build(
-    store: BuildStore, client: TestClient
-) -> None:
-    # Records written the old way, before the indexes: the first summary indexes them, as a listing does.
+def test_the_summary_is_not_taken_for_a_build(store: BuildStore, client: TestClient) -> None:
     for r in (record(1, status="failed"), record(2, status="queued", queue=UNSERVED_QUEUE), record(3)):
-        store.redis.set(f"{PREFIX}build:{r.id}", r.to_json())
-        store.redis.zadd(ALL_BUILDS, {r.id: r.created_at})
-    assert store.redis.get(INDEX_VERSION_KEY) is None
+        store.save(r)
     counts = summary(client)["counts"]
-    assert store.redis.get(INDEX_VERSION_KEY) == INDEX_VERSION.encode()
     assert counts == {"queued": 0, "waiting-for-worker": 1, "building": 0, "published": 1, "mirrored": 0, "failed": 1}
 
     # "summary" is a route of its own, not the id of a build; builds and their logs are where they were.
@@ -437,45 +367,3 @@ def test_the_summary_indexes_old_records_first_and_is_not_taken_for_a_build(
     missing = client.get("/api/builds/summary/log")
     assert missing.status_code == 404 and missing.json()["error"] == "build-not-found"
     assert client.post("/api/builds/summary").status_code == 405
-
-
-def test_reindex_command_indexes_what_old_workers_wrote(
-    store: BuildStore, private_db: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    import io
-
-    from server.cli import main
-
-    store.save(record(1, name="legacy", status="queued"))
-    assert store.ensure_indexes()
-    # A worker of the release without indexes finishes the build: the record moves, its indexes do not.
-    done = record(1, name="legacy", status="published")
-    store.redis.set(f"{PREFIX}build:{done.id}", done.to_json())
-    assert _indexes_holding(store, "b00001") >= {f"{PREFIX}idx:status:queued"}
-
-    monkeypatch.setenv("WHEELYARD_REDIS_URL", private_db)
-    out, err = io.StringIO(), io.StringIO()
-    assert main(["--data-dir", str(tmp_path), "reindex"], stdout=out, stderr=err) == 0, err.getvalue()
-    assert out.getvalue() == "indexed 1 build records\n"
-    assert f"{PREFIX}idx:status:queued" not in _indexes_holding(store, "b00001")
-    assert f"{PREFIX}idx:status:published" in _indexes_holding(store, "b00001")
-
-
-def test_reindex_command_while_another_process_indexes_says_so(
-    store: BuildStore, private_db: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    import io
-
-    from server.cli import main
-
-    other = store.redis.lock(f"{PREFIX}lock:reindex", timeout=60)
-    assert other.acquire(blocking=False)
-    monkeypatch.setenv("WHEELYARD_REDIS_URL", private_db)
-    out, err = io.StringIO(), io.StringIO()
-    try:
-        assert main(["--data-dir", str(tmp_path), "reindex", "--wait", "0.2"], stdout=out, stderr=err) != 0
-    finally:
-        other.release()
-    assert "another process has been indexing" in err.getvalue()
-    assert "[indexing]" in err.getvalue()
-    assert "Traceback" not in err.getvalue()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from builder.build_requirements import BuildRequirementRefused, DirectUrlRefused, parse_build_requirements
+from builder.build_requirements import parse_build_requirements
+from builder.errors import BuildRequirementRefused, DirectUrlRefused
 
 
 def parse(*entries: object, allow: bool = False) -> list[str]:

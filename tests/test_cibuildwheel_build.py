@@ -17,7 +17,8 @@ import pytest
 from cibuildwheel.environment import parse_environment
 from cibuildwheel.options import EnvironmentFormat, OptionsReader
 
-from builder.cibuildwheel_build import CibuildwheelBuild, CibuildwheelFailed, uses_cibuildwheel, write_config
+from builder.cibuildwheel_build import CibuildwheelBuild, uses_cibuildwheel, write_config
+from builder.errors import CibuildwheelFailed
 from builder.targets import BuildTarget
 from tests.conftest import make_sdist
 
@@ -167,7 +168,7 @@ def test_the_director_builds_a_macos_target_through_the_real_cibuildwheel(
         ).run()
     text = (tmp_path / "build.log").read_text()
     assert outcome.status == "failed", text
-    assert outcome.error is not None and outcome.error["error"] == "cibuildwheel-failed", outcome.error
+    assert isinstance(outcome.error, CibuildwheelFailed), outcome.error
     assert "-m cibuildwheel --only cp312-macosx_arm64" in text
     # cibuildwheel took the worker's options, not the sdist's, and went as far as its macOS installer
     # tools (pkgutil), which only a macOS host has.

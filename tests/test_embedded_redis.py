@@ -12,7 +12,8 @@ import pytest
 import redis
 from celery import Celery
 
-from server.embedded_redis import EmbeddedRedis, RedisUnavailable
+from builder.errors import RedisUnavailable
+from server.embedded_redis import EmbeddedRedis
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
 

@@ -11,7 +11,8 @@ import pytest
 import redis
 
 from builder.config import Settings
-from builder.publish import IndexUnavailable, publish_wheel
+from builder.errors import IndexUnavailable
+from builder.publish import publish_wheel
 from builder.records import BuildStore
 from builder.targets import BuildTarget
 from server.ensure.holdings import Holdings, private_check, private_names

@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from builder.errors import InvalidTarget
+from builder.errors import InvalidEnsureInput, InvalidTarget
 from builder.targets import BuildTarget
 from server.ensure.inputs import (
-    InvalidInput,
     Pin,
     from_pylock,
     from_pyproject,
@@ -59,7 +58,7 @@ def test_requirements_file_with_includes_constraints_hashes_markers_and_extras(t
     ],
 )
 def test_bad_requirement_lines_are_refused_with_their_place(text: str, says: str) -> None:
-    with pytest.raises(InvalidInput) as caught:
+    with pytest.raises(InvalidEnsureInput) as caught:
         from_requirements_text(text)
     assert says in caught.value.message
     assert caught.value.hint
@@ -68,10 +67,10 @@ def test_bad_requirement_lines_are_refused_with_their_place(text: str, says: str
 def test_an_include_loop_and_a_missing_include_are_refused(tmp_path: Path) -> None:
     (tmp_path / "a.txt").write_text("-r b.txt\n")
     (tmp_path / "b.txt").write_text("-r a.txt\n")
-    with pytest.raises(InvalidInput, match="includes itself"):
+    with pytest.raises(InvalidEnsureInput, match="includes itself"):
         from_requirements_file(tmp_path / "a.txt")
     (tmp_path / "c.txt").write_text("-r missing.txt\n")
-    with pytest.raises(InvalidInput, match="cannot read .*missing.txt"):
+    with pytest.raises(InvalidEnsureInput, match="cannot read .*missing.txt"):
         from_requirements_file(tmp_path / "c.txt")
 
 
@@ -99,11 +98,11 @@ def test_pyproject_dependencies_extras_and_included_groups() -> None:
         "pytest>=8",
         "ruff",
     )
-    with pytest.raises(InvalidInput, match="no dependency group 'docs'"):
+    with pytest.raises(InvalidEnsureInput, match="no dependency group 'docs'"):
         from_pyproject(PYPROJECT, groups=["docs"])
-    with pytest.raises(InvalidInput, match="no optional dependencies named 'slow'"):
+    with pytest.raises(InvalidEnsureInput, match="no optional dependencies named 'slow'"):
         from_pyproject(PYPROJECT, extras=["slow"])
-    with pytest.raises(InvalidInput, match="not valid TOML"):
+    with pytest.raises(InvalidEnsureInput, match="not valid TOML"):
         from_pyproject("[project\n")
 
 
@@ -200,7 +199,7 @@ def test_uv_lock_closure_is_the_graph_reached_on_each_target() -> None:
     assert on313 == ["anyio", "idna", "pytest"]
     (bare,) = from_uv_lock(UV_LOCK, extras=["socks"], groups=[]).locks
     assert sorted(p.name for p in bare.closure(marker_environment(CP313))) == ["anyio", "idna", "socksio"]
-    with pytest.raises(InvalidInput, match="not a uv.lock"):
+    with pytest.raises(InvalidEnsureInput, match="not a uv.lock"):
         from_uv_lock(PYLOCK)
 
 

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from builder.sdist import UnpackLimits, UnsafeSdist, unpack_sdist
+from builder.errors import UnsafeSdist
+from builder.sdist import UnpackLimits, unpack_sdist
 
 LIMITS = UnpackLimits(max_bytes=64 * 1024**2, max_files=1000)
 PROJECT = "evil-1.0"

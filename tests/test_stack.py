@@ -94,7 +94,7 @@ def test_a_killed_process_is_started_again_and_logged() -> None:
 
 
 def test_a_start_that_fails_is_tried_again() -> None:
-    from server.embedded_redis import RedisUnavailable
+    from builder.errors import RedisUnavailable
 
     attempts: list[int] = []
 

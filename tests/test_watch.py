@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 import requests
 
+from builder.errors import InvalidWatchFile
 from server.ensure.targets import expand_targets
-from server.watch.lists import InvalidWatchFile, WatchList, read_watch_file
+from server.watch.lists import WatchList, read_watch_file
 from tests.conftest import Stack, make_sdist, wait_until
 from tests.test_demand import DEMO_PROJECT
 

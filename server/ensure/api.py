@@ -14,11 +14,10 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from builder.config import Settings
-from builder.errors import WheelyardError
+from builder.errors import BuildNotFound, InvalidEnsureInput
 from builder.records import BuildStore
 from server.ensure.holdings import Holdings, read_auth
 from server.ensure.inputs import (
-    InvalidInput,
     Sources,
     from_pylock,
     from_pyproject,
@@ -129,7 +128,7 @@ def sources_of(body: EnsureRequest) -> Sources:
     if body.uv_lock is not None:
         sources = sources.merged(from_uv_lock(body.uv_lock, body.extras, body.groups))
     if body.extras and body.pyproject is None and body.pylock is None and body.uv_lock is None:
-        raise InvalidInput("extras were named without a project or lock", "send pyproject, pylock or uv_lock too")
+        raise InvalidEnsureInput("extras were named without a project or lock", "send pyproject, pylock or uv_lock too")
     return sources
 
 
@@ -167,11 +166,7 @@ def ensure_router(settings: Settings, service: BuildService) -> APIRouter:
         for build_id in body.builds:
             record = store.get(build_id)
             if record is None:
-                raise WheelyardError(
-                    f"there is no build {build_id!r}",
-                    "send the build_id of a report's items",
-                    reference="build-not-found",
-                ).with_status(404)
+                raise BuildNotFound(build_id, "send the build_id of a report's items")
             out[build_id] = {
                 "status": shown_status(record, served),
                 "wheel": record.wheel,

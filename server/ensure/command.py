@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from builder.config import Settings
-from server.ensure.inputs import InvalidInput, from_requirements_file
+from builder.errors import InvalidEnsureInput
+from server.ensure.inputs import from_requirements_file
 from server.ensure.report import ON_INDEX, OUTCOMES, PENDING, failure_text, progress_line
 from server.options import setting_option
 
@@ -77,12 +78,12 @@ def request_body(args: argparse.Namespace) -> dict[str, Any]:
     for path in args.lock:
         key = "uv_lock" if _is_uv_lock(path) else "pylock"
         if key in body:
-            raise InvalidInput(
+            raise InvalidEnsureInput(
                 f"more than one {key.replace('_', '.')} was given", "ensure one lock of each kind at a time"
             )
         body[key] = _read(path)
     if not (body["requirements"] or "pyproject" in body or "pylock" in body or "uv_lock" in body):
-        raise InvalidInput(
+        raise InvalidEnsureInput(
             "nothing to ensure: no requirement, no file",
             "give PKG==V, -r requirements.txt, --lock pylock.toml|uv.lock or --project pyproject.toml",
         )
@@ -93,7 +94,7 @@ def _read(path: Path) -> str:
     try:
         return path.read_text()
     except OSError as exc:
-        raise InvalidInput(f"cannot read {path}: {exc.strerror}", "check the path") from None
+        raise InvalidEnsureInput(f"cannot read {path}: {exc.strerror}", "check the path") from None
 
 
 def _is_uv_lock(path: Path) -> bool:

@@ -30,7 +30,8 @@ from packaging.utils import (
 from packaging.version import InvalidVersion
 
 from builder.config import Settings
-from builder.publish import IndexUnavailable, redact_url
+from builder.errors import IndexUnavailable
+from builder.publish import redact_url
 from builder.records import PREFIX, BuildStore, name_index
 from builder.targets import BuildTarget
 from builder.upstream import SimpleIndex

@@ -20,7 +20,7 @@ from packaging.requirements import InvalidRequirement as _BadRequirement
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from builder.errors import WheelyardError
+from builder.errors import InvalidEnsureInput
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -29,13 +29,6 @@ else:  # pragma: no cover - Python 3.10
 
 Environment = Mapping[str, str]
 ReadFile = Callable[[Path], str]
-
-
-class InvalidInput(WheelyardError):
-    """A requirements file, lock or pyproject.toml that cannot be read as one."""
-
-    reference = "invalid-ensure-input"
-    status_code = 422
 
 
 @dataclass(frozen=True)
@@ -140,7 +133,7 @@ def _pick(by_name: Mapping[str, list[UvPackage]], dep: UvDependency) -> UvPackag
     if dep.version is not None:
         candidates = [c for c in candidates if c.version == dep.version]
     if not candidates:
-        raise InvalidInput(
+        raise InvalidEnsureInput(
             f"uv.lock names {dep.name} {dep.version or ''} as a dependency but has no such package",
             "run `uv lock` again: the lock is incomplete",
         )
@@ -182,12 +175,12 @@ def requirement(text: str, where: str = "") -> Requirement:
     try:
         req = Requirement(stripped)
     except _BadRequirement as exc:
-        raise InvalidInput(
+        raise InvalidEnsureInput(
             f"{stripped!r}{place} is not a requirement: {exc}",
             "write it as pip does: NAME, NAME==VERSION, NAME[extra]>=1,<2 or NAME; python_version < '3.13'",
         ) from None
     if req.url:
-        raise InvalidInput(
+        raise InvalidEnsureInput(
             f"{stripped!r}{place} points at a URL",
             "wheelyard ensures releases of the upstream index and private uploads: name the package and a version",
         )
@@ -227,7 +220,7 @@ def from_requirements_text(text: str, name: str = "requirements.txt") -> Sources
     """A requirements file given as text (an API body): its includes cannot be followed."""
 
     def refuse(path: Path) -> str:
-        raise InvalidInput(
+        raise InvalidEnsureInput(
             f"{name} includes {path}, which the API cannot read",
             "send the included file's lines too (wheelyard ensure -r FILE reads includes and sends them)",
         )
@@ -237,12 +230,12 @@ def from_requirements_text(text: str, name: str = "requirements.txt") -> Sources
 
 def _requirements_file(path: Path, read: ReadFile, *, constraint: bool, stack: tuple[Path, ...]) -> Sources:
     if path in stack:
-        raise InvalidInput(f"{path} includes itself (through {' -> '.join(map(str, stack))})", "remove the loop")
+        raise InvalidEnsureInput(f"{path} includes itself (through {' -> '.join(map(str, stack))})", "remove the loop")
     try:
         text = read(path)
     except OSError as exc:
         where = f" (included from {stack[-1]})" if stack else ""
-        raise InvalidInput(f"cannot read {path}{where}: {exc.strerror}", "check the path") from None
+        raise InvalidEnsureInput(f"cannot read {path}{where}: {exc.strerror}", "check the path") from None
     return _requirements_text(text, path, read, constraint=constraint, stack=(*stack, path))
 
 
@@ -260,20 +253,22 @@ def _requirements_text(text: str, path: Path, read: ReadFile, *, constraint: boo
         if option in ("-r", "--requirement", "-c", "--constraint"):
             target = value or (words[1] if len(words) > 1 else "")
             if not target:
-                raise InvalidInput(f"{where}: {option} names no file", f"write {option} OTHER.txt")
+                raise InvalidEnsureInput(f"{where}: {option} names no file", f"write {option} OTHER.txt")
             included = path.parent / target
             nested = option in ("-c", "--constraint") or constraint
             out = out.merged(_requirements_file(included, read, constraint=nested, stack=stack or (path,)))
             continue
         if option in ("-e", "--editable"):
-            raise InvalidInput(
+            raise InvalidEnsureInput(
                 f"{where}: an editable install ({line.strip()}) is not a release on an index",
                 "ensure the project's dependencies instead (--project pyproject.toml), or drop the line",
             )
         if head.startswith("-"):
             if option in _IGNORED_OPTIONS:
                 continue
-            raise InvalidInput(f"{where}: unknown option {option}", "wheelyard ensure reads pip's requirement lines")
+            raise InvalidEnsureInput(
+                f"{where}: unknown option {option}", "wheelyard ensure reads pip's requirement lines"
+            )
         spec = [w for w in words if not w.startswith("--hash")]
         req = requirement(" ".join(spec), where)
         pinned = {w.partition("=")[2].removeprefix("sha256:") for w in words if w.startswith("--hash")}
@@ -314,13 +309,13 @@ def _split(line: str, where: str) -> list[str]:
         try:
             return shlex.split(line, posix=True)
         except ValueError as exc:
-            raise InvalidInput(f"{where}: {exc}", "check the quotes on this line") from None
+            raise InvalidEnsureInput(f"{where}: {exc}", "check the quotes on this line") from None
     words = line.split(" ")
     cut = next((i for i, w in enumerate(words) if w.startswith("-")), len(words))
     options = shlex.split(" ".join(words[cut:]))
     unknown = [o for o in options if not o.startswith("--hash")]
     if unknown:
-        raise InvalidInput(f"{where}: unknown option {unknown[0]} after a requirement", "remove it")
+        raise InvalidEnsureInput(f"{where}: unknown option {unknown[0]} after a requirement", "remove it")
     return [" ".join(words[:cut]).strip(), *options]
 
 
@@ -331,14 +326,14 @@ def from_pyproject(text: str, extras: Sequence[str] = (), groups: Sequence[str] 
     data = _toml(text, where)
     project = data.get("project")
     if not isinstance(project, dict):
-        raise InvalidInput(f"{where} has no [project] table", "ensure reads PEP 621 project metadata")
+        raise InvalidEnsureInput(f"{where} has no [project] table", "ensure reads PEP 621 project metadata")
     reqs = [str(requirement(r, where)) for r in _strings(project.get("dependencies", []), where, "dependencies")]
     optional = project.get("optional-dependencies", {})
     for extra in extras:
         wanted = canonicalize_name(extra)
         found = [v for k, v in optional.items() if canonicalize_name(k) == wanted]
         if not found:
-            raise InvalidInput(
+            raise InvalidEnsureInput(
                 f"{where} has no optional dependencies named {extra!r}",
                 f"known: {', '.join(sorted(optional)) or 'none'}",
             )
@@ -354,12 +349,12 @@ def _group(table: Mapping[str, Any], group: str, where: str, stack: tuple[str, .
     wanted = canonicalize_name(group)
     found = [v for k, v in table.items() if canonicalize_name(k) == wanted]
     if not found:
-        raise InvalidInput(
+        raise InvalidEnsureInput(
             f"{where} has no dependency group {group!r}",
             f"known: {', '.join(sorted(table)) or 'none'} ([dependency-groups], PEP 735)",
         )
     if wanted in stack:
-        raise InvalidInput(f"{where}: dependency group {group!r} includes itself", "remove the loop")
+        raise InvalidEnsureInput(f"{where}: dependency group {group!r} includes itself", "remove the loop")
     out: list[str] = []
     for entry in found[0]:
         if isinstance(entry, str):
@@ -367,13 +362,13 @@ def _group(table: Mapping[str, Any], group: str, where: str, stack: tuple[str, .
         elif isinstance(entry, dict) and isinstance(entry.get("include-group"), str):
             out += _group(table, entry["include-group"], where, (*stack, wanted))
         else:
-            raise InvalidInput(f"{where}: dependency group {group!r} has an entry {entry!r}", "see PEP 735")
+            raise InvalidEnsureInput(f"{where}: dependency group {group!r} has an entry {entry!r}", "see PEP 735")
     return out
 
 
 def _strings(value: Any, where: str, key: str) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise InvalidInput(f"{where}: {key} is not a list of requirement strings", "see PEP 621")
+        raise InvalidEnsureInput(f"{where}: {key} is not a list of requirement strings", "see PEP 621")
     return list(value)
 
 
@@ -381,7 +376,7 @@ def _toml(text: str, where: str) -> dict[str, Any]:
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise InvalidInput(f"{where} is not valid TOML: {exc}", "check the file with a TOML parser") from None
+        raise InvalidEnsureInput(f"{where} is not valid TOML: {exc}", "check the file with a TOML parser") from None
 
 
 # -- locks -------------------------------------------------------------------------------------
@@ -390,11 +385,13 @@ def from_pylock(text: str, extras: Sequence[str] = (), groups: Sequence[str] = (
     where = name or "pylock.toml"
     data = _toml(text, where)
     if "lock-version" not in data or not isinstance(data.get("packages"), list):
-        raise InvalidInput(f"{where} is not a PEP 751 lock (no lock-version or [[packages]])", "write one with uv")
+        raise InvalidEnsureInput(
+            f"{where} is not a PEP 751 lock (no lock-version or [[packages]])", "write one with uv"
+        )
     packages = []
     for entry in data["packages"]:
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
-            raise InvalidInput(f"{where}: a [[packages]] entry has no name", "write the lock with uv or pip")
+            raise InvalidEnsureInput(f"{where}: a [[packages]] entry has no name", "write the lock with uv or pip")
         # The project itself and path/VCS sources are not releases on an index.
         if not entry.get("version") or any(k in entry for k in ("directory", "vcs", "archive")):
             continue
@@ -412,17 +409,19 @@ def from_uv_lock(text: str, extras: Sequence[str] = (), groups: Sequence[str] | 
     where = name or "uv.lock"
     data = _toml(text, where)
     if "version" not in data or not isinstance(data.get("package"), list):
-        raise InvalidInput(f"{where} is not a uv.lock (no version or [[package]])", "write one with `uv lock`")
+        raise InvalidEnsureInput(f"{where} is not a uv.lock (no version or [[package]])", "write one with `uv lock`")
     packages = tuple(_uv_package(entry, where) for entry in data["package"])
     if not any(not p.from_index for p in packages):
-        raise InvalidInput(f"{where} has no project of its own to start from", "write it with `uv lock` in a project")
+        raise InvalidEnsureInput(
+            f"{where} has no project of its own to start from", "write it with `uv lock` in a project"
+        )
     lock = UvLock(packages, frozenset(extras), frozenset(groups if groups is not None else ("dev",)))
     return Sources(locks=(lock,))
 
 
 def _uv_package(entry: Any, where: str) -> UvPackage:
     if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
-        raise InvalidInput(f"{where}: a [[package]] entry has no name", "run `uv lock` again")
+        raise InvalidEnsureInput(f"{where}: a [[package]] entry has no name", "run `uv lock` again")
     source = entry.get("source", {})
     from_index = isinstance(source, dict) and "registry" in source
 
@@ -449,4 +448,4 @@ def _check_marker(marker: str, where: str) -> None:
     try:
         Marker(marker)
     except InvalidMarker as exc:
-        raise InvalidInput(f"{where}: invalid marker {marker!r}: {exc}", "write the lock again") from None
+        raise InvalidEnsureInput(f"{where}: invalid marker {marker!r}: {exc}", "write the lock again") from None

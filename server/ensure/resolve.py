@@ -28,7 +28,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from builder.config import Settings
-from builder.errors import WheelyardError
+from builder.errors import ResolutionFailed
 from builder.pipeline import uv_binary
 from builder.sandbox import FileBuildLog, LimitExceeded, Sandbox, build_environment, interpreter_paths
 from builder.secrets import is_secret_variable, secret_paths
@@ -38,13 +38,6 @@ from server.ensure.targets import marker_environment, uv_platform
 
 RESOLVE_TIMEOUT = 600
 _MESSAGE_LINES = 30
-
-
-class ResolutionFailed(WheelyardError):
-    """The resolver found no set of releases that satisfies the requirements on a target."""
-
-    reference = "resolution-failed"
-    status_code = 422
 
 
 @dataclass(frozen=True)

@@ -19,12 +19,12 @@ from packaging.tags import Tag
 from packaging.utils import parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
-from builder.errors import WheelyardError
+from builder.errors import InvalidEnsureInput, PrivateProjectWithoutWheel, WheelyardError
 from builder.records import BuildRecord
 from builder.targets import PURE, BuildTarget
 from builder.upstream import Release
 from server.ensure.holdings import Holdings, IndexFile, private_names
-from server.ensure.inputs import InvalidInput, Pin, Sources
+from server.ensure.inputs import Pin, Sources
 from server.ensure.report import PENDING, Item, Report
 from server.ensure.resolve import Resolver
 from server.ensure.targets import expand_targets
@@ -54,7 +54,7 @@ class Ensurer:
     ) -> Report:
         started = time.monotonic()
         if not sources:
-            raise InvalidInput(
+            raise InvalidEnsureInput(
                 "nothing to ensure: no requirement and no lock was given",
                 "give -r requirements.txt, --lock pylock.toml or uv.lock, --project pyproject.toml or PKG==V",
             )
@@ -251,12 +251,7 @@ def _private_without_wheel(pin: Pin, target: BuildTarget) -> Item:
         target.identifier,
         [],
         "failed",
-        error={
-            "error": "private-project-without-wheel",
-            "message": f"{pin.name} is a private project on the index, which has no wheel of {pin.version} for "
-            f"{target}; it is never mirrored or built from upstream under that name",
-            "hint": f"upload a wheel of {pin.name} {pin.version} for {target} to the index, or pin a version it has",
-        },
+        error=PrivateProjectWithoutWheel(pin.name, pin.version, str(target)).to_dict(),
     )
 
 

@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from builder.errors import WheelyardError
+from builder.errors import InvalidWatchFile, WheelyardError
 from builder.upstream import parse_requirement
 
 if sys.version_info >= (3, 11):
@@ -40,11 +40,6 @@ else:  # pragma: no cover - Python 3.10
 LIST_KEYS = ("name", "targets", "requirements", "lock", "projects")
 SOURCE_KEYS = ("requirements", "lock", "projects")
 EXAMPLE = '[[watch]]\nname = "web"\nrequirements = ["requirements.txt"]\ntargets = ["cp312-manylinux_x86_64"]'
-
-
-class InvalidWatchFile(WheelyardError):
-    reference = "invalid-watch-file"
-    status_code = 422
 
 
 @dataclass(frozen=True)

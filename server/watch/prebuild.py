@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from builder.errors import WheelyardError
+from builder.errors import InvalidPrebuildFile, WheelyardError
 from server.service import BuildService
 
 logger = logging.getLogger(__name__)
@@ -37,11 +37,7 @@ def read_prebuild_file(path: Path) -> list[PrebuildLine]:
             continue
         parts = text.split()
         if len(parts) != 2:
-            raise WheelyardError(
-                f"{path}:{number}: expected 'REQUIREMENT TARGET[,TARGET...]', got {raw.strip()!r}",
-                "for example: markupsafe==3.0.2 cp312-manylinux_x86_64,cp313-manylinux_x86_64",
-                reference="invalid-prebuild-file",
-            )
+            raise InvalidPrebuildFile(path, number, raw.strip())
         lines.append(PrebuildLine(number, parts[0], tuple(t for t in parts[1].split(",") if t)))
     return lines
 

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import redis
 
-from builder.errors import WheelyardError
+from builder.errors import WatchFileUnreadable, WheelyardError
 from builder.records import PREFIX, BuildStore
 from server.service import BuildService
 from server.watch.lists import WatchList
@@ -232,7 +232,7 @@ class ListRunner:
 def _error(exc: Exception) -> dict[str, Any]:
     if isinstance(exc, WheelyardError):
         return {"target": None, "error": exc.reference, "message": exc.message, "hint": exc.hint}
-    return {"target": None, "error": "watch-file-unreadable", "message": str(exc), "hint": None}
+    return {"target": None, **WatchFileUnreadable(str(exc)).to_dict()}
 
 
 def _label(item: dict[str, Any]) -> str:

@@ -1,0 +1,135 @@
+"""The error catalogue: every error a person can see, one class per reference, by area.
+
+- ``base``: ``WheelyardError`` and the check of every reference;
+- ``client``: what a request, a requirement, a target or an input file is refused for;
+- ``upstream``: the upstream index not having, or not giving, what was asked;
+- ``build``: what stops a build, from the sdist to the wheel proved;
+- ``index``: publishing to the private index, and what it refuses;
+- ``service``: the service's configuration, its parts starting and reaching them.
+
+A new error is a new class in its area's module; ``docs/errors.md`` lists them all
+(``python -m builder.errors`` writes it; tests/test_errors.py fails when it is stale).
+"""
+
+from builder.errors.base import REFERENCE_FORM, WheelyardError, catalogue
+from builder.errors.build import (
+    BuildFailed,
+    BuildRequirementRefused,
+    CibuildwheelFailed,
+    DirectUrlRefused,
+    HollowWheel,
+    InternalError,
+    InvalidWheelName,
+    ProofFailed,
+    StepFailed,
+    TaskTimeLimit,
+    UnsafeSdist,
+    WheelRejected,
+    WorkerLost,
+)
+from builder.errors.client import (
+    BuildNotFound,
+    HttpError,
+    InvalidCursor,
+    InvalidEnsureInput,
+    InvalidFilter,
+    InvalidPrebuildFile,
+    InvalidRequest,
+    InvalidRequirement,
+    InvalidTarget,
+    InvalidWatchFile,
+    MethodNotAllowed,
+    NotFound,
+    PrivateName,
+    PrivateProjectWithoutWheel,
+    RequestTooLarge,
+    ResolutionFailed,
+    Unauthorized,
+    WatchFileUnreadable,
+)
+from builder.errors.index import (
+    AlreadyPublished,
+    IndexAuthenticationFailed,
+    IndexHashMismatch,
+    IndexUnavailable,
+    InvalidUpload,
+    NotOnIndex,
+    PublishFailed,
+    RemovalRefused,
+    SdistRejected,
+    WheelChanged,
+)
+from builder.errors.service import (
+    ApiRefused,
+    ApiUnreachable,
+    ConfigurationError,
+    IndexStartFailed,
+    NoBuildableTarget,
+    RedisUnavailable,
+    SandboxUnavailable,
+    StackStartFailed,
+    TargetNotBuildable,
+    answered,
+)
+from builder.errors.upstream import IntegrityError, NoDistribution, NotFoundUpstream, UpstreamUnavailable
+
+__all__ = [
+    "REFERENCE_FORM",
+    "AlreadyPublished",
+    "ApiRefused",
+    "ApiUnreachable",
+    "BuildFailed",
+    "BuildNotFound",
+    "BuildRequirementRefused",
+    "CibuildwheelFailed",
+    "ConfigurationError",
+    "DirectUrlRefused",
+    "HollowWheel",
+    "HttpError",
+    "IndexAuthenticationFailed",
+    "IndexHashMismatch",
+    "IndexStartFailed",
+    "IndexUnavailable",
+    "IntegrityError",
+    "InternalError",
+    "InvalidCursor",
+    "InvalidEnsureInput",
+    "InvalidFilter",
+    "InvalidPrebuildFile",
+    "InvalidRequest",
+    "InvalidRequirement",
+    "InvalidTarget",
+    "InvalidUpload",
+    "InvalidWatchFile",
+    "InvalidWheelName",
+    "MethodNotAllowed",
+    "NoBuildableTarget",
+    "NoDistribution",
+    "NotFound",
+    "NotFoundUpstream",
+    "NotOnIndex",
+    "PrivateName",
+    "PrivateProjectWithoutWheel",
+    "ProofFailed",
+    "PublishFailed",
+    "RedisUnavailable",
+    "RemovalRefused",
+    "RequestTooLarge",
+    "ResolutionFailed",
+    "SandboxUnavailable",
+    "SdistRejected",
+    "StackStartFailed",
+    "StepFailed",
+    "TargetNotBuildable",
+    "TaskTimeLimit",
+    "Unauthorized",
+    "UnsafeSdist",
+    "UpstreamUnavailable",
+    "WatchFileUnreadable",
+    "WheelChanged",
+    "WheelRejected",
+    "WheelyardError",
+    "WorkerLost",
+    "answered",
+    "catalogue",
+]
