@@ -17,20 +17,13 @@ from packaging.requirements import Requirement
 
 from builder.build_changes import BuildChanges, skipped
 from builder.cython_output import GeneratedSource, cython_command, generated_sources
-from builder.errors import WheelyardError
+from builder.errors import RemedyNotApplicable
 from builder.patches import check_patch, patch_command
 from builder.proof import ImportPlan
 from builder.setup_requires import declared_setup_requires
 from builder.upstream import DistFile
 
 __all__ = ["Prepared", "RemedyNotApplicable", "adjust_plan", "apply_patches", "install_options", "prepare"]
-
-
-class RemedyNotApplicable(WheelyardError):
-    """The remedy a diagnosis named finds nothing to change in this sdist."""
-
-    reference = "remedy-not-applicable"
-    status_code = 422
 
 
 class Runner(Protocol):

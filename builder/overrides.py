@@ -35,7 +35,7 @@ from packaging.version import InvalidVersion, Version
 
 from builder.build_changes import BuildChanges
 from builder.config_table import unknown_key
-from builder.errors import ConfigurationError
+from builder.errors import OverridesInvalid
 from builder.patches import PatchRefused, patched_files
 from builder.secrets import is_secret_variable
 
@@ -62,12 +62,6 @@ FIELDS = frozenset(
 _VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _MODULE = re.compile(r"^[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*$")
 _HINT = "docs/overrides.md describes the format, with examples"
-
-
-class OverridesInvalid(ConfigurationError):
-    """The per-package overrides (WHEELYARD_OVERRIDES) are invalid; the message names file, entry and key."""
-
-    reference = "invalid-overrides"
 
 
 @dataclass(frozen=True)

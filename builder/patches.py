@@ -17,7 +17,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from builder.errors import WheelyardError
+from builder.errors import PatchRefused
 
 __all__ = ["PatchRefused", "PatchedFile", "check_patch", "patch_command", "patched_files"]
 
@@ -38,13 +38,6 @@ _HINT = (
     "a patch is a unified diff of regular files inside the sdist (paths a/FILE and b/FILE relative to its top "
     "directory); see docs/overrides.md"
 )
-
-
-class PatchRefused(WheelyardError):
-    """A source patch of the overrides is not one wheelyard applies to an sdist's tree."""
-
-    reference = "patch-refused"
-    status_code = 422
 
 
 @dataclass(frozen=True)

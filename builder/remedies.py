@@ -24,7 +24,7 @@ from packaging.utils import canonicalize_name
 from builder.build_changes import BuildChanges
 from builder.config import Settings
 from builder.config_table import unknown_key
-from builder.errors import WheelyardError
+from builder.errors import RemedySetError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -45,13 +45,6 @@ _COMMON = frozenset({"name", "kind", "summary"})
 _FIELDS = _COMMON.union(*(allowed for _, allowed in KINDS.values()))
 _NAME = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 _VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-class RemedySetError(WheelyardError):
-    """remedies.toml is invalid: the message names the remedy and the field."""
-
-    reference = "invalid-remedies"
-    status_code = 500
 
 
 @dataclass(frozen=True)

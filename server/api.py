@@ -27,6 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from builder.config import Settings
 from builder.errors import (
+    AttemptNotFound,
     BuildNotFound,
     HttpError,
     InternalError,
@@ -433,11 +434,7 @@ def create_app(
             earlier = store.read_attempt_log(build_id, str(record.attempts[attempt - 1].get("log")))
             data = (earlier or b"")[offset:]
         elif attempt is not None and attempt > max(len(record.attempts), 1):
-            raise WheelyardError(
-                f"build {build_id} has {len(record.attempts)} attempts; there is no attempt {attempt}",
-                "the build's record lists its attempts, each with its log_url",
-                reference="no-such-attempt",
-            ).with_status(404)
+            raise AttemptNotFound(build_id, len(record.attempts), attempt)
         return Response(
             data,
             media_type="text/plain; charset=utf-8",
