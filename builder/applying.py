@@ -13,8 +13,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
-from packaging.requirements import Requirement
-
 from builder.build_changes import BuildChanges, skipped
 from builder.cython_output import GeneratedSource, cython_command, generated_sources
 from builder.errors import RemedyNotApplicable
@@ -23,7 +21,7 @@ from builder.proof import ImportPlan
 from builder.setup_requires import declared_setup_requires
 from builder.upstream import DistFile
 
-__all__ = ["Prepared", "RemedyNotApplicable", "adjust_plan", "apply_patches", "install_options", "prepare"]
+__all__ = ["Prepared", "adjust_plan", "apply_changes", "apply_patches", "install_options", "prepare", "regenerate"]
 
 
 class Runner(Protocol):
@@ -102,10 +100,35 @@ def upload_date(sdist: DistFile) -> str | None:
     return sdist.upload_time
 
 
-def install_options(changes: BuildChanges, sdist: DistFile, constraints: Path | None) -> list[str]:
-    """uv's options for installing the build requirements with these changes."""
+def apply_changes(
+    changes: BuildChanges,
+    srcdir: Path,
+    sdist: DistFile,
+    sandbox: Callable[[], Runner],
+    step: Callable[[str, Callable[[], object]], object],
+    line: Callable[[str], None],
+    shared: Path,
+) -> Prepared:
+    """After the sdist is unpacked: the overrides' patches (step ``patch``), and the check that
+    the remedy finds what it changes (step ``remedy``)."""
+    if changes.empty:
+        return Prepared()
+    if changes.patches:
+        box = sandbox()
+        step("patch", lambda: apply_patches(changes.patches, srcdir, box, line, shared))
+    prepared = step("remedy", lambda: prepare(changes, srcdir, sdist, line))
+    assert isinstance(prepared, Prepared)
+    return prepared
+
+
+def install_options(changes: BuildChanges, sdist: DistFile, shared: Path, number: int) -> list[str]:
+    """uv's options for installing the build requirements with these changes (a constraints file,
+    written to ``shared`` where the installer's sandbox reads it, and the upload date)."""
     options: list[str] = []
-    if constraints is not None:
+    if changes.constraints:
+        constraints = shared / f"constraints-{number}.txt"
+        constraints.write_text("".join(f"{c}\n" for c in changes.constraints))
+        constraints.chmod(0o644)
         options += ["--constraints", str(constraints)]
     date = upload_date(sdist) if changes.as_of_upload else None
     if date:
@@ -114,10 +137,6 @@ def install_options(changes: BuildChanges, sdist: DistFile, constraints: Path | 
         for name in changes.keep_current:
             options += ["--exclude-newer-package", f"{name}={now}"]
     return options
-
-
-def constraint_lines(changes: BuildChanges) -> list[str]:
-    return [str(Requirement(c)) for c in changes.constraints]
 
 
 def adjust_plan(plan: ImportPlan, changes: BuildChanges) -> ImportPlan:

@@ -12,8 +12,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from builder.build_job import BuildOutcome
 from builder.config import Settings
-from builder.pipeline import BuildOutcome
 from builder.records import BuildRecord, BuildStore
 from builder.redis_retry import retry_redis
 

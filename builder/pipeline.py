@@ -37,21 +37,21 @@ import time
 import traceback
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from build import BuildBackendException, BuildException, ProjectBuilder
 from packaging.utils import parse_wheel_filename
 
-from builder.applying import Prepared, adjust_plan, apply_patches, install_options, prepare, regenerate
+from builder.applying import Prepared, adjust_plan, apply_changes, install_options, regenerate
 from builder.build_changes import BuildChanges
-from builder.build_requirements import install_command, parse_build_requirements
+from builder.build_job import BuildJob, BuildOutcome
+from builder.build_output import BuildLog
+from builder.build_requirements import parse_build_requirements
 from builder.capabilities import Capabilities, Interpreter, job_environment, resolve_parallelism
 from builder.cibuildwheel_build import build_with_cibuildwheel, uses_cibuildwheel
 from builder.config import Settings
 from builder.errors import (
-    AlreadyPublished,
     BuildFailed,
     HollowWheel,
     InternalError,
@@ -60,95 +60,22 @@ from builder.errors import (
     StepFailed,
     WheelyardError,
 )
+from builder.installs import install_requirements, uv_binary
 from builder.proof import PROOF_SCRIPT, failed_imports, is_hollow, plan_imports, read_layout, retag_pure
-from builder.publish import publish_wheel, published_sha256
+from builder.publish import publish_verified
 from builder.remedies import changes_for_build
 from builder.sandbox import (
-    FileBuildLog,
     LimitExceeded,
     Sandbox,
     build_environment,
-    interpreter_paths,
     run_tool,
 )
 from builder.sdist import UnpackLimits, unpack_sdist
-from builder.secrets import Redactor, secret_paths, secret_values
-from builder.targets import BuildTarget
+from builder.secrets import secret_paths, secret_values
 from builder.upstream import DistFile, Release, SimpleIndex
 from builder.verify import WheelInfo, take_wheel, verify_wheel
 
 Report = Callable[[str, dict[str, Any]], None]
-
-
-class BuildLog(FileBuildLog):
-    """Where a build's output goes: a file on the worker and, through ``sink``, the shared record."""
-
-    def __init__(self, path: Path, sink: Callable[[bytes], object] | None = None) -> None:
-        super().__init__(path)
-        self._sink = sink
-        self.redactor = Redactor(())
-
-    def redact(self, secrets: Sequence[str]) -> None:
-        """From now on, ``secrets`` are written as ``***`` (to the file and to the sink)."""
-        self.flush()
-        self.redactor = Redactor(secrets)
-
-    def write(self, data: bytes) -> None:
-        self._emit(self.redactor.feed(data))
-
-    def _emit(self, data: bytes) -> None:
-        if data:
-            super().write(data)
-            if self._sink is not None:
-                self._sink(data)
-
-    def flush(self) -> None:
-        """Write what the redactor holds back (the start of what could have been a secret)."""
-        self._emit(self.redactor.flush())
-
-    def line(self, text: str) -> None:
-        self.write((text.rstrip("\n") + "\n").encode())
-        self.flush()
-
-    def close(self) -> None:
-        if self._fd >= 0:
-            self.flush()
-        super().close()
-
-
-@dataclass(frozen=True)
-class BuildJob:
-    build_id: str
-    name: str
-    version: str
-    target: BuildTarget
-    from_source: bool = False
-    remedy: str | None = None  # the remedy this attempt builds with (builder/remedies.py)
-
-
-def _unchanged(text: str) -> str:
-    return text
-
-
-@dataclass
-class BuildOutcome:
-    status: str  # published, mirrored, failed
-    wheel: str | None = None
-    sha256: str | None = None
-    source: str | None = None
-    # The exception that ended a failed build, as raised: retries are decided on its class, and
-    # it becomes the record's ``error`` only when the record is written (``error_fields``).
-    error: WheelyardError | None = None
-    timings: dict[str, float] = field(default_factory=dict)
-    log_path: Path | None = None
-    # How the worker's secrets are written in the record (the build log's redactor).
-    redact: Callable[[str], str] = field(default=_unchanged, repr=False)
-
-    def error_fields(self) -> dict[str, Any] | None:
-        """The record's ``error``: the exception's fields, the worker's secrets redacted."""
-        if self.error is None:
-            return None
-        return {k: self.redact(v) if isinstance(v, str) else v for k, v in self.error.to_dict().items()}
 
 
 class BuildDirector:
@@ -263,7 +190,7 @@ class BuildDirector:
         limits = UnpackLimits(max_bytes=self.settings.limits.disk_bytes, max_files=self.settings.limits.files)
         srcdir = self._step("unpack", lambda: unpack_sdist(archive, self.workdir / "src", limits))
         self._sdist = sdist
-        prepared = self._apply_changes(srcdir, sdist)
+        prepared = apply_changes(self.changes, srcdir, sdist, self._sandbox_for, self._step, self.log.line, self.shared)
         if uses_cibuildwheel(job.target):
             # macOS and Windows: the sdist passed the same checks (unpack); cibuildwheel builds and repairs
             # (delocate, delvewheel) from the archive; verify, prove and publish are the same.
@@ -308,15 +235,6 @@ class BuildDirector:
         # (the proof runs as that user), but not the worker's directory.
         taken = take_wheel(built, outdir, self.private / "built")
         return self._check_and_publish(release, sdist, interpreter, taken, repair=True)
-
-    def _apply_changes(self, srcdir: Path, sdist: DistFile) -> Prepared:
-        """Patches of the overrides, and the check that the remedy finds what it changes."""
-        if self.changes.empty:
-            return Prepared()
-        if self.changes.patches:
-            sandbox, patches = self._sandbox_for(), self.changes.patches
-            self._step("patch", lambda: apply_patches(patches, srcdir, sandbox, self.log.line, self.shared))
-        return self._step("remedy", lambda: prepare(self.changes, srcdir, sdist, self.log.line))  # type: ignore[no-any-return]
 
     def _regenerate(self, prepared: Prepared, srcdir: Path) -> None:
         """The Cython outputs generated again, with a current Cython of an environment of its own."""
@@ -471,37 +389,17 @@ class BuildDirector:
     def _install(
         self, python: Path, requirements: Sequence[str], *, find_links: Path | None = None, build: bool = False
     ) -> None:
-        """Install from wheels only, from the configured upstream index (and ``find_links``),
-        in the installer's sandbox. The requirements go through a file: none is an argument.
-        ``build``: the build requirements, under the constraints and dates of the changes."""
-        if not requirements:
-            return
-        self._installs += 1
-        listing = self.shared / f"requirements-{self._installs}.txt"
-        listing.write_text("".join(f"{r}\n" for r in requirements))
-        os.chmod(listing, 0o644)
-        options: list[str] = []
-        if build and self._sdist is not None:
-            constraints = None
-            if self.changes.constraints:
-                constraints = self.shared / f"constraints-{self._installs}.txt"
-                constraints.write_text("".join(f"{c}\n" for c in self.changes.constraints))
-                os.chmod(constraints, 0o644)
-            options = install_options(self.changes, self._sdist, constraints)
-        cmd = install_command(
-            uv_binary(),
-            python,
-            listing,
-            index_url=self.settings.upstream_index,
-            cache_dir=self.workdir / "uv-cache",
-            find_links=find_links,
-            options=options,
-        )
-        self.log.line("$ " + " ".join(cmd) + "  # " + ", ".join(requirements))
-        certs = {k: os.environ[k] for k in ("SSL_CERT_FILE", "SSL_CERT_DIR") if k in os.environ}
-        installer_sandbox(self.settings, self.workdir, self.log, python).run(
-            cmd, cwd=str(self.shared), extra_environ=certs
-        )
+        """Install from wheels only, in the installer's sandbox (builder.installs). ``build``: the
+        build requirements, under the constraints and upload date of the build's changes."""
+        if requirements:
+            self._installs += 1
+            listing = self.shared / f"requirements-{self._installs}.txt"
+            options: list[str] = []
+            if build and self._sdist is not None:
+                options = install_options(self.changes, self._sdist, self.shared, self._installs)
+            install_requirements(
+                self.settings, self.workdir, self.log, python, requirements, listing, find_links, options
+            )
 
     def _repair(self, wheel: Path) -> Path:
         wheel = self._unless_hollow(wheel)
@@ -564,68 +462,21 @@ class BuildDirector:
         return verify_wheel(wheel, name=release.name, version=str(release.version), target=self.job.target)
 
     def _publish(self, path: Path, sha256: str) -> str:
-        """Upload the verified file, which must still have the verified ``sha256``; the index must
-        then list exactly that hash (publish_wheel checks both)."""
-        try:
-            publish_wheel(
-                path,
-                index_url=self.settings.index_url,
-                user=self.settings.index_user,
-                password=self.upload_password,
-                sha256=sha256,
-            )
-        except AlreadyPublished:
-            # A redelivered job (its first worker died after uploading) finds its wheel there:
-            # the index keeps the first file, and that is the one this build points at, with
-            # the index's hash (a rebuilt wheel need not be byte-identical).
-            self.log.line(f"wheelyard: {path.name} is on the index already; it is kept as it is")
-            on_index = published_sha256(
-                path.name,
-                index_url=self.settings.index_url,
-                user=self.settings.index_user,
-                password=self.upload_password,
-            )
-            sha256 = on_index or sha256
-        self.log.line(f"wheelyard: published {path.name} sha256={sha256}")
-        return sha256
-
-
-def installer_sandbox(settings: Settings, workdir: Path, log: BuildLog, python: Path) -> Sandbox:
-    """Where uv installs into the environment of ``python``: a sandbox with the network (it
-    downloads from the upstream index) but without the data directory, the worker's secrets or a
-    way to write anything but that environment and the build's own uv cache (a shared cache
-    would let one build plant files in the next one's environments)."""
-    cache = workdir / "uv-cache"
-    cache.mkdir(exist_ok=True)
-    return Sandbox(
-        limits=settings.limits,
-        workdir=workdir,
-        log=log,
-        enabled=settings.sandbox,
-        read_only=interpreter_paths(str(python)),
-        env=build_environment(settings),
-        hidden=[settings.data_dir, *secret_paths(os.environ)],
-        writable=[python.parent.parent, cache],
-        network=True,
-    )
+        """Upload the verified file; the hash the index then lists (builder.publish.publish_verified)."""
+        return publish_verified(
+            path,
+            sha256,
+            index_url=self.settings.index_url,
+            user=self.settings.index_user,
+            password=self.upload_password,
+            say=self.log.line,
+        )
 
 
 def rust_toolchain_paths() -> tuple[Path, Path]:
     """Where a rustup-installed toolchain lives on the worker: its proxies, and the toolchains."""
     cargo_home = Path(os.environ.get("CARGO_HOME", Path.home() / ".cargo"))
     return cargo_home / "bin", Path(os.environ.get("RUSTUP_HOME", Path.home() / ".rustup"))
-
-
-def uv_binary() -> str:
-    try:
-        from uv import find_uv_bin
-
-        return str(find_uv_bin())
-    except (ImportError, FileNotFoundError):
-        found = shutil.which("uv")
-        if found:
-            return found
-        raise StepFailed("uv is not installed on this worker", "pip install uv") from None
 
 
 def work_directory(root: Path | None = None) -> Path:

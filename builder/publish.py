@@ -12,6 +12,7 @@ are sent as HTTP basic auth only; they appear in no message, log line or excepti
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -125,6 +126,25 @@ def publish_wheel(
             "index_url must be the index root that accepts uploads, not its /simple/ page",
         )
     raise PublishFailed(f"{shown} refused {info.filename}: HTTP {status}" + (f": {body}" if body else ""))
+
+
+def publish_verified(
+    path: Path, sha256: str, *, index_url: str, user: str, password: str | None, say: Callable[[str], None]
+) -> str:
+    """Upload the verified file, which must still have the verified ``sha256``; the index must
+    then list exactly that hash (publish_wheel checks both). The hash the index holds is returned:
+    a file already there is kept as it is (``say`` tells the build log)."""
+    try:
+        publish_wheel(path, index_url=index_url, user=user, password=password, sha256=sha256)
+    except AlreadyPublished:
+        # A redelivered job (its first worker died after uploading) finds its wheel there:
+        # the index keeps the first file, and that is the one this build points at, with
+        # the index's hash (a rebuilt wheel need not be byte-identical).
+        say(f"wheelyard: {path.name} is on the index already; it is kept as it is")
+        on_index = published_sha256(path.name, index_url=index_url, user=user, password=password)
+        sha256 = on_index or sha256
+    say(f"wheelyard: published {path.name} sha256={sha256}")
+    return sha256
 
 
 def _check_listed(

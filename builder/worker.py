@@ -36,11 +36,13 @@ from typing import Any
 from celery.exceptions import SoftTimeLimitExceeded
 
 from builder.attempts import AttemptRetry, Attempts, SendRecovered
+from builder.build_job import BuildJob, BuildOutcome
+from builder.build_output import BuildLog
 from builder.buildlog import StoredLog, stored_form
 from builder.capabilities import Capabilities
 from builder.config import Settings
 from builder.errors import InternalError
-from builder.pipeline import BuildDirector, BuildJob, BuildLog, BuildOutcome
+from builder.pipeline import BuildDirector
 from builder.records import DONE, BuildRecord, BuildStore, status_index
 from builder.redis_retry import REDIS_DOWN, retry_redis
 from builder.sandbox import CAUSES, marker_line, remove_stale_cgroups

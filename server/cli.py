@@ -14,6 +14,7 @@ with ``server.options.setting_option`` reaches the handler through ``settings``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import dataclasses
 import json
@@ -30,6 +31,7 @@ from server.ensure import command as ensure_command
 from server.options import GLOBAL_SETTING_OPTIONS, add_global_options, setting_option, setting_values
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_BROKEN_PIPE = 128 + 13  # as a tool killed by SIGPIPE
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,13 +106,28 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None, stderr
     try:
         settings = load_settings(config_file=args.config, **setting_values(args))
         handler = COMMANDS[args.command]
-        return handler(args, settings, out, err)
+        code = handler(args, settings, out, err)
+        out.flush()  # a reader that left is found here, not by the interpreter's flush at exit
+        return code
     except WheelyardError as exc:
         _render(exc, err)
         return EXIT_FAILED
     except KeyboardInterrupt:
         err.write("interrupted\n")
         return 130
+    except BrokenPipeError:
+        # The reader left early (`wheelyard config | head -1`): stop quietly, as other tools do.
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null: what is still buffered for the closed pipe is not written again
+    at exit (where the interpreter would print its own BrokenPipeError)."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 def _command_position(args_list: list[str]) -> int | None:

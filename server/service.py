@@ -14,13 +14,13 @@ from typing import Any
 from packaging.utils import canonicalize_name
 
 from builder.errors import NoDistribution, PrivateName, WorkerLost
+from builder.record_listing import Position
 from builder.records import (
     ACTIVE,
     ALL_BUILDS,
     STATUSES,
     BuildRecord,
     BuildStore,
-    Position,
     name_index,
     queued_index,
     status_index,

@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 from packaging.utils import canonicalize_name
 
 from builder.config import load_settings
+from builder.record_listing import Position
 from builder.records import (
     ALL_BUILDS,
     PREFIX,
@@ -25,7 +26,6 @@ from builder.records import (
     WORKERS,
     BuildRecord,
     BuildStore,
-    Position,
 )
 from server.api import create_app
 from server.service import count_builds, find_builds, shown_status

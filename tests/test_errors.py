@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import redis
 
+from builder.build_job import BuildOutcome
 from builder.config import load_settings
 from builder.errors import (
     REFERENCE_FORM,
@@ -24,7 +25,6 @@ from builder.errors import (
     catalogue,
 )
 from builder.errors.catalogue import AREAS, OUTSIDE, all_errors, defined_in, markdown
-from builder.pipeline import BuildOutcome
 from builder.records import BuildStore
 from tests.conftest import REDIS_SERVER, RedisDatabases
 

@@ -29,7 +29,7 @@ from packaging.version import InvalidVersion, Version
 
 from builder.config import Settings
 from builder.errors import ResolutionFailed
-from builder.pipeline import uv_binary
+from builder.installs import uv_binary
 from builder.sandbox import FileBuildLog, LimitExceeded, Sandbox, build_environment, interpreter_paths
 from builder.secrets import is_secret_variable, secret_paths
 from builder.targets import BuildTarget
