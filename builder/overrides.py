@@ -28,14 +28,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from builder.build_changes import BuildChanges
+from builder.build_requirements import parse_build_requirements
 from builder.config_table import unknown_key
-from builder.errors import OverridesInvalid
+from builder.errors import BuildRequirementRefused, DirectUrlRefused, OverridesInvalid
 from builder.patches import PatchRefused, patched_files
 from builder.secrets import is_secret_variable
 
@@ -113,18 +113,13 @@ def _list(raw: Any, where: str, key: str, pattern: re.Pattern[str] | None = None
 
 
 def _requirements(raw: Any, where: str, key: str) -> tuple[str, ...]:
-    out = []
-    for text in _list(raw, where, key):
-        try:
-            requirement = Requirement(text)
-        except InvalidRequirement as exc:
-            raise OverridesInvalid(
-                f"{where}: '{key}' lists {text!r}, which is not a PEP 508 requirement: {exc}", _HINT
-            ) from None
-        if requirement.url is not None:
-            raise OverridesInvalid(f"{where}: '{key}' lists {text!r}: a requirement with a URL is refused", _HINT)
-        out.append(str(requirement))
-    return tuple(out)
+    """PEP 508 requirements, as a build's own are checked (builder/build_requirements.py): no URL."""
+    try:
+        return tuple(
+            parse_build_requirements(_list(raw, where, key), source=f"{where}: '{key}'", allow_direct_urls=False)
+        )
+    except (BuildRequirementRefused, DirectUrlRefused) as exc:
+        raise OverridesInvalid(exc.message, _HINT) from None
 
 
 def _environment(raw: Any, where: str) -> dict[str, str]:
