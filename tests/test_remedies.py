@@ -141,7 +141,7 @@ def test_as_of_upload_limits_uv_to_the_sdists_upload_time_and_real_uv_resolves_s
     from builder.pipeline import uv_binary
 
     changes = load_remedies().get("build-requirements-as-of-upload").changes()
-    options = install_options(changes, SDIST, None)
+    options = install_options(changes, SDIST, tmp_path, 1)
     assert options[:2] == ["--exclude-newer", "2023-03-08T17:50:48.564091Z"]
     assert options[2] == "--exclude-newer-package" and options[3].startswith("setuptools=")
     # Real uv, against the upstream index: Cython as of that day is 0.29.33.
@@ -203,7 +203,8 @@ def test_setup_requires_none_declared_is_not_applicable(tmp_path: Path) -> None:
 def test_a_constraint_remedy_goes_to_uv_as_a_constraints_file(tmp_path: Path) -> None:
     changes = load_remedies().get("cython-before-3").changes()
     assert changes.constraints == ("cython<3",)
-    assert install_options(changes, SDIST, tmp_path / "c.txt") == ["--constraints", str(tmp_path / "c.txt")]
+    assert install_options(changes, SDIST, tmp_path, 3) == ["--constraints", str(tmp_path / "constraints-3.txt")]
+    assert (tmp_path / "constraints-3.txt").read_text() == "cython<3\n"
 
 
 def test_an_environment_remedy_sets_the_builds_variables() -> None:
