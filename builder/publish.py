@@ -27,6 +27,7 @@ from builder.errors import (
     IndexUnavailable,
     PublishFailed,
     WheelChanged,
+    WheelyardError,
 )
 from builder.upstream import SimpleIndex
 from builder.verify import verify_wheel
@@ -75,29 +76,8 @@ def publish_wheel(
     upload_url = _index_root(index_url)
     shown = redact_url(upload_url)
     auth = (user, password) if password is not None else None
-    http = session or requests.Session()
-    try:
-        with path.open("rb") as fh:
-            response = http.post(
-                upload_url,
-                data=form,
-                files={"content": (info.filename, fh, "application/octet-stream")},
-                auth=auth,
-                timeout=_TIMEOUT,
-                allow_redirects=False,
-            )
-    except requests.RequestException as exc:
-        raise IndexUnavailable(
-            f"cannot upload {info.filename} to {shown}: {type(exc).__name__}",
-            "check that the index is running and that index_url points at it",
-        ) from None
-    finally:
-        if session is None:
-            http.close()
-
-    status = response.status_code
-    body = _first_line(response.text)
-    if 200 <= status < 300:
+    response = _upload(path, info.filename, upload_url, form, auth, session)
+    if 200 <= response.status_code < 300:
         if sha256 is not None:
             _check_listed(info.filename, info.sha256, index_url, user, password, session)
         return PublishResult(
@@ -108,24 +88,63 @@ def publish_wheel(
             size=info.size,
             index_url=shown,
         )
+    raise _refusal(response, info.filename, shown, user, sent_credentials=auth is not None)
+
+
+def _upload(
+    path: Path,
+    filename: str,
+    upload_url: str,
+    form: dict[str, str],
+    auth: tuple[str, str] | None,
+    session: requests.Session | None,
+) -> requests.Response:
+    """POST the file to the index's upload endpoint, as twine does; IndexUnavailable when it does not answer."""
+    http = session or requests.Session()
+    try:
+        with path.open("rb") as fh:
+            return http.post(
+                upload_url,
+                data=form,
+                files={"content": (filename, fh, "application/octet-stream")},
+                auth=auth,
+                timeout=_TIMEOUT,
+                allow_redirects=False,
+            )
+    except requests.RequestException as exc:
+        raise IndexUnavailable(
+            f"cannot upload {filename} to {redact_url(upload_url)}: {type(exc).__name__}",
+            "check that the index is running and that index_url points at it",
+        ) from None
+    finally:
+        if session is None:
+            http.close()
+
+
+def _refusal(
+    response: requests.Response, filename: str, shown: str, user: str, *, sent_credentials: bool
+) -> WheelyardError:
+    """Why the index did not take an upload, as the error that says so."""
+    status = response.status_code
+    body = _first_line(response.text)
     if status == 409 or (status == 400 and _ALREADY_EXISTS.search(response.text)):
-        raise AlreadyPublished(
-            f"{info.filename} is on {shown} already",
+        return AlreadyPublished(
+            f"{filename} is on {shown} already",
             "files on the index are never replaced; publish a new version instead",
         )
     if status in (401, 403):
-        raise IndexAuthenticationFailed(
-            f"{shown} refused the upload of {info.filename}: HTTP {status}"
-            + (" (no credentials were sent)" if auth is None else ""),
+        return IndexAuthenticationFailed(
+            f"{shown} refused the upload of {filename}: HTTP {status}"
+            + (" (no credentials were sent)" if not sent_credentials else ""),
             f"check the index user ({user!r}) and password: WHEELYARD_INDEX_USER, "
             "WHEELYARD_INDEX_PASSWORD (or WHEELYARD_INDEX_PASSWORD_FILE)",
         )
     if status in (301, 302, 303, 307, 308):
-        raise PublishFailed(
-            f"{shown} redirected the upload of {info.filename} (HTTP {status})",
+        return PublishFailed(
+            f"{shown} redirected the upload of {filename} (HTTP {status})",
             "index_url must be the index root that accepts uploads, not its /simple/ page",
         )
-    raise PublishFailed(f"{shown} refused {info.filename}: HTTP {status}" + (f": {body}" if body else ""))
+    return PublishFailed(f"{shown} refused {filename}: HTTP {status}" + (f": {body}" if body else ""))
 
 
 def publish_verified(

@@ -127,7 +127,7 @@ def register_tasks(
     upload_password: str | None,
 ) -> None:
     """Register the worker's tasks; the API only sends them by name and needs none of this."""
-    from builder.worker import record_outcome, run_build
+    from builder.worker import run_build
 
     limits = time_limits(settings.limits.wall_seconds)
 
@@ -163,17 +163,7 @@ def register_tasks(
                 send_retry=build_sender(app),
             )
         except SoftTimeLimitExceeded:
-            # Without this the record would stay "building" for ever: the job is acknowledged
-            # (it failed), so nothing would ever run it again.
-            logger.warning("build %s ran past the task's time limit (%s s)", build_id, limits.soft)
-            record_outcome(
-                store,
-                build_id,
-                status="failed",
-                step=None,
-                finished_at=time.time(),
-                error=TaskTimeLimit(limits.soft).to_dict(),
-            )
+            _past_time_limit(store, build_id, limits.soft)
             return "failed"
         if outcome is None:
             return None
@@ -181,3 +171,14 @@ def register_tasks(
             store.update(build_id, status="queued", step="waiting to retry: upstream did not answer")
             raise outcome.error  # autoretry_for sends the job again, after its backoff
         return outcome.status
+
+
+def _past_time_limit(store: BuildStore, build_id: str, seconds: int) -> None:
+    """Record a build that ran past the task's soft time limit as failed. Without this the record
+    would stay "building" for ever: the job is acknowledged (it failed), so nothing would run it again."""
+    from builder.worker import record_outcome
+
+    logger.warning("build %s ran past the task's time limit (%s s)", build_id, seconds)
+    record_outcome(
+        store, build_id, status="failed", step=None, finished_at=time.time(), error=TaskTimeLimit(seconds).to_dict()
+    )

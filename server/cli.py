@@ -233,10 +233,23 @@ def _check_build_data(settings: Settings) -> None:
     load_overrides(settings.overrides)
 
 
+def _probe(settings: Settings, capabilities: Any, queues: list[str], sandbox_ok: bool) -> dict[str, Any]:
+    """What ``wheelyard worker --probe`` reports: what this host builds, and with what."""
+    from builder.capabilities import resolve_parallelism
+    from builder.sandbox import limit_mechanisms
+
+    data: dict[str, Any] = capabilities.to_dict()
+    data["queues"] = queues
+    limits = limit_mechanisms(settings.limits)
+    data["sandbox"] = {"enabled": settings.sandbox, "available": sandbox_ok, "limits": limits}
+    data["parallelism"] = dataclasses.asdict(resolve_parallelism(settings))
+    return data
+
+
 def cmd_worker(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
     from builder.capabilities import resolve_parallelism
     from builder.records import BuildStore, connect
-    from builder.sandbox import limit_mechanisms, sandbox_available
+    from builder.sandbox import sandbox_available
     from builder.tasks import build_sender, create_celery_app, register_tasks
     from builder.workdir import sweep
     from builder.worker import Heartbeat, LostBuilds, default_worker_name, worker_info, worker_queues
@@ -248,15 +261,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings, out: TextIO, err: T
     queues = worker_queues(targets)
     sandbox_ok = sandbox_available()
     if args.probe:
-        data = capabilities.to_dict()
-        data["queues"] = queues
-        data["sandbox"] = {
-            "enabled": settings.sandbox,
-            "available": sandbox_ok,
-            "limits": limit_mechanisms(settings.limits),
-        }
-        data["parallelism"] = dataclasses.asdict(resolve_parallelism(settings))
-        out.write(json.dumps(data, indent=2) + "\n")
+        out.write(json.dumps(_probe(settings, capabilities, queues, sandbox_ok), indent=2) + "\n")
         return EXIT_OK
     if settings.sandbox and not sandbox_ok:
         # Refuse to start rather than fail every build: strangers' code must not run unconfined by accident.

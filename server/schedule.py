@@ -98,15 +98,21 @@ def create_schedule_app(settings: Settings, redis_url: str) -> Celery:
         logger.info("prebuild: %s", counts)
         return counts
 
-    app.conf.beat_schedule = {}
+    app.conf.beat_schedule = beat_schedule(settings)
+    return app
+
+
+def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
+    """What beat sends, and how often: the watch lists and the prebuild file, those configured."""
+    schedule = {}
     for entry, task, every, wanted in (
         ("watch", WATCH_TASK, settings.watch_interval, settings.watch_file),
         ("prebuild", PREBUILD_TASK, settings.prebuild_interval, settings.prebuild_file),
     ):
         if wanted is not None:
             options = {"queue": SCHEDULE_QUEUE, "expires": float(every)}
-            app.conf.beat_schedule[entry] = {"task": task, "schedule": float(every), "options": options}
-    return app
+            schedule[entry] = {"task": task, "schedule": float(every), "options": options}
+    return schedule
 
 
 def run_beat(settings: Settings, redis_url: str) -> None:
