@@ -231,14 +231,57 @@ def _parse_rule(raw: Any, index: int) -> Rule:
         raise _err(where, "each [[rule]] must be a table")
     if isinstance(raw.get("id"), str):
         where = f"rule {raw['id']!r}"
+    _check_fields(raw, where)
+    patterns = _compile(raw["patterns"], where, "patterns", allow_empty=False)
+    remedies = _table(raw["remedies"], where, "remedies")
+    fallback = _table(raw["fallback_remedies"], where, "fallback_remedies") if ("fallback_remedies" in raw) else {}
+    refines, window = _refinement(raw, where)
+    defaults = raw.get("defaults", {})
+    if not isinstance(defaults, dict) or not all(isinstance(v, str) for v in defaults.values()):
+        raise _err(where, "'defaults' must be a table of strings")
+    in_build = raw.get("in_build", False)
+    if not isinstance(in_build, bool):
+        raise _err(where, "'in_build' must be true or false")
+    steps = _steps(raw, where)
+    retry = raw.get("retry", [])
+    if not isinstance(retry, list) or not all(isinstance(v, str) and _ID_RE.match(v) for v in retry):
+        raise _err(where, "'retry' must be a list of remedy names (remedies.toml)")
+    _check_placeholders(raw, where, patterns, defaults, remedies, fallback)
+    return Rule(
+        id=raw["id"],
+        category=raw["category"],
+        priority=raw.get("priority", 50),
+        keywords=_str_list(raw["keywords"], where, "keywords"),
+        patterns=patterns,
+        unless=_compile(raw.get("unless", []), where, "unless", allow_empty=True),
+        detail=raw.get("detail", ""),
+        explanation=raw["explanation"],
+        capability=raw["capability"],
+        remedies=remedies,
+        lookup=raw.get("lookup"),
+        fallback_remedies=fallback,
+        fallback_capability=raw.get("fallback_capability", ""),
+        refines=refines,
+        window=window,
+        defaults=dict(defaults),
+        in_build=in_build,
+        steps=steps["steps"],
+        not_steps=steps["not_steps"],
+        only_with=steps["only_with"],
+        retry=tuple(retry),
+        order=index,
+    )
+
+
+def _check_fields(raw: dict[str, Any], where: str) -> None:
+    """The rule's fields: the required ones there, no unknown one, and the scalar ones of their types."""
     for key in _REQUIRED:
         if key not in raw:
             raise _err(where, f"missing field '{key}'")
     unknown = set(raw) - _RULE_FIELDS
     if unknown:
         raise _err(where, f"unknown field(s) {sorted(unknown)}")
-    rid = raw["id"]
-    if not isinstance(rid, str) or not _ID_RE.match(rid):
+    if not isinstance(raw["id"], str) or not _ID_RE.match(raw["id"]):
         raise _err(where, "'id' must be lower-case words joined by '-'")
     category = raw["category"]
     if category not in CATEGORIES or category in ("unknown", "no-failure"):
@@ -251,41 +294,44 @@ def _parse_rule(raw: Any, index: int) -> Rule:
             raise _err(where, f"'{key}' must be a string")
     if not raw["explanation"].strip():
         raise _err(where, "'explanation' must not be empty")
-    keywords = _str_list(raw["keywords"], where, "keywords")
-    patterns = _compile(raw["patterns"], where, "patterns", allow_empty=False)
-    unless = _compile(raw.get("unless", []), where, "unless", allow_empty=True)
-    remedies = _table(raw["remedies"], where, "remedies")
-    lookup = raw.get("lookup")
-    if lookup not in (None, "library"):
+    if raw.get("lookup") not in (None, "library"):
         raise _err(where, "'lookup' must be \"library\"")
-    fallback = _table(raw["fallback_remedies"], where, "fallback_remedies") if ("fallback_remedies" in raw) else {}
+
+
+def _refinement(raw: dict[str, Any], where: str) -> tuple[str | None, int]:
+    """``refines`` and its ``window``: how many lines after the rule it refines this one looks."""
     refines = raw.get("refines")
     if refines not in (None, "previous"):
         raise _err(where, "'refines' must be \"previous\"")
     window = raw.get("window", 0)
     if not isinstance(window, int) or window < 0 or (refines and window == 0):
         raise _err(where, "'window' must be a positive integer when 'refines' is set")
-    defaults = raw.get("defaults", {})
-    if not isinstance(defaults, dict) or not all(isinstance(v, str) for v in defaults.values()):
-        raise _err(where, "'defaults' must be a table of strings")
-    in_build = raw.get("in_build", False)
-    if not isinstance(in_build, bool):
-        raise _err(where, "'in_build' must be true or false")
+    return refines, window
+
+
+def _steps(raw: dict[str, Any], where: str) -> dict[str, frozenset[str]]:
     steps = {}
     for key in ("steps", "not_steps", "only_with"):
         value = raw.get(key, [])
         if not isinstance(value, list) or not all(isinstance(v, str) and _ID_RE.match(v) for v in value):
             raise _err(where, f"'{key}' must be a list of step names (lower-case-with-dashes)")
         steps[key] = frozenset(value)
-    retry = raw.get("retry", [])
-    if not isinstance(retry, list) or not all(isinstance(v, str) and _ID_RE.match(v) for v in retry):
-        raise _err(where, "'retry' must be a list of remedy names (remedies.toml)")
+    return steps
 
-    # Every placeholder must be filled on every match: by a group that every pattern has,
-    # a default, the context, or (for lookup rules) the library table.
+
+def _check_placeholders(
+    raw: dict[str, Any],
+    where: str,
+    patterns: tuple[re.Pattern[str], ...],
+    defaults: dict[str, str],
+    remedies: dict[str, str],
+    fallback: dict[str, str],
+) -> None:
+    """Every placeholder must be filled on every match: by a group that every pattern has,
+    a default, the context, or (for lookup rules) the library table."""
     groups = [set(p.groupindex) for p in patterns]
     always = set.intersection(*groups) | set(defaults) | CONTEXT_KEYS
-    if lookup:
+    if raw.get("lookup"):
         always |= LOOKUP_KEYS
         if not all((g | set(defaults)) & set(LOOKUP_GROUPS) for g in groups):
             raise _err(where, f"with lookup, every pattern needs one of the groups {LOOKUP_GROUPS}")
@@ -307,30 +353,6 @@ def _parse_rule(raw: Any, index: int) -> Rule:
                 f"'{name}' uses {sorted(missing)}, which not every pattern captures "
                 "(add the group to every pattern or give a default)",
             )
-    return Rule(
-        id=rid,
-        category=category,
-        priority=priority,
-        keywords=keywords,
-        patterns=patterns,
-        unless=unless,
-        detail=raw.get("detail", ""),
-        explanation=raw["explanation"],
-        capability=raw["capability"],
-        remedies=remedies,
-        lookup=lookup,
-        fallback_remedies=fallback,
-        fallback_capability=raw.get("fallback_capability", ""),
-        refines=refines,
-        window=window,
-        defaults=dict(defaults),
-        in_build=in_build,
-        steps=steps["steps"],
-        not_steps=steps["not_steps"],
-        only_with=steps["only_with"],
-        retry=tuple(retry),
-        order=index,
-    )
 
 
 def _parse_library(raw: Any, index: int) -> Library:
