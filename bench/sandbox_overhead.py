@@ -33,8 +33,10 @@ from pathlib import Path
 
 from build import ProjectBuilder
 
+from builder.buildlog import FileBuildLog
 from builder.config import Limits
-from builder.sandbox import FileBuildLog, Sandbox, _Cgroup, build_environment, sandbox_available
+from builder.sandbox import Sandbox, build_environment, sandbox_available
+from builder.sandbox.cgroups import Cgroup
 
 PROJECT = "markupsafe"
 VERSION = "3.0.2"
@@ -131,7 +133,7 @@ def one_build(src: Path, python: Path, sandboxed: bool, enabled: bool) -> float:
 
 def cgroup_move_ms(samples: int = 5) -> float | None:
     """Median time to move a process into a fresh cgroup after an idle pause, in ms."""
-    group = _Cgroup.create(Limits())
+    group = Cgroup.create(Limits())
     if group is None:
         return None
     times = []

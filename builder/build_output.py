@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from builder.sandbox import FileBuildLog
+from builder.buildlog import FileBuildLog
 from builder.secrets import Redactor
 
 

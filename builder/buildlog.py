@@ -1,5 +1,5 @@
-"""A build's stored log: its head and its tail, with one marker line between that says how much was
-left out.
+"""A build's log: where its output goes as it comes (``BuildLog``, ``FileBuildLog``), and the stored
+log, its head and its tail with one marker line between that says how much was left out.
 
 A build's whole output goes to the worker's log file (the diagnosis reads all of it); only the
 sandbox's hard cap (``Limits.log_bytes``, 1 GiB by default) ends a build for its output. What is
@@ -13,11 +13,36 @@ from __future__ import annotations
 import os
 from collections import deque
 from pathlib import Path
+from typing import Protocol
+
+from builder.descriptors import DescriptorOwner
 
 DEFAULT_HEAD_BYTES = 8 * 1024**2
 DEFAULT_TAIL_BYTES = 8 * 1024**2
 # Room for the marker line in a stored log's size limit.
 MARKER_ROOM = 512
+
+
+class BuildLog(Protocol):
+    """Where a build's output goes: stdout and stderr of every hook, merged, as it comes."""
+
+    def write(self, data: bytes) -> None: ...
+
+
+class FileBuildLog(DescriptorOwner):
+    """A build log appended to a file, written through (not buffered), counting bytes."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.bytes_written = 0
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            n = os.write(self._fd, view)
+            view = view[n:]
+            self.bytes_written += n
 
 
 def marker_line(omitted: int) -> bytes:

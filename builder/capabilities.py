@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import json
+import logging
 import os
 import platform
 import re
@@ -24,7 +25,11 @@ from pathlib import Path
 
 from builder.config import Settings
 from builder.errors import NoBuildableTarget
+from builder.rust_toolchain import TOOLS as RUST_TOOLS
+from builder.rust_toolchain import find_rust_toolchain
 from builder.targets import PURE, SUPPORTED_MINORS, BuildTarget, known_identifiers
+
+logger = logging.getLogger(__name__)
 
 TOOLS = (
     "cc",
@@ -196,6 +201,16 @@ def probe_tools(path: str | None = None, names: Sequence[str] = TOOLS) -> dict[s
     return found
 
 
+def probe_rust(configured: Path | None = None, path: str | None = None) -> dict[str, str]:
+    """cargo and rustc as builds get them (builder/rust_toolchain.py), by their version lines: a
+    rustup proxy on PATH that cannot choose a toolchain is not a Rust toolchain."""
+    environ = os.environ if path is None else {**os.environ, "PATH": path}
+    toolchain = find_rust_toolchain(configured, environ)
+    if toolchain is None:
+        return {}
+    return {name: _version_line(name, str(toolchain.executable(name))) for name in RUST_TOOLS}
+
+
 def candidate_interpreters(extra: Iterable[Path] = (), path: str | None = None) -> list[str]:
     """Paths of interpreters to probe, without duplicates, in a stable order."""
     candidates: list[str] = [str(p) for p in extra]
@@ -272,7 +287,9 @@ def host_os() -> tuple[str, str]:
     return sys.platform, machine
 
 
-def probe(extra_interpreters: Iterable[Path] = (), path: str | None = None) -> Capabilities:
+def probe(
+    extra_interpreters: Iterable[Path] = (), path: str | None = None, rust_toolchain: Path | None = None
+) -> Capabilities:
     """Find out what this host can build."""
     osname, arch = host_os()
     libc, libc_version = host_libc()
@@ -294,7 +311,7 @@ def probe(extra_interpreters: Iterable[Path] = (), path: str | None = None) -> C
         libc=libc,
         libc_version=libc_version,
         interpreters=tuple(interpreters),
-        tools=probe_tools(path),
+        tools={**probe_tools(path, [t for t in TOOLS if t not in RUST_TOOLS]), **probe_rust(rust_toolchain, path)},
     )
 
 
@@ -318,7 +335,7 @@ def checked_capabilities(settings: Settings) -> Capabilities:
     """
     from builder.sandbox import sandbox_available
 
-    capabilities = probe(settings.extra_interpreters)
+    capabilities = probe(settings.extra_interpreters, rust_toolchain=settings.rust_toolchain)
     if not settings.sandbox or sandbox_available():  # else the worker refuses to start, and says why
         capabilities = check_in_sandbox(capabilities, settings)
     if not capabilities.targets():
@@ -330,11 +347,14 @@ def check_in_sandbox(capabilities: Capabilities, settings: Settings) -> Capabili
     """Run each interpreter found as the builds run it: in the bubblewrap sandbox, as the build user,
     under the build limits. One that fails is not served (a build with it could only fail)."""
     found = [_check_one(i, settings) for i in capabilities.interpreters if i.version[0] == 3]
-    return capabilities.without([u for u in found if u is not None])
+    return _rust_checked(capabilities.without([u for u in found if u is not None]), settings)
 
 
-def _check_one(interpreter: Interpreter, settings: Settings) -> UnusableInterpreter | None:
-    from builder.sandbox import FileBuildLog, LimitExceeded, Sandbox, build_environment
+def _run_checked(settings: Settings, argv: Sequence[str], read_only: Sequence[Path] = ()) -> tuple[int, str]:
+    """Run ``argv`` in the build sandbox under the build limits, in a work directory of its own:
+    its exit code and what it printed."""
+    from builder.buildlog import FileBuildLog
+    from builder.sandbox import LimitExceeded, Sandbox, build_environment
 
     root = settings.data_dir / "work"
     root.mkdir(parents=True, exist_ok=True)
@@ -346,20 +366,52 @@ def _check_one(interpreter: Interpreter, settings: Settings) -> UnusableInterpre
                 workdir=workdir,
                 log=log,
                 enabled=settings.sandbox,
+                read_only=read_only,
                 hidden=[settings.data_dir],
                 env=build_environment(),
             )
-            what = "headers" if interpreter.headers else "runs"
-            code = sandbox.run_command([interpreter.path, "-I", "-c", _SANDBOX_CHECK, what], cwd=str(workdir))
+            code = sandbox.run_command(argv, cwd=str(workdir))
         output = (workdir / "check.log").read_text(errors="replace")
     except (OSError, LimitExceeded) as exc:
         code, output = -1, str(exc)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+    return code, output
+
+
+def _failure(code: int, output: str) -> str:
+    """What a failed check said: its last lines, else its exit status."""
+    said = [line.strip() for line in output.splitlines() if line.strip() and not line.startswith("wheelyard:")]
+    return " | ".join(said[-2:])[:400] or f"it exited with status {code}"
+
+
+def _rust_checked(capabilities: Capabilities, settings: Settings) -> Capabilities:
+    """cargo and rustc are advertised only if rustc compiles as builds run it: as the build user, in
+    the sandbox, its toolchain bound read-only. Else the worker's log says why, and builds that
+    need Rust go to a worker that has it."""
+    toolchain = find_rust_toolchain(settings.rust_toolchain) if "rustc" in capabilities.tools else None
+    if toolchain is None:
+        return capabilities
+    rustc = str(toolchain.executable("rustc"))
+    # An empty library crate (the source is stdin, /dev/null) still loads the standard library.
+    check = [rustc, "--crate-type=lib", "--crate-name=check", "--emit=metadata", "--out-dir=.", "-"]
+    code, output = _run_checked(settings, check, toolchain.paths())
+    if code == 0:
+        return capabilities
+    logger.warning(
+        "wheelyard: Rust (%s) is not served: it does not run in the build sandbox as the build user (%s)",
+        rustc,
+        _failure(code, output),
+    )
+    return replace(capabilities, tools={k: v for k, v in capabilities.tools.items() if k not in RUST_TOOLS})
+
+
+def _check_one(interpreter: Interpreter, settings: Settings) -> UnusableInterpreter | None:
+    what = "headers" if interpreter.headers else "runs"
+    code, output = _run_checked(settings, [interpreter.path, "-I", "-c", _SANDBOX_CHECK, what])
     if code == 0:
         return None
-    said = [line.strip() for line in output.splitlines() if line.strip() and not line.startswith("wheelyard:")]
-    reason = " | ".join(said[-2:])[:400] or f"it exited with status {code}"
+    reason = _failure(code, output)
     return UnusableInterpreter(
         interpreter.path,
         interpreter.version,

@@ -24,9 +24,11 @@ from pathlib import Path
 
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
+from builder.buildlog import BuildLog
 from builder.errors import CibuildwheelFailed
-from builder.sandbox import BuildLog, is_secret_variable, run_tool
+from builder.secrets import is_secret_variable
 from builder.targets import BuildTarget
+from builder.tools import run_tool
 
 # What the worker's configuration sets, and why: build (not pip wheel) as the front end, as the
 # Linux pipeline does; no test command (the proof step imports the wheel on its own terms);

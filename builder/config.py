@@ -140,6 +140,14 @@ class Settings:
     cargo_vendor_dir: Path | None = setting(
         None, env="WHEELYARD_CARGO_VENDOR_DIR", help="a directory registry of vendored crates for Rust builds"
     )
+    # Unset: found as builder/rust_toolchain.py says (rustup's toolchains, then PATH).
+    rust_toolchain: Path | None = setting(
+        None,
+        env="WHEELYARD_RUST_TOOLCHAIN",
+        shown_default="found",
+        help="the directory with the cargo and rustc Rust builds use (a toolchain's bin directory; "
+        "unset: rustup's default toolchain, else cargo on PATH)",
+    )
     sandbox: bool = setting(True, env="WHEELYARD_SANDBOX", help="run build hooks in the bubblewrap sandbox")
     allow_direct_url_requirements: bool = setting(
         False,

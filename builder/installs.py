@@ -67,7 +67,7 @@ def installer_sandbox(settings: Settings, workdir: Path, log: _Log, python: Path
         log=log,
         enabled=settings.sandbox,
         read_only=interpreter_paths(str(python)),
-        env=build_environment(settings),
+        env=build_environment(),
         hidden=[settings.data_dir, *secret_paths(os.environ)],
         writable=[python.parent.parent, cache],
         network=True,

@@ -64,14 +64,11 @@ from builder.installs import install_requirements, uv_binary
 from builder.proof import PROOF_SCRIPT, failed_imports, is_hollow, plan_imports, read_layout, retag_pure
 from builder.publish import publish_verified
 from builder.remedies import changes_for_build
-from builder.sandbox import (
-    LimitExceeded,
-    Sandbox,
-    build_environment,
-    run_tool,
-)
+from builder.rust_toolchain import rust_for_build
+from builder.sandbox import LimitExceeded, Sandbox, build_environment
 from builder.sdist import UnpackLimits, unpack_sdist
 from builder.secrets import secret_paths, secret_values
+from builder.tools import run_tool
 from builder.upstream import DistFile, Release, SimpleIndex
 from builder.verify import WheelInfo, take_wheel, verify_wheel
 
@@ -294,15 +291,14 @@ class BuildDirector:
 
     def _sandbox_for(self) -> Sandbox:
         if self._sandbox is None:
-            read_only = [Path(p) for p in (self.settings.cargo_vendor_dir,) if p is not None]
-            read_only += [p for p in rust_toolchain_paths() if p.exists()]
+            rust = rust_for_build(self.settings, self.workdir / "cargo-home")
             self._sandbox = Sandbox(
                 limits=self.settings.limits,
                 workdir=self.workdir,
                 log=self.log,
                 enabled=self.settings.sandbox,
-                read_only=read_only,
-                env=build_environment(self.settings, {**self._toolchain_env(), **self.changes.environment}),
+                read_only=rust.read_only,
+                env=build_environment({**self._toolchain_env(), **rust.environment, **self.changes.environment}),
                 hidden=[self.settings.data_dir, *secret_paths(os.environ)],
                 # The sources (backends write build/ and metadata there), the wheel's output
                 # directory and cargo's home; the build and prove environments stay read-only.
@@ -311,27 +307,11 @@ class BuildDirector:
         return self._sandbox
 
     def _toolchain_env(self) -> dict[str, str]:
-        """What a build sees of the worker's toolchain (never its settings): PATH with a rustup
-        toolchain first where the worker has one, and a fixed SOURCE_DATE_EPOCH for reproducible zips."""
+        """What a build sees of the worker's toolchain (never its settings): the jobs it may run and
+        a fixed SOURCE_DATE_EPOCH for reproducible zips (Rust: builder/rust_toolchain.py)."""
         env = {"SOURCE_DATE_EPOCH": "315532800"}
         # How many jobs this build may run, chosen with the worker's concurrency (docs/deploy.md).
         env.update(job_environment(self.settings.build_jobs or resolve_parallelism(self.settings).jobs))
-        if self.settings.cargo_vendor_dir is not None:
-            # cargo reads source replacement from a config file only, not from the environment.
-            cargo_home = self.workdir / "cargo-home"
-            cargo_home.mkdir(exist_ok=True)
-            (cargo_home / "config.toml").write_text(
-                '[source.crates-io]\nreplace-with = "vendored-sources"\n\n'
-                f'[source.vendored-sources]\ndirectory = "{self.settings.cargo_vendor_dir}"\n\n'
-                "[net]\noffline = true\n"
-            )
-            env["CARGO_HOME"] = str(cargo_home)
-        cargo_bin, rustup_home = rust_toolchain_paths()
-        if (cargo_bin / "cargo").exists():
-            env["PATH"] = f"{cargo_bin}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-            if rustup_home.exists():
-                env["RUSTUP_HOME"] = str(rustup_home)
-                env["RUSTUP_TOOLCHAIN"] = os.environ.get("RUSTUP_TOOLCHAIN", "stable")
         return env
 
     def _hook_runner(self, sandbox: Sandbox, scripts: Path) -> Callable[..., None]:
@@ -471,12 +451,6 @@ class BuildDirector:
             password=self.upload_password,
             say=self.log.line,
         )
-
-
-def rust_toolchain_paths() -> tuple[Path, Path]:
-    """Where a rustup-installed toolchain lives on the worker: its proxies, and the toolchains."""
-    cargo_home = Path(os.environ.get("CARGO_HOME", Path.home() / ".cargo"))
-    return cargo_home / "bin", Path(os.environ.get("RUSTUP_HOME", Path.home() / ".rustup"))
 
 
 def work_directory(root: Path | None = None) -> Path:

@@ -26,13 +26,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from builder.descriptors import DescriptorOwner
+from builder.tools import SYSTEM_PATH
+
 __all__ = ["TreeUsage", "WorkDirectory", "chown_tree", "remove_tree", "sweep", "tree_usage"]
 
 logger = logging.getLogger(__name__)
 
 _PREFIX = "build-"
 _LEASE = ".lock"
-_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # Directories held open at once by a walk: one per ancestor that still has subdirectories to
 # visit (a plain chain, however deep, needs one). No real build comes near it.
@@ -146,8 +148,8 @@ def remove_tree(path: Path, timeout: float = 600) -> bool:
     """
     if not os.path.lexists(path):
         return True
-    rm = shutil.which("rm", path=_PATH) or "rm"
-    chmod = shutil.which("chmod", path=_PATH) or "chmod"
+    rm = shutil.which("rm", path=SYSTEM_PATH) or "rm"
+    chmod = shutil.which("chmod", path=SYSTEM_PATH) or "chmod"
     for attempt in ([rm, "-rf", "--one-file-system", "--", str(path)], None):
         if attempt is None:
             _run([chmod, "-R", "u+rwX", "--", str(path)], timeout)
@@ -168,12 +170,13 @@ def _run(argv: list[str], timeout: float) -> None:
             stderr=subprocess.DEVNULL,
             timeout=timeout,
             check=False,
-            env={"PATH": _PATH, "LANG": "C"},
+            env={"PATH": SYSTEM_PATH, "LANG": "C"},
         )
 
 
-class WorkDirectory:
-    """A fresh work directory under ``root``, leased to this process until ``close()``."""
+class WorkDirectory(DescriptorOwner):
+    """A fresh work directory under ``root``, leased to this process (``_fd`` holds the lease's
+    lock) until ``close()``."""
 
     def __init__(self, root: Path) -> None:
         root.mkdir(parents=True, exist_ok=True)
@@ -192,21 +195,11 @@ class WorkDirectory:
             raise
         self._fd = fd
 
-    def close(self) -> None:
-        """Remove the directory, then give up the lease."""
-        if self._fd < 0:
-            return
+    def _release(self) -> None:
+        """Remove the directory, then give up the lease (closing ``_fd`` unlocks it)."""
         remove_tree(self.path)
         with contextlib.suppress(OSError):
             os.unlink(self.lease)
-        os.close(self._fd)
-        self._fd = -1
-
-    def __enter__(self) -> WorkDirectory:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def sweep(root: Path) -> list[Path]:

@@ -17,6 +17,7 @@ import pytest
 from builder.config import SETTINGS, Settings, load_settings, markdown_table, to_environ
 from builder.config_table import Setting
 from builder.errors import ConfigurationError
+from builder.rust_toolchain import find_rust_toolchain
 from server.cli import main
 from tests.conftest import REDIS_SERVER, RedisDatabases, die_with_parent, free_port, isolated_pip_env, wait_until
 
@@ -194,6 +195,7 @@ def _command_of(pid: int) -> str:
 
 def test_up_gives_each_child_every_setting_only_the_file_sets(tmp_path: Path, leased_redis: str) -> None:
     index_port, api_port = free_port(), free_port()
+    rust = find_rust_toolchain()
     values = file_settings(
         tmp_path,
         redis_url=leased_redis,
@@ -209,6 +211,8 @@ def test_up_gives_each_child_every_setting_only_the_file_sets(tmp_path: Path, le
         index_server="embedded",
         index_upload_host="127.0.0.2",
         index_upload_port=free_port(),
+        # The worker refuses to start with a Rust toolchain directory that holds none.
+        rust_toolchain=rust.bin_dir if rust is not None else None,
     )
     values = {k: v for k, v in values.items() if v is not None}
     (tmp_path / "overrides").mkdir()  # a worker refuses to start with overrides that do not exist

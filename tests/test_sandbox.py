@@ -24,16 +24,21 @@ import pytest
 from build import BuildBackendException, ProjectBuilder
 
 from builder import sandbox as sandbox_mod
+from builder import tools
+from builder.buildlog import FileBuildLog
 from builder.config import Limits, Settings
 from builder.sandbox import (
-    FileBuildLog,
     LimitExceeded,
     Sandbox,
+    bubblewrap,
     build_environment,
-    is_secret_variable,
+    cgroups,
     marker_line,
+    process_tree,
     sandbox_available,
 )
+from builder.sandbox.bubblewrap import Bubblewrap
+from builder.secrets import is_secret_variable
 from tests.conftest import wait_until
 
 HAVE_BWRAP = sandbox_available()
@@ -108,7 +113,7 @@ def project(body: str) -> Project:
 
 def leftover_cgroups() -> set[Path]:
     """This test process's build cgroups (named for its pid: test sessions side by side make their own)."""
-    bases = {base for base, _ in sandbox_mod._Cgroup._ours().values()}
+    bases = {base for base, _ in cgroups.own_hierarchies().values()}
     return {child for base in bases for child in base.glob(f"wheelyard-{os.getpid()}-*")}
 
 
@@ -309,7 +314,7 @@ def test_sleeps_forever_times_out(
     elapsed = time.monotonic() - start
     assert (info.value.cause, info.value.limit) == ("timeout", 3)
     assert info.value.reference == "build-limit-exceeded"
-    assert 3 <= elapsed < 3 + sandbox_mod.TERMINATE_GRACE_SECONDS + 5
+    assert 3 <= elapsed < 3 + process_tree.TERMINATE_GRACE_SECONDS + 5
     assert read_log(sb).splitlines()[-1] == "wheelyard: build killed: timeout after 3 s"
     assert processes_under(sb.workdir) == []
     assert_normal_build_works(make_sandbox, normal_project)
@@ -319,9 +324,9 @@ def test_sleeps_forever_times_out(
 def limit_mechanism(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Cgroups where the host lets the worker make them; rlimits and /proc where not."""
     if request.param == "rlimits":
-        monkeypatch.setattr(sandbox_mod._Cgroup, "create", classmethod(lambda cls, limits: None))
+        monkeypatch.setattr(cgroups.Cgroup, "create", classmethod(lambda cls, limits: None))
     else:
-        probe = sandbox_mod._Cgroup.create(SMALL)
+        probe = cgroups.Cgroup.create(SMALL)
         if probe is None:
             pytest.skip("no cgroup can be made here")
         probe.remove()
@@ -580,9 +585,8 @@ def test_build_environment_is_made_from_scratch(monkeypatch: pytest.MonkeyPatch)
     env = build_environment()
     assert env["LANG"] == "C.UTF-8" and env["TMPDIR"] == "/tmp" and env["HOME"] == "/home/build"
     assert "WHEELYARD_INDEX_PASSWORD" not in env and "HARMLESS_BUT_INHERITED" not in env
-    vendored = build_environment(Settings(cargo_vendor_dir=Path("/srv/vendor")), {"CFLAGS": "-O2"})
-    assert vendored["CARGO_SOURCE_VENDORED_SOURCES_DIRECTORY"] == "/srv/vendor"
-    assert vendored["CFLAGS"] == "-O2"
+    flagged = build_environment({"CFLAGS": "-O2"})
+    assert flagged["CFLAGS"] == "-O2" and flagged["CARGO_NET_OFFLINE"] == "true"
     with pytest.raises(ValueError):
         build_environment(extra={"GITHUB_TOKEN": "x"})
     for name in (
@@ -629,7 +633,7 @@ def test_hook_starts_inside_its_cgroup_and_rlimits(make_sandbox: Callable[..., S
     assert "RLIMIT_CPU 77 82" in log
     assert f"RLIMIT_FSIZE {123 * 1024**2} {123 * 1024**2}" in log
     assert "RLIMIT_CORE 0 0" in log
-    ours = sandbox_mod._Cgroup._ours()
+    ours = cgroups.own_hierarchies()
     if ours:
         # Every hierarchy the worker can make a child in holds the hook, so the build
         # cannot fork its way out of the accounting (bubblewrap forks before the exec).
@@ -643,13 +647,13 @@ def test_bubblewrap_failing_to_start_is_a_failed_hook(
     make_sandbox: Callable[..., Sandbox], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sb = make_sandbox()
-    make_argv = Sandbox._bwrap_argv
+    make_argv = Bubblewrap.argv
 
-    def broken(self: Sandbox, *args: object, **kw: object) -> list[str]:
+    def broken(self: Bubblewrap, *args: object, **kw: object) -> list[str]:
         argv = make_argv(self, *args, **kw)  # type: ignore[arg-type]
         return [argv[0], "--no-such-option", *argv[1:]]
 
-    monkeypatch.setattr(Sandbox, "_bwrap_argv", broken)
+    monkeypatch.setattr(Bubblewrap, "argv", broken)
     # bubblewrap exits before it reports a sandbox: the hook fails, nothing waits forever.
     assert sb.run_command([sys.executable, "-c", "pass"]) != 0
     assert "no-such-option" in read_log(sb)
@@ -663,7 +667,7 @@ def test_limits_refused_leave_no_process(make_sandbox: Callable[..., Sandbox], m
     def refuse(*args: object) -> None:
         raise PermissionError("prlimit refused")
 
-    monkeypatch.setattr(sandbox_mod.resource, "prlimit", refuse)
+    monkeypatch.setattr(bubblewrap.resource, "prlimit", refuse)
     with pytest.raises(PermissionError):
         sb.run_command(["/bin/sh", "-c", f"touch {marker}; sleep 60"])
     # The sandbox was killed while it waited to be released: the command never ran.
@@ -683,7 +687,7 @@ def gone(pid: int) -> bool:
 def test_tool_timeout_kills_everything_it_started(tmp_path: Path) -> None:
     pidfile = tmp_path / "background.pid"
     with pytest.raises(subprocess.TimeoutExpired):
-        sandbox_mod.run_tool(
+        tools.run_tool(
             ["/bin/sh", "-c", f"sleep 300 & echo $! > {pidfile}; wait"],
             env={"PATH": "/usr/bin:/bin"},
             cwd=tmp_path,
@@ -699,7 +703,7 @@ def test_tool_dies_with_the_worker_process(tmp_path: Path) -> None:
         [
             sys.executable,
             "-c",
-            "import sys; from builder.sandbox import run_tool; "
+            "import sys; from builder.tools import run_tool; "
             f"run_tool(['/bin/sh', '-c', 'echo $$ > {pidfile}; exec sleep 300'], "
             "env={'PATH': '/usr/bin:/bin'}, cwd=sys.argv[1], timeout=600)",
             str(tmp_path),
@@ -719,7 +723,7 @@ def test_tool_dies_with_the_worker_process(tmp_path: Path) -> None:
 
 
 def test_stale_cgroups_of_dead_worker_processes_are_removed() -> None:
-    ours = sandbox_mod._Cgroup._ours()
+    ours = cgroups.own_hierarchies()
     if not ours:
         pytest.skip("no cgroup hierarchy the worker can make children in")
     dead = subprocess.Popen(["true"])
@@ -728,7 +732,7 @@ def test_stale_cgroups_of_dead_worker_processes_are_removed() -> None:
     stale = [base / f"wheelyard-{dead.pid}-{uuid.uuid4().hex[:8]}" for base in bases]
     for path in stale:
         path.mkdir()
-    live = sandbox_mod._Cgroup.create(SMALL)
+    live = cgroups.Cgroup.create(SMALL)
     assert live is not None
     try:
         assert sandbox_mod.remove_stale_cgroups() >= len(stale)
@@ -781,8 +785,8 @@ def test_a_sandbox_that_never_reports_is_killed_not_released(
 ) -> None:
     sb = make_sandbox()
     marker = sb.workdir / "ran"
-    monkeypatch.setattr(sandbox_mod, "RELEASE_TIMEOUT_SECONDS", 0.5)
-    make_argv = Sandbox._bwrap_argv
+    monkeypatch.setattr(bubblewrap, "RELEASE_TIMEOUT_SECONDS", 0.5)
+    make_argv = Bubblewrap.argv
 
     # A bubblewrap that keeps its report to itself: the --info-fd option the worker adds is
     # dropped (the descriptor stays open), the rest goes to the real bubblewrap.
@@ -790,10 +794,10 @@ def test_a_sandbox_that_never_reports_is_killed_not_released(
     quiet.write_text('#!/bin/sh\n[ "$1" = --info-fd ] && shift 2\nexec bwrap "$@"\n')
     quiet.chmod(0o755)
 
-    def silent(self: Sandbox, *args: object, **kw: object) -> list[str]:
+    def silent(self: Bubblewrap, *args: object, **kw: object) -> list[str]:
         return [str(quiet), *make_argv(self, *args, **kw)[1:]]  # type: ignore[arg-type]
 
-    monkeypatch.setattr(Sandbox, "_bwrap_argv", silent)
+    monkeypatch.setattr(Bubblewrap, "argv", silent)
     with pytest.raises(OSError) as info:
         sb.run_command(["/bin/sh", "-c", f"touch {marker}; sleep 60"])
     assert "did not report" in str(info.value)
@@ -840,10 +844,10 @@ def test_a_hook_that_cannot_start_leaks_no_descriptor(
     make_sandbox: Callable[..., Sandbox], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sb = make_sandbox()
-    make_argv = Sandbox._bwrap_argv
+    make_argv = Bubblewrap.argv
     monkeypatch.setattr(
-        Sandbox,
-        "_bwrap_argv",
+        Bubblewrap,
+        "argv",
         lambda self, *a, **kw: ["/nonexistent/bwrap", *make_argv(self, *a, **kw)[1:]],
     )
     before = set(os.listdir("/proc/self/fd"))

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from builder.config import Settings
-from builder.sandbox import ToolRefused, run_tool
 from builder.secrets import Redactor, secret_paths, secret_values
+from builder.tools import ToolRefused, run_tool
 
 
 def test_secret_values_are_the_settings_secrets_url_passwords_and_secret_named_variables() -> None:
@@ -50,7 +50,7 @@ def test_secret_files_are_named_by_the_environment() -> None:
     assert secret_paths({**environ, "HOME": "/root"}) == [Path("/etc/wheelyard/pw"), Path("/etc/wheelyard.toml")]
 
 
-# --- the rule for the worker's tools (builder.sandbox.run_tool) -------------------------------
+# --- the rule for the worker's tools (builder.tools.run_tool) ----------------------------------
 
 
 def test_a_tool_does_not_run_in_a_directory_others_can_write(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from tests.conftest import isolated_pip_env, make_sdist, pip_install_from_index
 
@@ -63,24 +64,21 @@ fn wheelyard_rust_demo(_py: Python, m: &PyModule) -> PyResult<()> {
 }
 
 
-@pytest.mark.skipif(not (CRATES / "pyo3-0.17.3").exists(), reason="needs Debian's librust-pyo3-dev")
-def test_rust_extension_builds_against_a_cargo_source_replacement(
-    make_stack: Any, local_upstream: tuple[Path, str], tmp_path: Path
-) -> None:
-    packages, upstream = local_upstream
+needs_pyo3 = pytest.mark.skipif(not (CRATES / "pyo3-0.17.3").exists(), reason="needs Debian's librust-pyo3-dev")
+
+
+def build_rust_demo(s: Any, packages: Path, tmp_path: Path, worker: str, home: Path | None = None) -> None:
+    """The Rust sdist built by a worker (started with ``home`` as its HOME, if given), published,
+    installed from the index by pip, and imported."""
     make_sdist(tmp_path, "wheelyard_rust_demo", "0.1.0", RUST_PROJECT, packages)
-    s = make_stack(
-        db=11,
-        WHEELYARD_UPSTREAM_INDEX=upstream,
-        WHEELYARD_CARGO_VENDOR_DIR=str(CRATES),
-        WHEELYARD_BUILD_TIMEOUT="900",
-    )
     s.start_index_and_api()
-    s.start_worker("worker-rust", "cp311-manylinux_x86_64")
+    if home is not None:
+        s.env = {**s.env, "HOME": str(home)}
+    s.start_worker(worker, "cp311-manylinux_x86_64")
     response = s.request("wheelyard-rust-demo==0.1.0", ["cp311-manylinux_x86_64"])
     assert response.status_code == 202, response.text
     done = s.wait_done(response.json()["builds"][0]["id"], timeout=900)
-    assert done["status"] == "published", (done, s.log("worker-rust"))
+    assert done["status"] == "published", (done, s.log(worker))
     assert "-cp311-cp311-manylinux" in done["wheel"]
 
     python, urls = pip_install_from_index(s.simple, "3.11", tmp_path, "wheelyard-rust-demo==0.1.0")
@@ -94,6 +92,43 @@ def test_rust_extension_builds_against_a_cargo_source_replacement(
         env=isolated_pip_env(),
     )
     assert out.stdout.strip() == "42"
+
+
+@needs_pyo3
+def test_rust_extension_builds_against_a_cargo_source_replacement(
+    make_stack: Any, local_upstream: tuple[Path, str], tmp_path: Path
+) -> None:
+    packages, upstream = local_upstream
+    s = make_stack(
+        db=11,
+        WHEELYARD_UPSTREAM_INDEX=upstream,
+        WHEELYARD_CARGO_VENDOR_DIR=str(CRATES),
+        WHEELYARD_BUILD_TIMEOUT="900",
+    )
+    build_rust_demo(s, packages, tmp_path, "worker-rust")
+
+
+@needs_pyo3
+def test_rust_extension_builds_on_a_worker_whose_home_is_not_where_rustup_is(
+    make_stack: Any, local_upstream: tuple[Path, str], tmp_path: Path
+) -> None:
+    """A worker run as a service with a HOME of its own (a fresh 0700 directory): rustup's proxies
+    on its PATH cannot choose a toolchain there, so the worker must find the toolchain itself, and
+    advertise the one the build then uses."""
+    packages, upstream = local_upstream
+    home = tmp_path / "service-home"
+    home.mkdir(mode=0o700)
+    s = make_stack(
+        db=13,
+        WHEELYARD_UPSTREAM_INDEX=upstream,
+        WHEELYARD_CARGO_VENDOR_DIR=str(CRATES),
+        WHEELYARD_BUILD_TIMEOUT="900",
+    )
+    build_rust_demo(s, packages, tmp_path, "worker-rust-home", home=home)
+    workers = requests.get(f"{s.api}/api/workers", timeout=10).json()["workers"]
+    (info,) = [w for name, w in workers.items() if name.startswith("worker-rust-home-")]
+    tools = info["capabilities"]["tools"]
+    assert tools["cargo"].startswith("cargo 1.") and tools["rustc"].startswith("rustc 1."), tools
 
 
 def test_cxx_extension_builds_from_source(make_stack: Any, tmp_path: Path) -> None:

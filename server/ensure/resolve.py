@@ -27,10 +27,11 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from builder.buildlog import FileBuildLog
 from builder.config import Settings
 from builder.errors import ResolutionFailed
 from builder.installs import uv_binary
-from builder.sandbox import FileBuildLog, LimitExceeded, Sandbox, build_environment, interpreter_paths
+from builder.sandbox import LimitExceeded, Sandbox, build_environment, interpreter_paths
 from builder.secrets import is_secret_variable, secret_paths
 from builder.targets import BuildTarget
 from server.ensure.inputs import Pin, Sources
@@ -146,7 +147,7 @@ class Resolver:
                 log=log,
                 enabled=settings.sandbox,
                 read_only=interpreter_paths(sys.executable),
-                env=build_environment(settings, {k: v for k, v in env.items() if not is_secret_variable(k, v)}),
+                env=build_environment({k: v for k, v in env.items() if not is_secret_variable(k, v)}),
                 hidden=[settings.data_dir, *secret_paths(os.environ)],
                 network=True,
             )

@@ -337,8 +337,8 @@ def rust_project(root: Path, name: str, deps: str, backend: str = "maturin") -> 
 
 
 def worker_cargo_home(tmp: Path, vendor_dir: str | None) -> dict[str, str]:
-    """cargo's settings as a wheelyard worker gives them to a build (builder/pipeline.py and
-    builder/sandbox.py): always offline; with a vendor directory, a directory source replacing
+    """cargo's settings as a wheelyard worker gives them to a build (builder/rust_toolchain.py and
+    builder/sandbox/environment.py): always offline; with a vendor directory, a directory source replacing
     crates.io, written to $CARGO_HOME/config.toml."""
     home = tmp / "cargo-home"
     home.mkdir()
