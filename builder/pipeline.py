@@ -48,7 +48,7 @@ from builder.build_changes import BuildChanges
 from builder.build_job import BuildJob, BuildOutcome
 from builder.build_output import BuildLog
 from builder.build_requirements import parse_build_requirements
-from builder.capabilities import Capabilities, Interpreter, job_environment, resolve_parallelism
+from builder.capabilities import Capabilities, Interpreter
 from builder.cibuildwheel_build import build_with_cibuildwheel, uses_cibuildwheel
 from builder.config import Settings
 from builder.errors import (
@@ -61,6 +61,7 @@ from builder.errors import (
     WheelyardError,
 )
 from builder.installs import install_requirements, uv_binary
+from builder.parallelism import job_environment, resolve_parallelism
 from builder.proof import PROOF_SCRIPT, failed_imports, is_hollow, plan_imports, read_layout, retag_pure
 from builder.publish import publish_verified
 from builder.remedies import changes_for_build
