@@ -160,7 +160,7 @@ def observe_build(record: Any, changes: dict[str, Any]) -> None:
 def observe_start(record: Any, started_at: float) -> None:
     """Count a build's wait in its queue, at the start of its first attempt (a later attempt
     was queued again at a time the record does not keep)."""
-    if record.attempts == 0 and record.created_at:
+    if not record.runs and record.created_at:
         metrics().queue_wait.labels(str(record.queue)).observe(max(0.0, started_at - record.created_at))
 
 

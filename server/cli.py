@@ -253,6 +253,15 @@ def _worker_targets(settings: Settings, selected: str | None) -> tuple[Any, list
     return capabilities, targets
 
 
+def _check_build_data(settings: Settings) -> None:
+    """The remedies and the per-package overrides, validated before the worker takes a build."""
+    from builder.overrides import load_overrides
+    from builder.remedies import load_remedies
+
+    load_remedies()
+    load_overrides(settings.overrides)
+
+
 def _probe(settings: Settings, capabilities: Any, queues: list[str], sandbox_ok: bool) -> dict[str, Any]:
     """What ``wheelyard worker --probe`` reports: what this host builds, and with what."""
     from builder.capabilities import resolve_parallelism
@@ -280,6 +289,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings, out: TextIO, err: T
         name = args.name or default_worker_name()
         start_service("worker", settings, err, metrics_dir=f"worker-{_file_name(name)}")
     capabilities, targets = _worker_targets(settings, args.targets)
+    _check_build_data(settings)
     for unusable in capabilities.unusable:
         if args.probe:
             err.write(unusable.line() + "\n")
