@@ -46,7 +46,7 @@ from packaging.utils import parse_wheel_filename
 from builder.build_job import BuildJob, BuildOutcome
 from builder.build_requirements import parse_build_requirements
 from builder.buildlog import FileBuildLog
-from builder.capabilities import Capabilities, Interpreter, job_environment, resolve_parallelism
+from builder.capabilities import Capabilities, Interpreter
 from builder.cibuildwheel_build import build_with_cibuildwheel, uses_cibuildwheel
 from builder.config import Settings
 from builder.errors import (
@@ -59,6 +59,7 @@ from builder.errors import (
     WheelyardError,
 )
 from builder.installs import install_requirements, uv_binary
+from builder.parallelism import job_environment, resolve_parallelism
 from builder.proof import PROOF_SCRIPT, failed_imports, is_hollow, plan_imports, read_layout, retag_pure
 from builder.publish import publish_verified
 from builder.rust_toolchain import rust_for_build

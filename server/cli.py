@@ -226,7 +226,7 @@ def _worker_targets(settings: Settings, selected: str | None) -> tuple[Any, list
 
 def _probe(settings: Settings, capabilities: Any, queues: list[str], sandbox_ok: bool) -> dict[str, Any]:
     """What ``wheelyard worker --probe`` reports: what this host builds, and with what."""
-    from builder.capabilities import resolve_parallelism
+    from builder.parallelism import resolve_parallelism
     from builder.sandbox import limit_mechanisms
 
     data: dict[str, Any] = capabilities.to_dict()
@@ -238,7 +238,7 @@ def _probe(settings: Settings, capabilities: Any, queues: list[str], sandbox_ok:
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
-    from builder.capabilities import resolve_parallelism
+    from builder.parallelism import resolve_parallelism
     from builder.records import BuildStore, connect
     from builder.sandbox import sandbox_available
     from builder.tasks import build_sender, create_celery_app, register_tasks

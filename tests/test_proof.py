@@ -95,7 +95,7 @@ def test_a_platform_wheel_without_native_code_is_hollow_and_can_be_retagged_pure
 
 
 def test_concurrency_and_jobs_are_chosen_together_from_cores_and_memory() -> None:
-    from builder.capabilities import plan_parallelism
+    from builder.parallelism import plan_parallelism
 
     gib = 1024**3
     # 2 cores, 24 GiB, 4 GiB a build: two builds side by side, one job each.
