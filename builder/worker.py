@@ -138,26 +138,9 @@ def run_build(
     record = retry_redis(lambda: store.get(build_id), f"build {build_id}: reading the record")
     if record is None or record.status in DONE:
         return None
-    attempts = record.attempts + 1
-
-    def start() -> BuildRecord | None:
-        started = store.update_if(
-            build_id,
-            lambda r: r.status not in DONE and r.recoveries == recovery,
-            status="building",
-            step="start",
-            started_at=time.time(),
-            worker=worker_name,
-            attempts=attempts,
-            finished_at=None,
-            error=None,
-            diagnosis=None,
-        )
-        if started is not None:
-            store.clear_log(build_id)
-        return started
-
-    started = retry_redis(start, f"build {build_id}: recording the start")
+    started = retry_redis(
+        lambda: _start(store, record, worker_name, recovery), f"build {build_id}: recording the start"
+    )
     if started is None:
         logger.warning("build %s: this job (recovery %d) is stale or the build is done; skipped", build_id, recovery)
         return None
@@ -186,6 +169,26 @@ def run_build(
         # Another worker took the build over (this one was thought lost): its outcome stands.
         logger.warning("build %s: taken over by another worker; this attempt's outcome is not recorded", build_id)
     return outcome
+
+
+def _start(store: BuildStore, record: BuildRecord, worker_name: str, recovery: int) -> BuildRecord | None:
+    """Mark the build as building on this worker, its log cleared; None when it is done or the job
+    is stale (the record's recoveries are not the job's)."""
+    started = store.update_if(
+        record.id,
+        lambda r: r.status not in DONE and r.recoveries == recovery,
+        status="building",
+        step="start",
+        started_at=time.time(),
+        worker=worker_name,
+        attempts=record.attempts + 1,
+        finished_at=None,
+        error=None,
+        diagnosis=None,
+    )
+    if started is not None:
+        store.clear_log(record.id)
+    return started
 
 
 def _run_director(
