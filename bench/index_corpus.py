@@ -110,7 +110,7 @@ def corpus() -> Path:
 
 def fill_data_dir(data_dir: Path) -> None:
     """A wheelyard data directory holding the corpus (hard links) and its pages."""
-    from server.site import IndexSite
+    from server.index.site import IndexSite
 
     wheels = data_dir / "wheels"
     wheels.mkdir(parents=True, exist_ok=True)

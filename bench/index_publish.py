@@ -14,6 +14,7 @@ end; at least 20 uploads a second.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import shutil
 import statistics
@@ -112,7 +113,7 @@ def main() -> int:
                 uploads, visible = latency(base, big)
                 rate = throughput(base, burst)
             rows.append((server, uploads, visible, rate))
-            print(f"  {server}: done", flush=True)
+            print(f"  {server}: done (load average {os.getloadavg()[0]:.1f})", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"\n{args.uploads} uploads to the {BIG} page (500 files), then {args.burst} small uploads by 8 clients")

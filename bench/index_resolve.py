@@ -103,7 +103,7 @@ def main() -> int:
                 else:
                     base = stack.enter_context(wheelyard_index(data, server.split()[1]))
                 results[server] = measure(base + "/simple/", args.runs)
-                print(f"  {server}: {results[server]}", flush=True)
+                print(f"  {server}: {results[server]} (load average {os.getloadavg()[0]:.1f})", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     floor = results["plain nginx (floor)"]

@@ -12,6 +12,7 @@ every path, p99 under 25 ms, for both of wheelyard's servers.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import subprocess
@@ -90,7 +91,8 @@ def main() -> int:
                         results[(server, label, form)] = result = wrk(
                             base + path, args.duration, args.connections, accept
                         )
-                        print(f"  {server:42} {label:10} {form:5} {result[0]:10.1f} req/s", flush=True)
+                        load = os.getloadavg()[0]
+                        print(f"  {server:42} {label:10} {form:5} {result[0]:10.1f} req/s  load {load:.1f}", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     report(results, servers)

@@ -25,7 +25,7 @@ from server.api_state import Shared, require_token
 from server.api_status import router as status_router
 from server.ensure.api import ENSURE_MAX_BODY_BYTES, ensure_router
 from server.ensure.holdings import private_check
-from server.index_api import index_router
+from server.index.api import index_router
 from server.misses.routes import create_demand_router
 from server.service import BuildService
 from server.watch.routes import watch_router
@@ -61,7 +61,7 @@ def create_app(
         is_private=private_check(settings, store),
     )
 
-    app.include_router(create_demand_router(settings, service))
+    app.include_router(create_demand_router(settings, service, require_token=require_token))
     app.include_router(watch_router(client))
 
     install_error_handlers(app)

@@ -26,8 +26,9 @@ from typing import Any, TextIO
 
 from builder.config import Settings, load_settings, settings_help
 from builder.errors import ConfigurationError, SandboxUnavailable, TargetNotBuildable, WheelyardError
-from server import client_commands, index_commands
+from server import client_commands
 from server.ensure import command as ensure_command
+from server.index import commands as index_commands
 from server.options import GLOBAL_SETTING_OPTIONS, add_global_options, setting_option, setting_values
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -193,9 +194,9 @@ def cmd_api(args: argparse.Namespace, settings: Settings, out: TextIO, err: Text
 
 
 def cmd_index(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
-    from server.index import serve_index
+    from server.index.serve import serve
 
-    return serve_index(settings)
+    return serve(settings)
 
 
 def _worker_targets(settings: Settings, selected: str | None) -> tuple[Any, list[Any]]:

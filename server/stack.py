@@ -15,13 +15,15 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TextIO
 
 import requests
 
-from builder.config import Settings, to_environ
+from builder.config import SETTINGS, Settings, to_environ
 from builder.errors import StackStartFailed
 from server.supervise import Supervised
 
@@ -97,10 +99,18 @@ def child_environment(settings: Settings) -> dict[str, str]:
     """The environment of each child: every resolved setting, so none is lost on the way.
 
     ``wheelyard --config f.toml up`` resolves the file here; the children get its values
-    as variables (and no WHEELYARD_CONFIG), so they load exactly these settings.
+    as variables (and no WHEELYARD_CONFIG), so they load exactly these settings. Secrets
+    (the API token, the passwords) are not among the variables, which any process of the
+    same user may read in /proc and which every grandchild inherits: each is written to a
+    0600 file in ``DATA_DIR/run/secrets/`` (a 0700 directory) and named by its ``*_FILE``
+    variable, which the children's settings read.
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith("WHEELYARD_")}
     env.update(to_environ(settings))
+    secrets_dir = settings.data_dir / "run" / "secrets"
+    for s in SETTINGS:
+        if s.secret and s.env in env:
+            env[s.env + "_FILE"] = str(_secret_file(secrets_dir, s.env, env.pop(s.env)))
     if not settings.index_password:
         # The password ensure_upload_credentials generated: children read it from its file.
         env["WHEELYARD_INDEX_PASSWORD_FILE"] = str(settings.data_dir / "index-password")
@@ -108,8 +118,24 @@ def child_environment(settings: Settings) -> dict[str, str]:
     return env
 
 
+def _secret_file(directory: Path, name: str, value: str) -> Path:
+    """``value`` in ``directory/name``, mode 0600, written anew (and atomically) on every start."""
+    directory.mkdir(parents=True, exist_ok=True)
+    os.chmod(directory, 0o700)
+    path = directory / name
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=directory)
+    try:
+        with os.fdopen(fd, "w") as fh:  # mkstemp makes it 0600
+            fh.write(value + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
 def run_stack(settings: Settings, *, worker: bool, targets: str | None, out: TextIO, err: TextIO) -> int:
-    from server.index import ensure_upload_credentials
+    from server.index.credentials import ensure_upload_credentials
 
     if worker:
         # The worker's own start-up check, so that `up` never reports a stack that cannot build.

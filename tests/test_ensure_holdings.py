@@ -15,7 +15,8 @@ from builder.errors import IndexUnavailable
 from builder.publish import publish_wheel
 from builder.records import BuildStore
 from builder.targets import BuildTarget
-from server.ensure.holdings import Holdings, private_check, private_names
+from server.ensure.holdings import Holdings, private_check
+from server.private import is_private, private_projects
 from tests.conftest import REDIS_SERVER, RedisDatabases, free_port
 from tests.test_index import PASSWORD, READ_PASSWORD, USER, Index, running_index
 from tests.test_verify import make_wheel
@@ -65,32 +66,41 @@ def test_holdings_over_http_and_from_the_wheel_directory_agree(index: Index, tmp
         Holdings(index.url)  # no read password
 
 
-def test_a_name_is_private_until_wheelyard_has_a_build_of_it(index: Index, store: BuildStore) -> None:
-    assert private_names(store, ["internal-lib", "fastthing"]) == {"internal-lib", "fastthing"}
-    failed = store.create(
-        name="fastthing",
-        version="0.6",
+def private_names(store: BuildStore, holdings: Holdings) -> set[str]:
+    return private_projects(store, holdings.projects, lambda name: [f.filename for f in holdings.files(name)])
+
+
+def build(store: BuildStore, name: str, version: str, status: str, wheel: str | None = None) -> None:
+    record = store.create(
+        name=name,
+        version=version,
         target=CP312.identifier,
-        requirement="fastthing==0.6",
+        requirement=f"{name}=={version}",
         from_source=False,
         queue="q",
     )
-    store.update(failed.id, status="failed", finished_at=time.time())
-    assert private_names(store, ["fastthing"]) == {"fastthing"}, "a failed build put nothing on the index"
-    mirrored = store.create(
-        name="FastThing",
-        version="0.5",
-        target=CP312.identifier,
-        requirement="fastthing==0.5",
-        from_source=False,
-        queue="q",
-    )
-    store.update(mirrored.id, status="mirrored")
-    assert private_names(store, ["internal-lib", "fastthing"]) == {"internal-lib"}
+    store.update(record.id, status=status, wheel=wheel, finished_at=time.time())
+
+
+def test_a_name_is_private_until_wheelyard_made_every_file_of_it(index: Index, store: BuildStore) -> None:
+    holdings = Holdings(index.url, auth=("reader", READ_PASSWORD))
+    fastthing = "fastthing-0.5-cp312-cp312-manylinux_2_17_x86_64.whl"
+    assert private_names(store, holdings) == {"internal-lib", "fastthing"}
+    build(store, "fastthing", "0.6", "failed")
+    assert private_names(store, holdings) == {"internal-lib", "fastthing"}, "a failed build put nothing there"
+    build(store, "fastthing", "0.5", "building")
+    assert private_names(store, holdings) == {"internal-lib"}, "a build under way may have uploaded already"
+    build(store, "FastThing", "0.5", "mirrored", wheel=fastthing)
+    build(store, "internal-lib", "2.0", "published", wheel="internal_lib-2.0-py3-none-any.whl")
+    assert private_names(store, holdings) == {"internal-lib"}, "internal_lib-1.0 was uploaded by people"
+    # The same rule where a miss is considered (server/misses) and where a request is refused (below).
+    assert is_private(store, "internal-lib", [f.filename for f in holdings.files("internal-lib")])
+    assert not is_private(store, "fastthing", [fastthing])
+    assert not is_private(store, "not-on-the-index", None) and not is_private(store, "not-on-the-index", [])
 
     settings = Settings(index_url=index.url, index_read_password=READ_PASSWORD)
-    is_private = private_check(settings, store)
-    assert is_private("Internal_Lib") and not is_private("fastthing") and not is_private("not-on-the-index")
+    refuses = private_check(settings, store)
+    assert refuses("Internal_Lib") and not refuses("fastthing") and not refuses("not-on-the-index")
     closed = private_check(Settings(index_url=f"http://127.0.0.1:{free_port()}"), store)
     with pytest.raises(IndexUnavailable, match="nothing was queued"):
         closed("internal-lib")

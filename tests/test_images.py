@@ -458,12 +458,15 @@ def test_dependencies_wait_for_healthy_services() -> None:
 
 
 def test_the_nginx_config_is_the_generators_output() -> None:
-    from server.index_nginx import COMPOSE_SITE, render
+    from server.index.nginx import COMPOSE_SITE, render
 
     assert (IMAGES / "nginx.conf").read_text() == render(COMPOSE_SITE), "regenerate images/nginx.conf"
     services = _compose()["services"]
     assert "./images/nginx.conf:/etc/nginx/nginx.conf:ro" in services["index"]["volumes"]
     assert COMPOSE_SITE.upload == f"uploads:{_environment(services['uploads'])['WHEELYARD_INDEX_UPLOAD_PORT']}"
+    # nginx's demand reports carry the API token, from a secret of the index's own.
+    assert COMPOSE_SITE.demand_auth == "/run/secrets/index_report_auth"
+    assert "index_report_auth" in services["index"]["secrets"]
 
 
 def free_port() -> int:
@@ -478,10 +481,14 @@ def free_port() -> int:
 def test_the_compose_nginx_config_is_valid_nginx(tmp_path: Path) -> None:
     from dataclasses import replace
 
-    from server.index_nginx import COMPOSE_SITE, render
+    from server.index.nginx import COMPOSE_SITE, demand_auth_directive, render
 
     # nginx -t resolves upstream names: the compose network's names stand in as loopback.
-    local = replace(COMPOSE_SITE, upload="127.0.0.1:8081", api="127.0.0.1:8000", run_dir=str(tmp_path))
+    auth = tmp_path / "index_report_auth"
+    auth.write_text(demand_auth_directive("a-token_of.the~kind+secrets/makes="))
+    local = replace(
+        COMPOSE_SITE, upload="127.0.0.1:8081", api="127.0.0.1:8000", run_dir=str(tmp_path), demand_auth=str(auth)
+    )
     conf = tmp_path / "nginx.conf"
     conf.write_text(render(local).replace("listen 8080", f"listen 127.0.0.1:{free_port()}"))
     done = subprocess.run(
@@ -527,6 +534,7 @@ def test_secrets_are_files_never_plain_environment() -> None:
             assert match[1] in granted and match[1] in declared, f"{name}: {variable} names an ungranted secret"
     needs = {
         "api": {"api_token"},
+        "index": {"index_report_auth"},
         "uploads": {"index_password"},
         "worker-manylinux": {"index_password"},
         "worker-musllinux": {"index_password"},
@@ -631,7 +639,7 @@ def test_docker_compose_config_validates(tmp_path: Path) -> None:
     shutil.copy(COMPOSE, tmp_path / "compose.yaml")
     (tmp_path / "images").symlink_to(IMAGES)
     (tmp_path / "secrets").mkdir()
-    for secret in ("index_password", "api_token"):
+    for secret in ("index_password", "api_token", "index_report_auth"):
         (tmp_path / "secrets" / secret).write_text("x\n")
     done = subprocess.run(
         ["docker", "compose", "-f", "compose.yaml", "config", "--quiet"],

@@ -25,7 +25,8 @@ from pypiserver.config import Config
 
 from builder.errors import AlreadyPublished
 from builder.publish import publish_wheel, published_sha256, wheel_on_index
-from server.index import ImmutableFileBackend, ensure_upload_credentials
+from server.index.credentials import ensure_upload_credentials
+from server.index.storage import ImmutableFileBackend
 from tests.conftest import make_sdist
 from tests.test_verify import make_wheel
 

@@ -1,9 +1,6 @@
 """What the private index holds, and which of its projects are private.
 
-A project is *private* when it is on the index and wheelyard never mirrored or built it (no
-build record of the name that is not a failure): people uploaded it. Such a name is never
-mirrored or built from upstream, whatever a requirement asks: a public project that shares its
-name (dependency confusion) never reaches the index through wheelyard.
+Which projects are private (people uploaded some of their files) is ``server/private.py``'s rule.
 
 The index's files are read from its wheel directory where this process has the index's own
 (``wheelyard up``, one host: a listing costs no request and no hashing), else from its Simple API.
@@ -11,11 +8,10 @@ The index's files are read from its wheel directory where this process has the i
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import urllib.parse
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,13 +28,12 @@ from packaging.version import InvalidVersion
 from builder.config import Settings
 from builder.errors import IndexUnavailable
 from builder.publish import redact_url
-from builder.records import PREFIX, BuildStore, name_index
+from builder.records import BuildStore
 from builder.targets import BuildTarget
 from builder.upstream import SimpleIndex
+from server.private import is_private as is_private_on_index
+from server.private import normal_version
 
-# A record in one of these states is wheelyard's own claim on the name (a queued or running build
-# may have uploaded already and not yet said so); a failed build put nothing on the index.
-_BUILT = ("queued", "building", "mirrored", "published")
 _PROJECT_LINK = re.compile(r'<a href="([^"/]+)/?"')
 
 
@@ -93,7 +88,7 @@ class Holdings:
 
     def wheel_for(self, name: str, version: str, target: BuildTarget, glibc_max: tuple[int, int]) -> str | None:
         """A wheel of name==version on the index that installs on ``target``, or None."""
-        wanted = _normal(version)
+        wanted = normal_version(version)
         for f in self.files(name):
             if f.version == wanted and f.fits(target, glibc_max):
                 return f.filename
@@ -162,35 +157,6 @@ class Holdings:
         return out
 
 
-def _normal(version: str) -> str:
-    try:
-        from packaging.version import Version
-
-        return str(Version(version))
-    except InvalidVersion:
-        return version
-
-
-def private_names(store: BuildStore, names: Iterable[str]) -> set[str]:
-    """Of ``names`` (projects on the index), those wheelyard never mirrored, built or queued."""
-    wanted: list[str] = sorted({canonicalize_name(n) for n in names})
-    if not wanted:
-        return set()
-    pipe = store.redis.pipeline(transaction=False)
-    for name in wanted:
-        pipe.zrange(name_index(name), 0, -1)
-    id_lists = pipe.execute()
-    ids = [i.decode() if isinstance(i, bytes) else str(i) for ids_ in id_lists for i in ids_]
-    built: set[str] = set()
-    if ids:
-        for raw in store.redis.mget([f"{PREFIX}build:{i}" for i in ids]):
-            if raw:
-                record = json.loads(raw)
-                if record.get("status") in _BUILT:
-                    built.add(canonicalize_name(record["name"]))
-    return set(wanted) - built
-
-
 def private_check(settings: Settings, store: BuildStore) -> Callable[[str], bool]:
     """Whether a name is private on this deployment's index, for the build service to refuse it.
 
@@ -219,7 +185,7 @@ def private_check(settings: Settings, store: BuildStore) -> Callable[[str], bool
                 "whether it is a private project there is unknown; nothing was queued",
                 "give the API the index's read password (WHEELYARD_INDEX_READ_PASSWORD) and check the index",
             )
-        return bool(private_names(store, [canonical]))
+        return is_private_on_index(store, canonical, [f.filename for f in SimpleIndex.files_from_page(response)])
 
     return is_private
 

@@ -23,11 +23,12 @@ from builder.errors import InvalidEnsureInput, PrivateProjectWithoutWheel, Wheel
 from builder.records import BuildRecord
 from builder.targets import PURE, BuildTarget
 from builder.upstream import Release
-from server.ensure.holdings import Holdings, IndexFile, private_names
+from server.ensure.holdings import Holdings, IndexFile
 from server.ensure.inputs import Pin, Sources
 from server.ensure.report import PENDING, Item, Report
 from server.ensure.resolve import Resolver
 from server.ensure.targets import expand_targets
+from server.private import private_projects
 from server.service import BuildService, shown_status
 
 Progress = Callable[[Report], None]
@@ -61,7 +62,9 @@ class Ensurer:
         targets = expand_targets(selectors)
         report = Report([t.identifier for t in targets])
         holdings = self.holdings()
-        private = private_names(self.service.store, holdings.projects)
+        private = private_projects(
+            self.service.store, holdings.projects, lambda name: [f.filename for f in holdings.files(name)]
+        )
         closures = self._closures(sources, targets, holdings, private, report)
         named_private = sorted({p.name for pins in closures.values() for p in pins} & private)
         report.private = named_private

@@ -31,7 +31,7 @@ NO_WHEEL = "no-wheel-for-target"
 _RECORD = """
 local member, now, reason, limit = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
 redis.call('ZADD', KEYS[1], now, member)
-local count = redis.call('HINCRBY', KEYS[2], member, 1)
+local count = redis.call('HINCRBY', KEYS[2], member, tonumber(ARGV[5]))
 redis.call('HSET', KEYS[3], member, reason)
 local excess = redis.call('ZCARD', KEYS[1]) - limit
 if excess > 0 then
@@ -71,11 +71,13 @@ class MissStore:
         self.limit = limit
         self._record = client.register_script(_RECORD)
 
-    def record(self, project: str, target: str, reason: str, now: float | None = None) -> int:
-        """Count one miss; returns how many times it has been seen (since it was last dropped)."""
+    def record(self, project: str, target: str, reason: str, now: float | None = None, *, times: int = 1) -> int:
+        """Count a miss (``times`` requests of it); returns how many times it has been seen (since it was
+        last dropped)."""
         member = f"{project} {target}"
         stamp = time.time() if now is None else now
-        return int(self._record(keys=[MISSES, COUNTS, REASONS, BUILDS], args=[member, repr(stamp), reason, self.limit]))
+        keys = [MISSES, COUNTS, REASONS, BUILDS]
+        return int(self._record(keys=keys, args=[member, repr(stamp), reason, self.limit, times]))
 
     def forget(self, project: str, target: str) -> None:
         member = f"{project} {target}"

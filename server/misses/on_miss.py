@@ -3,8 +3,8 @@
 Off unless a deployment turns it on (``build_on_miss``). Each miss is considered in the
 API process and handed to one background thread, so the index's report is answered at once:
 
-* never for a private name: a project on the index that people uploaded (a file there
-  that no wheelyard build made) is theirs, whatever upstream holds under that name;
+* never for a private name (``server/private.py``): a project on the index that people
+  uploaded is theirs, whatever upstream holds under that name;
 * at most once per (project, target) every ``build_on_miss_cooldown`` seconds, and at most
   ``build_on_miss_per_hour`` in all (Redis keys with a time to live, shared by every API
   process), so a client asking for made-up names, or a loop of them, costs little;
@@ -23,7 +23,7 @@ import redis
 
 from builder.config import Settings
 from builder.errors import WheelyardError
-from builder.records import PREFIX, BuildStore, name_index
+from builder.records import PREFIX
 from builder.targets import BuildTarget
 from server.misses.misses import MissStore
 from server.service import BuildService
@@ -55,15 +55,6 @@ def newest_with_closure(settings: Settings, service: BuildService) -> Ensure:
         return f"{release} and its closure ({len(pins)} distributions): {counts}"
 
     return ensure
-
-
-def is_private(store: BuildStore, project: str, files: list[str] | None) -> bool:
-    """Whether people uploaded some of the project's files on the index (no build of ours made them)."""
-    if not files:
-        return False
-    records, _ = store.find([[name_index(project)]], limit=1000)
-    ours = {r.wheel for r in records if r.wheel}
-    return any(f not in ours for f in files)
 
 
 class BuildOnMiss:

@@ -2,24 +2,29 @@
 
 The index calls the first for every request of ``/simple/<name>/``, with the client's own
 ``User-Agent``, and ignores the answer. Whatever it carries, the answer is 200: a path that
-is no project page, or a client whose header names no target, is counted as nothing.
+is no project page, or a client whose header names no target, is counted as nothing. A report
+records a miss and may start a build (``build_on_miss``), so it needs the API token where the
+API has one: the index carries it (``server/index/demand.py``, nginx's ``/_demand``), clients
+never call this route themselves. The list of misses is a read, open as the build list is.
 """
 
 from __future__ import annotations
 
 import re
 import urllib.parse
+from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Depends, Header, Query
 from packaging.utils import canonicalize_name
 from pydantic import BaseModel, Field
 
 from builder.config import Settings
 from server.misses.holdings import Holdings, serves
 from server.misses.misses import NO_PROJECT, NO_WHEEL, MissStore
-from server.misses.on_miss import BuildOnMiss, Ensure, is_private, newest_with_closure
+from server.misses.on_miss import BuildOnMiss, Ensure, newest_with_closure
 from server.misses.useragent import client_target
+from server.private import is_private
 from server.service import BuildService
 
 # PEP 508 names, as the index's /simple/<name>/ takes them.
@@ -58,7 +63,13 @@ def project_from_path(path: str) -> str | None:
     return canonicalize_name(match["name"]) if match else None
 
 
-def create_demand_router(settings: Settings, service: BuildService, ensure: Ensure | None = None) -> APIRouter:
+def create_demand_router(
+    settings: Settings,
+    service: BuildService,
+    ensure: Ensure | None = None,
+    *,
+    require_token: Callable[..., None] | None = None,
+) -> APIRouter:
     """The demand routes; ``ensure`` is what building on a miss asks for (by default the newest
     release for the client's target and its closure, through the ensure core)."""
     router = APIRouter(tags=["demand"])
@@ -76,9 +87,14 @@ def create_demand_router(settings: Settings, service: BuildService, ensure: Ensu
             per_hour=settings.build_on_miss_per_hour,
         )
 
-    @router.get("/api/index-requests", response_model=IndexRequestSeen)
+    @router.get(
+        "/api/index-requests",
+        response_model=IndexRequestSeen,
+        dependencies=[Depends(require_token)] if require_token is not None else [],
+    )
     def index_request(
         path: Annotated[str, Query(description="the request path, URL-encoded")] = "",
+        count: Annotated[int, Query(ge=1, le=1_000_000, description="how many such requests this reports")] = 1,
         user_agent: Annotated[str | None, Header()] = None,
     ) -> dict[str, Any]:
         project = project_from_path(path)
@@ -90,7 +106,7 @@ def create_demand_router(settings: Settings, service: BuildService, ensure: Ensu
             misses.forget(project, target.identifier)
             return {"outcome": "hit", "project": project, "target": target.identifier}
         reason = NO_PROJECT if files is None else NO_WHEEL
-        misses.record(project, target.identifier, reason)
+        misses.record(project, target.identifier, reason, times=count)
         seen: dict[str, Any] = {"outcome": "miss", "project": project, "target": target.identifier, "reason": reason}
         if builder is not None:
             seen["build"] = builder.consider(project, target, private=is_private(store, project, files))

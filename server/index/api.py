@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
 from builder.config import Settings
-from server.site import IndexSite
+from server.index.site import IndexSite
 
 MAX_REASON = 1000
 

@@ -43,12 +43,14 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 
 from builder.errors import NotOnIndex, WheelRejected, WheelyardError
-from server import pages
-from server.pages import FileEntry
+from builder.verify import sha256_file
+from server.index import pages
+from server.index.pages import FileEntry
 
 MAX_METADATA_BYTES = 16 << 20
 _PROJECT_NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
 _CHUNK = 1 << 20
+PAGE_FILES = ("index.html", "index.vhtml", "index.json", "index.html.gz", "index.vhtml.gz", "index.json.gz")
 
 
 @dataclass(frozen=True)
@@ -111,25 +113,19 @@ class IndexSite:
             self._write_project(name, records)
         return sorted(changed)
 
-    def rebuild(self) -> RebuildReport:
-        """Every page again from the files (recovery; also run when the index starts).
+    def rebuild(self, *, force: bool = False) -> RebuildReport:
+        """Every page again from the files (recovery with ``force``; also run when the index starts).
 
         A file already in its project's record with the same size keeps its hash, upload
-        time and yank state; any other is read again."""
+        time and yank state; any other is read again. Without ``force``, a project whose
+        record is unchanged, written in this version's page format, keeps its pages as they
+        are: a start costs a ``stat`` per file, whatever the number of projects."""
         self.ensure_dirs()
-        by_project: dict[str, list[Path]] = {}
-        for path in self.files_dir.iterdir():
-            if path.name.startswith(".") or not path.is_file():
-                continue
-            try:
-                name, _ = pages.project_and_version(path.name)
-            except ValueError:
-                continue
-            by_project.setdefault(name, []).append(path)
+        by_project = self._files_by_project()
         hashed = files = 0
         for name, paths in by_project.items():
             with self._locked(name):
-                old = self._load(name)
+                old, page_format = self._load_state(name)
                 records: dict[str, FileEntry] = {}
                 for path in paths:
                     known = old.get(path.name)
@@ -142,13 +138,30 @@ class IndexSite:
                     records[path.name] = fresh
                     hashed += 1
                 files += len(records)
-                self._save(name, records)
-                self._write_project(name, records)
+                if force or records != old or page_format != pages.PAGE_FORMAT or not self._has_pages(name):
+                    self._save(name, records)
+                    self._write_project(name, records)
         for stale in self.state.glob("*.json"):
             if stale.stem not in by_project:
                 stale.unlink(missing_ok=True)
         self.write_root()
         return RebuildReport(projects=len(by_project), files=files, hashed=hashed)
+
+    def _files_by_project(self) -> dict[str, list[Path]]:
+        by_project: dict[str, list[Path]] = {}
+        for path in self.files_dir.iterdir():
+            if path.name.startswith(".") or not path.is_file():
+                continue
+            try:
+                name, _ = pages.project_and_version(path.name)
+            except ValueError:
+                continue
+            by_project.setdefault(name, []).append(path)
+        return by_project
+
+    def _has_pages(self, name: str) -> bool:
+        directory = self.simple / name
+        return all((directory / f).is_file() for f in PAGE_FILES)
 
     def write_root(self) -> None:
         with self._locked(".root"):
@@ -177,7 +190,7 @@ class IndexSite:
         uploaded = datetime.datetime.fromtimestamp(stat.st_mtime, datetime.timezone.utc)
         return FileEntry(
             filename=source.name,
-            sha256=sha256 or _sha256(source),
+            sha256=sha256 or sha256_file(source),
             size=stat.st_size,
             upload_time=uploaded.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
             requires_python=requires_python,
@@ -221,15 +234,20 @@ class IndexSite:
         _replace(directory / "index.html", html_page, also=directory / "index.vhtml")
 
     def _load(self, name: str) -> dict[str, FileEntry]:
+        return self._load_state(name)[0]
+
+    def _load_state(self, name: str) -> tuple[dict[str, FileEntry], int | None]:
+        """A project's record, and the page format its pages were last written in."""
         path = self.state / f"{name}.json"
         try:
             data = json.loads(path.read_bytes())
         except FileNotFoundError:
-            return {}
-        return {f: FileEntry.from_dict(e) for f, e in data.get("files", {}).items()}
+            return {}, None
+        records = {f: FileEntry.from_dict(e) for f, e in data.get("files", {}).items()}
+        return records, data.get("format")
 
     def _save(self, name: str, records: dict[str, FileEntry]) -> None:
-        data = {"files": {f: e.to_dict() for f, e in sorted(records.items())}}
+        data = {"format": pages.PAGE_FORMAT, "files": {f: e.to_dict() for f, e in sorted(records.items())}}
         _replace(self.state / f"{name}.json", json.dumps(data, indent=1).encode(), sync=True)
 
     @contextlib.contextmanager
@@ -281,7 +299,7 @@ def requires_python_of(metadata: bytes) -> str | None:
 
 
 def _sdist_requires_python(path: Path) -> str | None:
-    from server.sdist_check import read_pkg_info
+    from server.index.sdist_check import read_pkg_info
 
     try:
         return requires_python_of(read_pkg_info(path))
@@ -296,14 +314,6 @@ def _normal_version(version: str) -> str:
         return str(Version(version))
     except InvalidVersion:
         raise NotOnIndex(f"{version!r} is not a version", "give a version such as 1.2.0") from None
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _gzip(data: bytes) -> bytes:

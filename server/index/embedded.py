@@ -1,7 +1,7 @@
 """The embedded static server of the index: the site tree from memory, uploads passed through.
 
 Used by ``wheelyard index`` where no nginx is on ``PATH`` (or ``WHEELYARD_INDEX_SERVER=embedded``).
-It answers what nginx would with the generated configuration (``server/index_nginx.py``):
+It answers what nginx would with the generated configuration (``server/index/nginx.py``):
 
 * ``GET``/``HEAD`` of ``/simple/`` and ``/simple/<name>/``: the page in the form the
   ``Accept`` header asks for (PEP 691, ``Vary: Accept``, 406), gzip when accepted, a
@@ -23,22 +23,27 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
+import ctypes
 import hashlib
 import hmac
 import os
 import signal
 import socket
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
 from email.utils import formatdate
 from pathlib import Path
+from typing import Any
 
-from server.demand import DemandReporter
-from server.index_conn import Connection
+from server.index.connection import Connection
+from server.index.demand import DemandReporter
 
 MAX_HEAD_BYTES = 64 * 1024
 CACHE_FILE_BYTES = 8 << 20  # files up to this size are kept in memory
-CACHE_TOTAL_BYTES = 512 << 20
+CACHE_TOTAL_BYTES = 512 << 20  # shared out among the serving processes
+MAX_PROCESSES = 8
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,7 @@ class FrontConfig:
     upload_port: int
     read_password: str | None = None
     api_url: str | None = None
+    api_token: str | None = None  # carried by demand reports
     header_timeout: float = 10.0
     keepalive_timeout: float = 30.0
     access_log: Path | None = None
@@ -62,18 +68,26 @@ class Cached:
     last_modified: str
     mtime: float
     size: int
+    # The headers of a whole 200 answer after its Date line, rendered once per (content type,
+    # extra headers): most requests are answered with these and the body, as they are.
+    heads: dict[tuple[bytes, bytes], bytes] = field(default_factory=dict)
+
+    def validators(self) -> bytes:
+        return b"ETag: " + self.etag.encode() + b"\r\nLast-Modified: " + self.last_modified.encode() + b"\r\n"
 
 
 class SiteFiles:
     """Files of the site tree, read once while unchanged."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, budget: int = CACHE_TOTAL_BYTES) -> None:
         self.root = root
+        self.prefix = f"{root}/"
+        self.budget = budget
         self.cache: dict[str, Cached] = {}
         self.cached_bytes = 0
 
     def get(self, rel: str) -> Cached | None:
-        path = os.path.join(self.root, rel)
+        path = self.prefix + rel
         try:
             st = os.stat(path)
         except (OSError, ValueError):  # missing, or a name no file can have (a NUL)
@@ -109,13 +123,37 @@ class SiteFiles:
         if entry.body is None:
             self.cache[rel] = entry
             return
-        while self.cache and self.cached_bytes + len(entry.body) > CACHE_TOTAL_BYTES:
+        while self.cache and self.cached_bytes + len(entry.body) > self.budget:
             oldest = next(iter(self.cache))
             gone = self.cache.pop(oldest)
             if gone.body is not None:
                 self.cached_bytes -= len(gone.body)
         self.cache[rel] = entry
         self.cached_bytes += len(entry.body)
+
+
+class AccessLog:
+    """Whole lines, appended with one ``write`` each time (``O_APPEND``): the processes of one
+    server share the file, and no line of one is ever cut by another's."""
+
+    FLUSH_BYTES = 1 << 16
+
+    def __init__(self, path: Path) -> None:
+        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self.lines: list[str] = []
+        self.size = 0
+
+    def write(self, line: str) -> None:
+        self.lines.append(line)
+        self.size += len(line)
+        if self.size >= self.FLUSH_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.lines:
+            data = "".join(self.lines).encode("utf-8", "replace")
+            self.lines, self.size = [], 0
+            os.write(self.fd, data)
 
 
 class Clock:
@@ -136,14 +174,14 @@ class Clock:
 class Front:
     """What every connection shares: configuration, the files, the reporter, the connections."""
 
-    def __init__(self, config: FrontConfig) -> None:
+    def __init__(self, config: FrontConfig, reporter: DemandReporter | None = None, processes: int = 1) -> None:
         self.config = config
-        self.files = SiteFiles(config.site)
+        self.files = SiteFiles(config.site, CACHE_TOTAL_BYTES // max(1, processes))
         self.clock = Clock()
-        self.reporter = DemandReporter(config.api_url) if config.api_url else None
+        self.reporter = reporter
         self.connections: set[Connection] = set()
         self.read_digest = hashlib.sha256(config.read_password.encode()).digest() if config.read_password else None
-        self.log = open(config.access_log, "a", buffering=1 << 16) if config.access_log else None  # noqa: SIM115
+        self.log = AccessLog(config.access_log) if config.access_log else None
 
     def authorized(self, header: bytes | None) -> bool:
         if self.read_digest is None:
@@ -164,19 +202,31 @@ class Front:
             conn.expire()
 
 
-async def serve_front(config: FrontConfig, sock: socket.socket) -> None:
-    front = Front(config)
+async def serve_front(
+    config: FrontConfig,
+    sock: socket.socket,
+    reporter: DemandReporter | None = None,
+    *,
+    processes: int = 1,
+    alive: Callable[[], bool] | None = None,
+) -> None:
+    """Serve on ``sock`` until SIGTERM or SIGINT, or until ``alive()`` (asked every second) is false."""
+    front = Front(config, reporter, processes)
     loop = asyncio.get_running_loop()
     server = await loop.create_server(lambda: Connection(front), sock=sock, backlog=4096)
+    stop = asyncio.Event()
 
     async def sweeper() -> None:
-        while True:
+        while not stop.is_set():
             await asyncio.sleep(1.0)
             front.sweep()
+            if front.reporter is not None:
+                front.reporter.flush()
             if front.log is not None:
                 front.log.flush()
+            if alive is not None and not alive():
+                stop.set()
 
-    stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     task = asyncio.create_task(sweeper())
@@ -189,21 +239,68 @@ async def serve_front(config: FrontConfig, sock: socket.socket) -> None:
             front.log.flush()
 
 
-def listen(host: str, port: int) -> socket.socket:
+def listen(host: str, port: int, count: int = 1) -> list[socket.socket]:
+    """``count`` listening sockets on one port (``SO_REUSEPORT``: the kernel spreads connections
+    over them, one per serving process)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(4096)
-    sock.setblocking(False)
-    return sock
+    socks = []
+    for _ in range(count):
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+        sock.listen(4096)
+        sock.setblocking(False)
+        socks.append(sock)
+    return socks
 
 
-def run_front(config: FrontConfig, sock: socket.socket) -> None:
-    """Serve on ``sock`` until interrupted, on uvloop where it is installed."""
+def processes_for(cpus: int | None = None) -> int:
+    """How many processes serve: one per CPU (as nginx's ``worker_processes auto``), at most 8."""
+    return max(1, min(MAX_PROCESSES, cpus if cpus is not None else len(os.sched_getaffinity(0))))
+
+
+def run_front(config: FrontConfig, socks: list[socket.socket], alive: Callable[[], bool] | None = None) -> int:
+    """Serve on ``socks``, one process each (this one takes the first), until interrupted or until
+    ``alive()`` is false; a serving process that ends stops the others. Returns 0, or 1 when a
+    serving process ended on its own."""
+    reporter = DemandReporter(config.api_url, config.api_token) if config.api_url else None
+    workers: list[int] = []
+    for sock in socks[1:]:
+        pid = os.fork()
+        if pid == 0:  # a serving process: it ends with its parent
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+            code = 1
+            try:
+                _run_loop(serve_front(config, sock, reporter, processes=len(socks)))
+                code = 0
+            finally:
+                os._exit(code)
+        workers.append(pid)
+        sock.close()
+    ended: list[int] = []
+
+    def all_alive() -> bool:
+        ended.extend(pid for pid in workers if os.waitpid(pid, os.WNOHANG)[0] == pid)
+        return not ended and (alive is None or alive())
+
+    try:
+        _run_loop(serve_front(config, socks[0], reporter, processes=len(socks), alive=all_alive))
+    finally:
+        for pid in workers:
+            if pid not in ended:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
+                os.waitpid(pid, 0)
+        if reporter is not None:
+            reporter.close()
+    return 1 if ended else 0
+
+
+def _run_loop(main: Coroutine[Any, Any, None]) -> None:
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-        asyncio.run(serve_front(config, sock))
+        asyncio.run(main)
         return
-    uvloop.run(serve_front(config, sock))
+    uvloop.run(main)

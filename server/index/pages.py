@@ -27,6 +27,8 @@ from packaging.version import InvalidVersion, Version
 
 # PEP 700's additions (versions, size, upload-time) are version 1.1 of the API.
 API_VERSION = "1.1"
+# Bump when what a page says or how changes: every page is then written again at the next start.
+PAGE_FORMAT = 1
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 HTML_TYPE = "application/vnd.pypi.simple.v1+html"
 

@@ -32,10 +32,10 @@ def cmd_yank(args: argparse.Namespace, settings: Settings, out: TextIO, err: Tex
 
 
 def cmd_reindex_pages(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
-    from server.site import IndexSite
+    from server.index.site import IndexSite
 
     started = time.perf_counter()
-    report = IndexSite(settings.data_dir).rebuild()
+    report = IndexSite(settings.data_dir).rebuild(force=True)
     out.write(
         f"wrote the pages of {report.projects} projects ({report.files} files, {report.hashed} read again) "
         f"in {time.perf_counter() - started:.2f} s\n"

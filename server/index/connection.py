@@ -1,4 +1,4 @@
-"""One client connection of the embedded index server (``server/index_http.py``).
+"""One client connection of the embedded index server (``server/index/embedded.py``).
 
 HTTP/1.1 with keep-alive and pipelining, parsed by hand: a request is its head (up to
 ``MAX_HEAD_BYTES``), since the static side takes no bodies. Whatever is not a read of the
@@ -17,10 +17,10 @@ from urllib.parse import unquote
 
 from packaging.utils import canonicalize_name
 
-from server import negotiate
+from server.index import negotiate
 
 if TYPE_CHECKING:
-    from server.index_http import Cached, Front
+    from server.index.embedded import Cached, Front
 
 MAX_HEAD_BYTES = 64 * 1024
 STREAM_CHUNK = 256 * 1024
@@ -42,6 +42,10 @@ _HOP_HEADERS = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"t
 _PAGE_TYPES = {k: v.encode() for k, v in negotiate.CONTENT_TYPES.items()}
 _VARY = b"Vary: Accept, Accept-Encoding\r\n"
 _CHALLENGE = b'WWW-Authenticate: Basic realm="wheelyard"\r\n'
+_OK = b"HTTP/1.1 200 OK\r\nServer: wheelyard\r\nDate: "
+# Headers that make an answer other than a plain 200 with the whole body.
+_CONDITIONAL = frozenset({b"if-none-match", b"if-modified-since", b"range"})
+_JOIN_BYTES = 64 * 1024  # bodies up to this size are sent joined with their headers, in one write
 
 
 def _accepts_gzip(value: bytes | None) -> bool:
@@ -243,8 +247,11 @@ class Connection(asyncio.Protocol):
         ranges: bool,
         extra: bytes = b"",
     ) -> None:
+        if entry.body is not None and not head_only and not self.close_after and not _CONDITIONAL & headers.keys():
+            self._send_whole(entry, ctype, extra + (b"Accept-Ranges: bytes\r\n" if ranges else b""))
+            return
         etag = entry.etag.encode()
-        validators = b"ETag: " + etag + b"\r\nLast-Modified: " + entry.last_modified.encode() + b"\r\n"
+        validators = entry.validators()
         if _not_modified(headers, etag, entry.mtime):
             self._write(304, validators + extra, b"", None)
             return
@@ -271,6 +278,21 @@ class Connection(asyncio.Protocol):
             self._open_stream(entry.path, start, length)
 
     # -- writing ------------------------------------------------------------------------
+    def _send_whole(self, entry: Cached, ctype: bytes, extra: bytes) -> None:
+        """A 200 with the whole (cached) body: the headers rendered once, a write or two."""
+        assert self.transport is not None and entry.body is not None
+        head = entry.heads.get((ctype, extra))
+        if head is None:
+            length = str(entry.size).encode()
+            head = entry.validators() + b"Content-Type: " + ctype + b"\r\n" + extra
+            head = entry.heads[(ctype, extra)] = head + b"Content-Length: " + length + b"\r\n\r\n"
+        if entry.size <= _JOIN_BYTES:
+            self.transport.write(b"".join((_OK, self.front.clock.date(), b"\r\n", head, entry.body)))
+        else:  # not copied: a large page goes as it is
+            self.transport.writelines((_OK, self.front.clock.date(), b"\r\n", head, entry.body))
+        if self.front.log is not None:
+            self.front.log.write(f"{self.peer} 200 {entry.size} {self._last_target}\n")
+
     def _write(self, status: int, head: bytes, body: bytes, length: int | None) -> None:
         assert self.transport is not None
         out = [

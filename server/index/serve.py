@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 
 from builder.config import Settings
 from builder.errors import ConfigurationError, IndexStartFailed
-from server.site import IndexSite
+from server.index.site import IndexSite
 
 log = logging.getLogger(__name__)
 MODES = ("auto", "nginx", "embedded", "none")
@@ -100,8 +100,20 @@ def _nginx_htpasswd(settings: Settings, path: Path) -> str | None:
     return str(path)
 
 
+def _nginx_demand_auth(settings: Settings, path: Path) -> str | None:
+    """The API token for nginx's demand reports: a 0600 file the configuration includes."""
+    if not settings.api_token:
+        return None
+    from server.index.nginx import demand_auth_directive
+
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(demand_auth_directive(settings.api_token))
+    return str(path)
+
+
 def _run_nginx(settings: Settings, upload_port: int, backend: subprocess.Popen[bytes]) -> int:
-    from server.index_nginx import local_site, render
+    from server.index.nginx import local_site, render
 
     run_dir = settings.data_dir / "run" / "nginx"
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -114,6 +126,7 @@ def _run_nginx(settings: Settings, upload_port: int, backend: subprocess.Popen[b
         run_dir=str(run_dir),
         logs=str(settings.log_dir),
         htpasswd=_nginx_htpasswd(settings, run_dir / "htpasswd"),
+        demand_auth=_nginx_demand_auth(settings, run_dir / "demand-auth.conf"),
     )
     path = run_dir / "nginx.conf"
     path.write_text(render(conf))
@@ -146,7 +159,7 @@ def _supervise(children: dict[str, subprocess.Popen[bytes]]) -> int:
 
 
 def _run_embedded(settings: Settings, upload_port: int, backend: subprocess.Popen[bytes]) -> int:
-    from server.index_http import FrontConfig, listen, run_front
+    from server.index.embedded import FrontConfig, listen, processes_for, run_front
 
     settings.log_dir.mkdir(parents=True, exist_ok=True)
     config = FrontConfig(
@@ -155,24 +168,23 @@ def _run_embedded(settings: Settings, upload_port: int, backend: subprocess.Pope
         upload_port=upload_port,
         read_password=settings.index_read_password or None,
         api_url=settings.api_url,
+        api_token=settings.api_token,
         access_log=settings.log_dir / "index-access.log",
     )
-    sock = listen(settings.index_host, settings.index_port)
-    sys.stderr.write(f"wheelyard index: the embedded server serves {settings.simple_url} from {config.site}\n")
-
-    def watch() -> None:
-        backend.wait()
-        sys.stderr.write("wheelyard index: the upload endpoint exited; stopping\n")
-        os.kill(os.getpid(), signal.SIGTERM)
-
-    threading.Thread(target=watch, daemon=True).start()
+    socks = listen(settings.index_host, settings.index_port, processes_for())
+    sys.stderr.write(
+        f"wheelyard index: the embedded server serves {settings.simple_url} from {config.site} "
+        f"({len(socks)} processes)\n"
+    )
     try:
-        run_front(config, sock)
+        status = run_front(config, socks, alive=lambda: backend.poll() is None)
     finally:
         if backend.poll() is None:
             backend.terminate()
             backend.wait(timeout=20)
-    return 1 if backend.returncode not in (None, 0, -signal.SIGTERM) else 0
+        else:
+            sys.stderr.write("wheelyard index: the upload endpoint exited; stopping\n")
+    return 1 if status or backend.returncode not in (None, 0, -signal.SIGTERM) else 0
 
 
 def serve(settings: Settings) -> int:
@@ -180,7 +192,7 @@ def serve(settings: Settings) -> int:
     report = IndexSite(settings.data_dir).rebuild()
     sys.stderr.write(f"wheelyard index: pages of {report.projects} projects ({report.files} files) written\n")
     if mode == "none":
-        from server.index import serve_upload_endpoint
+        from server.index.upload import serve_upload_endpoint
 
         serve_upload_endpoint(settings, settings.index_upload_host, settings.index_upload_port or 8081)
         return 0
