@@ -25,6 +25,7 @@ from pathlib import Path
 
 from builder.config import Settings
 from builder.errors import NoBuildableTarget
+from builder.parallelism import resolve_parallelism as resolve_parallelism
 from builder.rust_toolchain import TOOLS as RUST_TOOLS
 from builder.rust_toolchain import find_rust_toolchain
 from builder.targets import PURE, SUPPORTED_MINORS, BuildTarget, known_identifiers

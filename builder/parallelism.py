@@ -1,5 +1,5 @@
 """How many builds a worker runs at once, and how many jobs each build is told it may use:
-chosen together from the host's cores and memory and the build's memory limit."""
+chosen together from the host's cores and memory and the build memory limit (docs/deploy.md)."""
 
 from __future__ import annotations
 

@@ -103,10 +103,9 @@ class BuildLog(FileBuildLog):
         self.write((text.rstrip("\n") + "\n").encode())
         self.flush()
 
-    def close(self) -> None:
-        if self._fd >= 0:
-            self.flush()
-        super().close()
+    def _release(self) -> None:
+        # What the redactor still holds goes to the file before it is closed.
+        self.flush()
 
 
 class BuildDirector:

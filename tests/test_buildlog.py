@@ -32,3 +32,16 @@ def test_a_long_log_keeps_head_marker_and_tail_in_any_chunking(tmp_path: Path) -
     # Written again from the worker's file (Redis was away): the same stored form.
     assert stored_form(path, head=5000, tail=4000) == expected
     assert expected.count(b"left out here") == 1
+
+
+def test_closing_the_build_log_writes_what_the_redactor_held_back(tmp_path: Path) -> None:
+    from builder.pipeline import BuildLog
+
+    sunk: list[bytes] = []
+    with BuildLog(tmp_path / "build.log", sink=sunk.append) as log:
+        log.redact(["hunter2-secret"])
+        log.write(b"password: hunter2-secret\nthe end: hunter2")  # may be the start of the secret
+        assert not (tmp_path / "build.log").read_bytes().endswith(b"hunter2")
+    log.close()  # closing again is harmless
+    assert (tmp_path / "build.log").read_bytes() == b"password: ***\nthe end: hunter2"
+    assert b"".join(sunk) == b"password: ***\nthe end: hunter2"

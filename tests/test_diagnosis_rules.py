@@ -352,6 +352,16 @@ CASES: list[tuple[str, str, int, str]] = [
         2,
         "python-version-incompat",
     ),
+    (
+        "py-requires-python-link",
+        "Collecting pandas==1.5.3\n"
+        "  Link requires a different Python (3.7.16 not in: '>=3.8'): https://files.pythonhosted.org/packages/4d/aa/e7/pandas-1.5.2.tar.gz#sha256=1 (from https://pypi.org/simple/pandas/) (requires-python:>=3.8)\n"
+        "  Link requires a different Python (3.7.16 not in: '>=3.8'): https://files.pythonhosted.org/packages/74/ee/14/pandas-1.5.3.tar.gz#sha256=2 (from https://pypi.org/simple/pandas/) (requires-python:>=3.8)\n"
+        "ERROR: Could not find a version that satisfies the requirement pandas==1.5.3 (from versions: 0.1, 1.3.5)\n"
+        "ERROR: No matching distribution found for pandas==1.5.3\n",
+        3,
+        "python-version-incompat",
+    ),
 ]
 
 

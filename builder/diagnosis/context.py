@@ -42,6 +42,7 @@ _PLATFORM_SIGNALS: tuple[tuple[str, str, str, str | None], ...] = (
     ("darwin", r"\bdarwin\b|apple-darwin", "macos", None),
     ("/home/", r"(?:^|\s)/home/", "linux", None),
 )
+_PLATFORM_KW = re.compile("|".join(re.escape(s[0]) for s in _PLATFORM_SIGNALS))
 _PLATFORM_FREEZE = 40  # votes after which the platform guess is final
 
 _PY_RE = re.compile(
@@ -49,6 +50,7 @@ _PY_RE = re.compile(
     r"|(?:lib|temp)\.[\w.-]+-(3\.\d{1,2})\b|\] v(3\.\d{1,2})\.\d"
 )
 _PY_KEYWORDS = ("python3.", "cpython-3", "cp3", "Python 3.", "Python: 3.", "] v3.", "-3.")
+_PY_KW = re.compile("|".join(map(re.escape, _PY_KEYWORDS)))
 _PY_FREEZE = 40
 
 _PKG_RES: tuple[tuple[int, re.Pattern[str]], ...] = (
@@ -85,6 +87,9 @@ _PKG_KEYWORDS = (
     "Processing ",
     "egg_info",
 )
+_PKG_KW = re.compile("|".join(map(re.escape, (*_PKG_KEYWORDS, "Preparing metadata"))))
+_STEP_KW = re.compile(r"==> |nstall|etting|Preparing|Building")
+_MAX_PACKAGES = 1000  # names remembered (a hostile log can name a million)
 _SDIST_RE = re.compile(
     r"Building wheel for \S+ \((?:pyproject\.toml|setup\.py)\)"
     r"|Running setup\.py (?:install|bdist_wheel) for"
@@ -155,12 +160,12 @@ class Context:
     def observe(self, line: str, lineno: int) -> bool:
         """Take ``line`` into account; True when :meth:`keywords` changed."""
         changed = self._platform(line) | self._python(line)
-        if "==> " in line or "nstall" in line or "etting" in line or "Preparing" in line or "Building" in line:
+        if _STEP_KW.search(line):
             self._step(line)
         if line[:1] in "SI" and _SUCCESS_RE.match(line):
             self.success_line = lineno
             self.success_text = line
-        if any(map(line.__contains__, _PKG_KEYWORDS)) or "Preparing metadata" in line:
+        if _PKG_KW.search(line):
             self._package(line, lineno)
         return changed
 
@@ -174,7 +179,7 @@ class Context:
             self.step = ""
 
     def _platform(self, line: str) -> bool:
-        if not self.platform_on:
+        if not self.platform_on or _PLATFORM_KW.search(line) is None:
             return False
         for kw, rx, os_, distro in self.platform_res:
             if kw in line and rx.search(line):
@@ -190,7 +195,7 @@ class Context:
         return False
 
     def _python(self, line: str) -> bool:
-        if not self.py_on or not any(map(line.__contains__, _PY_KEYWORDS)):
+        if not self.py_on or _PY_KW.search(line) is None:
             return False
         for m in _PY_RE.finditer(line):
             v = next(g for g in m.groups() if g is not None)
@@ -205,7 +210,8 @@ class Context:
             self.sdist = True
         ok = _BUILT_OK_RE.search(line)
         if ok:
-            self.built_ok.add(canonicalize_name(ok.group("name") or ok.group("name2")))
+            if len(self.built_ok) < _MAX_PACKAGES:
+                self.built_ok.add(canonicalize_name(ok.group("name") or ok.group("name2")))
             return
         for level, rx in _PKG_RES:
             m = rx.search(line)
@@ -216,14 +222,14 @@ class Context:
             if not name:
                 break
             key = canonicalize_name(name)
-            if gd.get("version"):
+            if gd.get("version") and (key in self.versions or len(self.versions) < _MAX_PACKAGES):
                 self.versions[key] = gd["version"].rstrip(".")
             indent = len(line) - len(line.lstrip())
             # higher level first, then less indented; among equals the latest "build"
             # event, but the first download/collect
             rank = (level, -indent, lineno if level >= 3 else -lineno)
             old = self.packages.get(key)
-            if (old is None or rank > old[0]) and (old is not None or len(self.packages) < 1000):
+            if (old is None or rank > old[0]) and (old is not None or len(self.packages) < _MAX_PACKAGES):
                 self.packages[key] = (rank, name)
             break
 

@@ -8,6 +8,7 @@ lines around each cause (for excerpts) is kept, so memory does not grow with the
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections import deque
@@ -39,6 +40,7 @@ __all__ = [
 ]
 
 MAX_CAUSES = 50
+MAX_FILE_HITS = 2000  # lines about single files of a release kept until the release asked for is known
 CONTEXT_BEFORE = 2
 CONTEXT_AFTER = 3
 MAX_LINE = 2000  # characters of a line that rules look at
@@ -59,20 +61,25 @@ _FALLBACK_RE = re.compile(
     r"|error|ERROR|fatal|FATAL|Error|Fatal)(?:\[\w+\])?:\s*\S"
     r"|\b(?:fatal )?error:\s*\S|\bERROR:\s*\S|\berror C\d{4}|\berror trying to exec\b"
     r"|^\s*(?:\|\s+)*[\w.]*(?:Error|Exception)\s*$|^wheelyard: build failed: "
+    r"|^\s*(?:cause|Caused by): \S"
 )
-_FALLBACK_KEYWORDS = (
-    "rror",
-    "RROR",
-    "xception",
-    "fatal:",
-    "FATAL",
-    "Fatal",
-    "Exit:",
-    "Failure:",
-    "Interrupt",
-    "NotFound",
-    "Unavailable",
-    "build failed",
+_FALLBACK_KEYWORDS = frozenset(
+    {
+        "rror",
+        "RROR",
+        "xception",
+        "fatal:",
+        "FATAL",
+        "Fatal",
+        "Exit:",
+        "Failure:",
+        "Interrupt",
+        "NotFound",
+        "Unavailable",
+        "build failed",
+        "cause: ",
+        "Caused by: ",
+    }
 )
 
 
@@ -98,8 +105,54 @@ def _trie_pattern(words: Iterable[str]) -> str:
     return build(trie)
 
 
-def _keyword_regex(keywords: Iterable[str]) -> re.Pattern[str]:
-    return re.compile(_trie_pattern(keywords))
+@functools.lru_cache(maxsize=256)
+def _keyword_regex(keywords: frozenset[str]) -> re.Pattern[str]:
+    """The compiled trie of ``keywords`` (cached: a scan rebuilds its prefilter a few times, and
+    the same sets come back in every log). A plain alternation at the top level lets the regex
+    engine skip positions whose character starts no keyword without entering the pattern."""
+    return re.compile(_trie_pattern(keywords) or "(?!)")
+
+
+def _file_key(name: str) -> str:
+    """A file name or NAME-VERSION as they compare: lower case, ``_`` and ``.`` as ``-``."""
+    return name.lower().replace("_", "-").replace(".", "-")
+
+
+class _Compiled:
+    """What a scan needs from a rule set besides its rules, built once per rule set: which rules
+    each keyword leads to, the noise regex, and the keywords of the rules above a priority."""
+
+    def __init__(self, rules: RuleSet) -> None:
+        self.rules = rules
+        words = {k for r in rules.rules for k in r.keywords}
+        # keyword -> indexes of the rules a line holding it must be tried against (a match of
+        # the longest keyword at a position also stands for its prefixes)
+        self.kw_rules = {
+            kw: frozenset(i for i, r in enumerate(rules.rules) if any(kw.startswith(k) for k in r.keywords))
+            for kw in words
+        }
+        self.noise = re.compile("|".join(f"(?:{p.pattern})" for p in rules.noise) or "(?!)")
+        self._above: dict[int, frozenset[str]] = {}
+
+    def keywords_above(self, floor: int) -> frozenset[str]:
+        """The keywords of the rules whose priority is above ``floor``."""
+        kws = self._above.get(floor)
+        if kws is None:
+            kws = frozenset(k for r in self.rules.rules if r.priority > floor for k in r.keywords)
+            self._above[floor] = kws
+        return kws
+
+
+_COMPILED: dict[str, _Compiled] = {}
+
+
+def _compiled(rules: RuleSet) -> _Compiled:
+    c = _COMPILED.get(rules.version)
+    if c is None or c.rules is not rules:
+        if len(_COMPILED) >= 16:  # rule sets made by tests: keep a few
+            _COMPILED.clear()
+        c = _COMPILED[rules.version] = _Compiled(rules)
+    return c
 
 
 class Scanner:
@@ -108,35 +161,33 @@ class Scanner:
     def __init__(self, rules: RuleSet) -> None:
         self.rs = rules
         self.rules = rules.rules
-        self._rule_keywords = {k for r in rules.rules for k in r.keywords}
-        # keyword -> indexes of the rules that a line containing it must be tried against
-        # (a match of the longest keyword at a position also stands for its prefixes)
-        kw_rules: dict[str, set[int]] = {}
-        for kw in self._rule_keywords:
-            kw_rules[kw] = {i for i, r in enumerate(rules.rules) if any(kw.startswith(k) for k in r.keywords)}
-        self._kw_rules = {k: frozenset(v) for k, v in kw_rules.items()}
-        self._line_kw = re.compile("(?=(" + _trie_pattern(self._rule_keywords) + "))")
-        self._noise = re.compile("|".join(f"(?:{p.pattern})" for p in rules.noise) or "(?!)")
+        self._c = _compiled(rules)
+        self._kw_rules = self._c.kw_rules
+        self._noise = self._c.noise
         self.ctx = Context()
         self.fallback: Hit | None = None
-        self._rebuild_prefilter()
-        self.lineno = 0
         self.hits: list[Hit] = []
         self.seen: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
         self.worst: tuple[int, int] | None = None  # (priority, -line) of the least cause kept, when full
-        self._above: tuple[int, re.Pattern[str]] = (-1, self._line_kw)
+        self._floor = -1  # once MAX_CAUSES are kept: only rules above this priority can add one
+        self._line_kw = _keyword_regex(self._c.keywords_above(-1))
+        self._rebuild_prefilter()
+        self.lineno = 0
         self.last_error = 0  # the last line that was a cause or looked like an error
         self.pending: list[Hit] = []
+        self.file_hits: dict[str, Hit] = {}  # file name (normalised) -> its line, see _add_file_hit
         self.tail: deque[tuple[int, str]] = deque(maxlen=CONTEXT_BEFORE)
 
     def _rebuild_prefilter(self) -> None:
-        kws = set(self._rule_keywords) | self.ctx.keywords()
+        """The block-level regex: only lines holding a keyword of a rule that can still add a
+        cause, of the context, or (while they matter) of error-looking lines are looked at."""
+        kws = self._c.keywords_above(self._floor) | self.ctx.keywords()
         # error-looking lines matter until the first is found, and after a success marker
         # (a failure after it means the log did not end in success)
         self._fallback_on = self.fallback is None or self.ctx.success_line > 0
         if self._fallback_on:
-            kws |= set(_FALLBACK_KEYWORDS)
-        self.prefilter = _keyword_regex(kws)
+            kws |= _FALLBACK_KEYWORDS
+        self.prefilter = _keyword_regex(frozenset(kws))
 
     # -- the scan --------------------------------------------------------------------
 
@@ -249,7 +300,17 @@ class Scanner:
                 return rebuilt
             groups = {k: v for k, v in m.groupdict().items() if v is not None}
             self.last_error = no
+            if rule.requested_file:
+                self._add_file_hit(rule, text, ls, le, no, line, groups)
+                return rebuilt
             self._add(rule, text, ls, le, no, line, groups)
+            if self.worst is not None and self.worst[0] != self._floor:
+                # full: rules no more important than the least cause kept cannot add one, so
+                # lines only they could match are no longer looked at
+                self._floor = self.worst[0]
+                self._line_kw = _keyword_regex(self._c.keywords_above(self._floor))
+                self._rebuild_prefilter()
+                rebuilt = True
             return rebuilt
         if looks_failed and self.fallback is None and not self._is_noise(line):
             before, after = self._context(text, ls, le, no)
@@ -263,18 +324,16 @@ class Scanner:
 
     def _candidates(self, line: str) -> set[int]:
         """Indexes of the rules whose keywords ``line`` holds (once MAX_CAUSES are kept, only of
-        the rules that could still add a cause: a smaller keyword regex)."""
-        line_kw = self._line_kw
-        if self.worst is not None:
-            if self._above[0] != self.worst[0]:
-                kws = {k for r in self.rules if r.priority > self.worst[0] for k in r.keywords}
-                rx = re.compile("(?=(" + _trie_pattern(kws) + "))") if kws else re.compile("(?!)")
-                self._above = (self.worst[0], rx)
-            line_kw = self._above[1]
-        found: set[int] = set()
+        the rules that could still add a cause). The trie's match at a position is its longest
+        keyword there, which stands for its prefixes too; every position that starts one is
+        tried (search again from the next character), so overlapping keywords are all found."""
+        search = self._line_kw.search
         kw_rules = self._kw_rules
-        for km in line_kw.finditer(line):
-            found |= kw_rules.get(km.group(1), frozenset())
+        found: set[int] = set()
+        km = search(line)
+        while km is not None:
+            found |= kw_rules[km.group()]
+            km = search(line, km.start() + 1)
         return found
 
     def _is_noise(self, line: str) -> bool:
@@ -317,6 +376,34 @@ class Scanner:
             least = min(self.hits, key=lambda h: (h.priority, -h.line))
             self.worst = (least.priority, -least.line)
 
+    def _add_file_hit(
+        self, rule: Rule, text: str, ls: int, le: int, no: int, line: str, groups: dict[str, str]
+    ) -> None:
+        """A line about one file of a release: kept aside (the first per file, a bounded number)
+        until the log has said which release was asked for."""
+        key = _file_key(groups["file"])
+        if key in self.file_hits or len(self.file_hits) >= MAX_FILE_HITS:
+            return
+        before, after = self._context(text, ls, le, no)
+        hit = Hit(rule, no, line, groups, before, after)
+        self.file_hits[key] = hit
+        if len(after) < CONTEXT_AFTER:
+            self.pending.append(hit)
+
+    def _requested_file_hits(self) -> list[Hit]:
+        """The kept file line that names the release asked for (NAME-VERSION, normalised); none
+        when no line names it (that release does not exist: pip's other lines are not the cause);
+        the first one when the log does not say which release was asked for."""
+        package, version = self.ctx.package()
+        if not version:  # pip's "No matching distribution found for NAME==VERSION" says it too
+            asked = [h.groups["requirement"] for h in self.hits if "==" in h.groups.get("requirement", "")]
+            if asked:
+                package, version = asked[0].split("==", 1)
+        if package and version:
+            want = _file_key(f"{package}-{version}-")
+            return [h for k, h in self.file_hits.items() if k.startswith(want)][:1]
+        return [min(self.file_hits.values(), key=lambda h: h.line)] if self.file_hits else []
+
     # -- the result ------------------------------------------------------------------
 
     def result(self, *, platform: str | None = None, wheel_lookup: WheelLookup | None = None) -> Diagnosis:
@@ -337,8 +424,9 @@ class Scanner:
             "pyver_nodot": python.replace(".", "") if python else "3",
             "package": package or "<package>",
         }
-        matched = {h.rule.id for h in self.hits if h.rule is not None}
-        hits = [h for h in self.hits if h.rule is not None and (not h.rule.only_with or h.rule.only_with & matched)]
+        found = [*self.hits, *self._requested_file_hits()]
+        matched = {h.rule.id for h in found if h.rule is not None}
+        hits = [h for h in found if h.rule is not None and (not h.rule.only_with or h.rule.only_with & matched)]
         hits.sort(key=lambda h: (-h.priority, h.line))
         succeeded = ctx.success_line > self.last_error and not any(h.priority >= 90 for h in hits)
         writer = CauseWriter(self.rs, ctx)

@@ -80,6 +80,7 @@ _RULE_FIELDS = frozenset(
         "steps",
         "not_steps",
         "only_with",
+        "requested_file",
     }
 )
 _REQUIRED = ("id", "category", "keywords", "patterns", "explanation", "remedies", "capability")
@@ -133,6 +134,9 @@ class Rule:
     # The cause counts only where one of these rules also matched in the log (pip's list of
     # versions skipped for their Requires-Python explains a "no matching distribution" only).
     only_with: frozenset[str] = frozenset()
+    # The cause is the line naming the file of the release asked for (its ``file`` group): pip's
+    # lines about the other releases are not. Decided once the log has said what was asked for.
+    requested_file: bool = False
     order: int = 0
 
     def match(self, line: str) -> re.Match[str] | None:
@@ -239,6 +243,7 @@ def _parse_rule(raw: Any, index: int) -> Rule:
     in_build = raw.get("in_build", False)
     if not isinstance(in_build, bool):
         raise _err(where, "'in_build' must be true or false")
+    requested_file = _requested_file(raw, where, patterns)
     steps = _steps(raw, where)
     _check_placeholders(raw, where, patterns, defaults, remedies, fallback)
     return Rule(
@@ -262,6 +267,7 @@ def _parse_rule(raw: Any, index: int) -> Rule:
         steps=steps["steps"],
         not_steps=steps["not_steps"],
         only_with=steps["only_with"],
+        requested_file=requested_file,
         order=index,
     )
 
@@ -300,6 +306,16 @@ def _refinement(raw: dict[str, Any], where: str) -> tuple[str | None, int]:
     if not isinstance(window, int) or window < 0 or (refines and window == 0):
         raise _err(where, "'window' must be a positive integer when 'refines' is set")
     return refines, window
+
+
+def _requested_file(raw: dict[str, Any], where: str, patterns: tuple[re.Pattern[str], ...]) -> bool:
+    """``requested_file``: the rule's lines are about one file each, named by a ``file`` group."""
+    requested_file = raw.get("requested_file", False)
+    if not isinstance(requested_file, bool):
+        raise _err(where, "'requested_file' must be true or false")
+    if requested_file and not all("file" in p.groupindex for p in patterns):
+        raise _err(where, "with requested_file, every pattern needs a (?P<file>...) group")
+    return requested_file
 
 
 def _steps(raw: dict[str, Any], where: str) -> dict[str, frozenset[str]]:

@@ -399,6 +399,68 @@ def case_cargo_vendor_dir_missing(tmp: Path) -> None:
     )
 
 
+def case_source_file_missing(tmp: Path) -> None:
+    """A C extension whose setup.py names a source file its sdist does not ship."""
+    proj = c_project(tmp)
+    (proj / "setup.py").write_text(
+        "from setuptools import Extension, setup\n"
+        'setup(ext_modules=[Extension("tinyext", ["src/tinyext.c", "src/speedups.c"])])\n'
+    )
+    run("local-017", pip("3.12.1", "wheel", "-v", "--no-deps", "-w", "out", str(proj)), pip_env(), tmp)
+
+
+def case_build_no_isolation_missing(tmp: Path, setuptools: bool = False, name: str = "local-018") -> None:
+    """``python -m build --no-isolation`` in a venv that lacks the project's build requirements
+    (even setuptools, its backend; or, with ``setuptools``, only the others)."""
+    proj = c_project(tmp)
+    (proj / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools>=68", "cython>=3", "numpy>=2"]\n'
+        'build-backend = "setuptools.build_meta"\n[project]\nname = "tinyext"\nversion = "0.1"\n'
+    )
+    venv = tmp / "venv"
+    subprocess.run([PY["3.12.1"], "-m", "venv", str(venv)], check=True)
+    tools = ["build", "setuptools"] if setuptools else ["build"]
+    subprocess.run([str(venv / "bin/python"), "-m", "pip", "install", "-q", *tools], env=pip_env(), check=True)
+    run(name, [str(venv / "bin/python"), "-m", "build", "--no-isolation", "--wheel", str(proj)], pip_env(), tmp)
+
+
+def case_no_pkg_config(tmp: Path) -> None:
+    """pycairo 1.20.1 (its setup.py runs pkg-config) with pkg-config hidden from PATH."""
+    path = shadow_bin(tmp, {"pkg-config", "x86_64-linux-gnu-pkg-config", "pkgconf"})
+    run(
+        "local-019",
+        pip("3.11.7", "wheel", "-v", "--no-deps", "--no-binary", "pycairo", "-w", "out", "pycairo==1.20.1"),
+        pip_env(path=f"/usr/local/bin:{path}"),
+        tmp,
+    )
+
+
+def case_removed_c_api_symbol(tmp: Path) -> None:
+    """An extension calling ``_PyArg_UnpackStack`` (exported by 3.12, gone from 3.13): it builds on
+    3.13 (gcc 12 only warns about the implicit declaration) and fails when it is imported."""
+    src = textwrap.dedent(
+        """\
+        #include <Python.h>
+        static PyObject *pair(PyObject *self, PyObject *const *args, Py_ssize_t n) {
+            PyObject *a, *b;
+            if (!_PyArg_UnpackStack(args, n, "pair", 2, 2, &a, &b)) return NULL;
+            return PyTuple_Pack(2, a, b);
+        }
+        static PyMethodDef methods[] = {{"pair", (PyCFunction)(void (*)(void))pair, METH_FASTCALL, NULL},
+                                        {NULL, NULL, 0, NULL}};
+        static struct PyModuleDef m = {PyModuleDef_HEAD_INIT, "tinyext", NULL, -1, methods};
+        PyMODINIT_FUNC PyInit_tinyext(void) { return PyModule_Create(&m); }
+        """
+    )
+    proj = c_project(tmp, source=src)
+    py = PY["3.13.0"]
+    script = (
+        f"{py} -m venv venv && venv/bin/python -m pip install -v --no-cache-dir {proj} "
+        "&& cd / && " + str(tmp / "venv/bin/python") + " -c 'import tinyext'"
+    )
+    run("local-020", ["bash", "-c", script], pip_env(), tmp)
+
+
 CASES: dict[str, Callable[[Path], None]] = {
     "local-001": case_no_cc,
     "local-002": case_no_python_headers,
@@ -416,6 +478,11 @@ CASES: dict[str, Callable[[Path], None]] = {
     "local-014": case_cargo_vendor_lacks_crate,
     "local-015": case_cargo_no_network,
     "local-016": case_cargo_vendor_dir_missing,
+    "local-017": case_source_file_missing,
+    "local-018": case_build_no_isolation_missing,
+    "local-019": case_no_pkg_config,
+    "local-020": case_removed_c_api_symbol,
+    "local-021": lambda tmp: case_build_no_isolation_missing(tmp, setuptools=True, name="local-021"),
 }
 
 

@@ -35,7 +35,7 @@ CACHE = ROOT / "bench" / ".cache" / "corpus"
 PYENV = Path(os.environ.get("PYENV_ROOT", "/root/.pyenv")) / "versions"
 PYPI_LIST = Path("/work/.library/env/packages/pypi.tsv")
 MAX_LINES = 4000  # longer logs keep their first 1000 and last 3000 lines (and say so)
-TIMEOUT = 420
+TIMEOUT = int(os.environ.get("CORPUS_TIMEOUT", "420"))  # seconds a run may take before it is dropped
 _lock = threading.Lock()
 UV = shutil.which("uv") or str(ROOT / ".venv" / "bin" / "uv")
 
@@ -144,6 +144,239 @@ OLD_POOL = [
     "ckzg==0.4.0",
     "pyjq==2.6.0",
     "jq==1.2.1",
+]
+
+# A second pool of old extension releases (none of them in OLD_POOL): the fresh held-out batch
+# (``--fresh``) draws from this one, so its logs come from packages the rules were not written on.
+FRESH_POOL = [
+    "numpy==1.16.6",
+    "pandas==1.5.3",
+    "pandas==0.25.3",
+    "scipy==1.7.3",
+    "scikit-image==0.19.3",
+    "astropy==4.3.1",
+    "pyerfa==2.0.0",
+    "cftime==1.5.1",
+    "netcdf4==1.5.8",
+    "pywavelets==1.1.1",
+    "numexpr==2.7.3",
+    "bottleneck==1.3.2",
+    "pyzmq==19.0.2",
+    "tornado==6.1",
+    "coverage==5.5",
+    "sqlalchemy==1.3.24",
+    "mysqlclient==1.4.6",
+    "pymongo==3.12.0",
+    "ujson==5.1.0",
+    "pycryptodomex==3.10.1",
+    "cryptography==2.9.2",
+    "cryptography==37.0.4",
+    "bcrypt==3.2.0",
+    "cffi==1.14.6",
+    "pyyaml==5.3.1",
+    "lxml==4.5.2",
+    "pillow==7.2.0",
+    "pillow==6.2.2",
+    "matplotlib==3.5.3",
+    "kiwisolver==1.4.4",
+    "shapely==1.7.1",
+    "rtree==0.9.7",
+    "pycairo==1.21.0",
+    "pyaudio==0.2.13",
+    "pygame==2.1.2",
+    "mpi4py==3.1.3",
+    "h5py==3.1.0",
+    "tables==3.7.0",
+    "pyodbc==4.0.30",
+    "cx-oracle==8.3.0",
+    "python-ldap==3.3.1",
+    "m2crypto==0.37.1",
+    "evdev==1.4.0",
+    "xattr==0.9.9",
+    "pycosat==0.6.3",
+    "jellyfish==0.8.9",
+    "murmurhash==1.0.5",
+    "cymem==2.0.5",
+    "preshed==3.0.5",
+    "srsly==2.4.1",
+    "tokenizers==0.10.3",
+    "orjson==3.4.0",
+    "pydantic==1.8.2",
+    "cython==0.29.14",
+    "gevent==20.9.0",
+    "greenlet==0.4.17",
+    "uvloop==0.14.0",
+    "httptools==0.1.1",
+    "aiohttp==3.7.4",
+    "yarl==1.6.3",
+    "multidict==5.1.0",
+    "msgpack==0.6.2",
+    "zope.interface==5.4.0",
+    "btrees==4.9.2",
+    "typed-ast==1.4.3",
+    "regex==2020.11.13",
+    "ruamel.yaml.clib==0.2.2",
+    "brotlipy==0.7.0",
+    "lz4==2.2.1",
+    "crcmod==1.7",
+    "crc32c==2.2",
+    "mmh3==2.5.1",
+    "pysha3==1.0.2",
+    "scrypt==0.8.18",
+    "psutil==5.7.3",
+    "setproctitle==1.1.10",
+    "subprocess32==3.5.4",
+    "futures==3.3.0",
+    "jpype1==1.3.0",
+    "reportlab==3.5.59",
+    "pycurl==7.43.0.6",
+    "pygit2==1.6.1",
+    "pyyaml==3.13",
+    "simplejson==3.16.0",
+    "ujson==1.35",
+    "fasttext==0.9.2",
+    "annoy==1.17.0",
+    "hnswlib==0.5.2",
+    "pyproj==2.6.1",
+    "cartopy==0.19.0",
+    "rasterio==1.2.10",
+    "pygeos==0.10",
+    "plyvel==1.3.0",
+    "lmdb==1.2.1",
+    "bsddb3==6.2.9",
+    "confluent-kafka==1.7.0",
+    "pylibmc==1.6.1",
+    "hiredis==2.0.0",
+    "uwsgi==2.0.19.1",
+    "mod-wsgi==4.9.0",
+    "thriftpy2==0.4.14",
+    "fastavro==1.4.4",
+    "cytoolz==0.10.1",
+    "statsmodels==0.12.2",
+    "xgboost==1.4.2",
+    "cvxopt==1.2.7",
+    "ecos==2.0.7",
+    "osqp==0.6.2",
+    "gmpy2==2.0.8",
+    "coincurve==15.0.1",
+    "pygobject==3.40.1",
+    "sip==4.19.25",
+    "gnureadline==8.0.0",
+    "simpleaudio==1.0.4",
+    "pyalsaaudio==0.9.0",
+    "python-rtmidi==1.4.9",
+    "pygraphviz==1.7",
+    "python-igraph==0.9.6",
+    "biopython==1.79",
+    "mappy==2.22",
+    "numcodecs==0.9.1",
+    "blosc==1.10.6",
+    "pymssql==2.1.5",
+    "asyncpg==0.24.0",
+    "pyobjc-core==7.3",
+    "pywin32-ctypes==0.2.0",
+    "psycopg2==2.8.6",
+    "dbus-python==1.2.16",
+    "pynacl==1.3.0",
+    "markupsafe==1.1.1",
+    "wrapt==1.11.2",
+    "frozenlist==1.2.0",
+]
+
+# A third pool, for the batch that replaces held-out logs moved to the development part.
+FRESH_POOL_2 = [
+    "pycapnp==1.1.0",
+    "thrift==0.13.0",
+    "uwsgitop==0.11",
+    "scikit-learn==0.22.2.post1",
+    "lightgbm==3.2.1",
+    "scs==2.1.4",
+    "cvxpy==1.1.15",
+    "pyemd==0.5.1",
+    "pyfftw==0.12.0",
+    "pyopencl==2021.2.9",
+    "pycuda==2021.1",
+    "sentencepiece==0.1.96",
+    "pymupdf==1.18.19",
+    "python-igraph==0.8.3",
+    "leidenalg==0.8.8",
+    "pybigwig==0.3.18",
+    "edlib==1.3.8.post2",
+    "parasail==1.2.4",
+    "pyfaidx==0.6.3.1",
+    "apsw==3.36.0",
+    "pysqlite3==0.4.6",
+    "python-rocksdb==0.7.0",
+    "pyhash==0.9.3",
+    "cityhash==0.2.3.post9",
+    "bitstruct==8.11.1",
+    "cbor2==5.4.1",
+    "pyrsistent==0.16.1",
+    "immutables==0.15",
+    "sortedcollection==0.0.0",
+    "pyroaring==0.3.3",
+    "datrie==0.8.2",
+    "marisa-trie==0.7.7",
+    "pyahocorasick==1.4.2",
+    "pycld2==0.41",
+    "pyicu==2.7.4",
+    "python-crfsuite==0.9.7",
+    "nmslib==2.1.1",
+    "spacy==2.3.7",
+    "thinc==7.4.5",
+    "blis==0.4.1",
+    "pyinstaller==4.5.1",
+    "pyxattr==0.7.2",
+    "pyudev==0.22.0",
+    "systemd-python==234",
+    "python-prctl==1.8.1",
+    "pyroute2==0.6.5",
+    "pycares==4.0.0",
+    "aiodns==3.0.0",
+    "gevent-websocket==0.10.1",
+    "wsaccel==0.6.3",
+    "ujson==3.2.0",
+    "rapidjson==1.0.0",
+    "pysimdjson==4.0.2",
+    "cysimdjson==21.11",
+    "sasl==0.3.1",
+    "pure-sasl==0.6.2",
+    "pyhive==0.6.4",
+    "python-pam==1.8.4",
+    "pykcs11==1.5.12",
+    "pyscard==2.0.2",
+    "pyusb==1.2.1",
+    "hidapi==0.11.0.post2",
+    "pyserial-asyncio==0.6",
+    "smbus2==0.4.1",
+    "rpi.gpio==0.7.0",
+    "spidev==3.5",
+    "pyopengl-accelerate==3.1.5",
+    "glfw==2.5.0",
+    "pyglet==1.5.21",
+    "kivy==2.0.0",
+    "pyside2==5.15.2",
+    "pyqt5==5.15.4",
+    "wxpython==4.1.1",
+    "vtk==9.0.3",
+    "open3d==0.13.0",
+    "pymunk==6.2.0",
+    "box2d-py==2.3.8",
+    "pybullet==3.2.0",
+    "mujoco-py==2.1.2.14",
+    "gym==0.21.0",
+    "atari-py==0.2.9",
+    "numpy==1.14.6",
+    "scipy==1.2.3",
+    "pandas==1.1.5",
+    "matplotlib==2.2.5",
+    "pillow==5.4.1",
+    "lxml==3.8.0",
+    "cryptography==3.3.2",
+    "psycopg2==2.7.7",
+    "pyzmq==17.1.2",
+    "gevent==1.4.0",
+    "greenlet==0.4.15",
 ]
 
 # (front end id, Python version, how)
@@ -402,9 +635,27 @@ def _quote(a: str) -> str:
     return "'" + a.replace("'", "'\\''") + "'"
 
 
-def plan(count: int, seed: int) -> list[tuple[str, tuple[str, str, str], str]]:
+def seen_names() -> set[str]:
+    """Names of the projects already built for the corpus (runs.json and the raw runs)."""
+    runs: list[dict[str, object]] = []
+    if (OUT.parent / "runs.json").is_file():
+        runs += json.loads((OUT.parent / "runs.json").read_text("utf-8"))
+    if (OUT / "runs.jsonl").is_file():
+        runs += [json.loads(x) for x in (OUT / "runs.jsonl").read_text("utf-8").splitlines() if x.strip()]
+    return {str(r["req"]).split("==")[0].lower() for r in runs}
+
+
+def plan(count: int, seed: int, fresh: int = 0) -> list[tuple[str, tuple[str, str, str], str]]:
     rng = random.Random(seed)
-    reqs = popular(rng, count // 6) + [rng.choice(OLD_POOL) for _ in range(count - count // 6)]
+    seen = seen_names() if fresh else set()
+    pool = OLD_POOL
+    if fresh:
+        pool = [r for r in (FRESH_POOL, FRESH_POOL_2)[fresh - 1] if r.split("==")[0] not in seen]
+    n_popular = count // 6
+    drawn = [r for r in popular(rng, n_popular * 3) if r.split("==")[0].lower() not in seen][:n_popular]
+    rest = count - n_popular
+    # the fresh batch builds each project once while the pool lasts
+    reqs = drawn + (rng.sample(pool, rest) if fresh and rest <= len(pool) else [rng.choice(pool) for _ in range(rest)])
     rng.shuffle(reqs)
     conds = [c for c, w in CONDITIONS for _ in range(w)]
     return [(r, rng.choice(FRONT_ENDS), rng.choice(conds)) for r in reqs]
@@ -416,15 +667,22 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--seed", type=int, default=13)
     ap.add_argument("--start", type=int, default=1, help="number of the first log")
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument(
+        "--fresh", type=int, default=0, choices=(0, 1, 2), help="projects not built before, from FRESH_POOL or _2"
+    )
     ap.add_argument("--finalize", action="store_true", help="copy the raw logs into tests/corpus/own, trimmed")
     args = ap.parse_args(argv)
     if args.finalize:
-        kept = finalize(args.seed)
-        (OUT.parent / "runs.json").write_text(json.dumps(kept, indent=1) + "\n", encoding="utf-8")
+        kept = finalize(args.seed, args.start)
+        index = OUT.parent / "runs.json"
+        earlier = json.loads(index.read_text("utf-8")) if index.is_file() else []
+        new_ids = {r["id"] for r in kept}
+        merged = [r for r in earlier if r["id"] not in new_ids] + kept
+        index.write_text(json.dumps(sorted(merged, key=lambda r: str(r["id"])), indent=1) + "\n", encoding="utf-8")
         print(f"{len(kept)} logs kept in {OUT.parent}")
         return 0
     CACHE.mkdir(parents=True, exist_ok=True)
-    runs = plan(args.count, args.seed)
+    runs = plan(args.count, args.seed, args.fresh)
     with ThreadPoolExecutor(args.jobs) as pool:
         futures = [pool.submit(run_one, args.start + i, *r) for i, r in enumerate(runs)]
         for f in futures:
@@ -473,14 +731,19 @@ def trim(text: str) -> str:
     return "\n".join(lines)
 
 
-def finalize(seed: int) -> list[dict[str, object]]:
-    """Copy the raw logs into tests/corpus/own (trimmed; at most MAX_SUCCESSES that did not fail)."""
+def finalize(seed: int, start: int = 1) -> list[dict[str, object]]:
+    """Copy the raw logs numbered from ``start`` on into tests/corpus/own (trimmed; at most
+    MAX_SUCCESSES that did not fail)."""
     by_id = {}
     for x in (OUT / "runs.jsonl").read_text("utf-8").splitlines():
         if x.strip():
             run = json.loads(x)
             by_id[run["id"]] = run  # a run made again replaces the first
-    runs = [r for _, r in sorted(by_id.items()) if (OUT / f"{r['id']}.log").is_file()]
+    runs = [
+        r
+        for _, r in sorted(by_id.items())
+        if (OUT / f"{r['id']}.log").is_file() and int(str(r["id"]).split("-")[1]) >= start
+    ]
     ok = [r for r in runs if r["exit"] == 0]
     keep_ok = {str(r["id"]) for r in random.Random(seed).sample(ok, min(MAX_SUCCESSES, len(ok)))}
     kept = [r for r in runs if r["exit"] != 0 or r["id"] in keep_ok]
