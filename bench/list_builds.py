@@ -73,7 +73,7 @@ def write_records(client: redis.Redis, count: int, rng: random.Random) -> None:
             started_at=start + n + 1,
             finished_at=start + n + 30,
             worker="worker@bench",
-            attempts=1,
+            runs=1,
             timings={"download": 0.4, "build": 20.1, "verify": 0.2, "publish": 0.1},
         )
         pipe.set(f"{PREFIX}build:{record.id}", record.to_json())

@@ -18,6 +18,7 @@ class BuildJob:
     version: str
     target: BuildTarget
     from_source: bool = False
+    remedy: str | None = None  # the remedy this attempt builds with (builder/remedies.py)
 
 
 def _unchanged(text: str) -> str:

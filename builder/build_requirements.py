@@ -11,7 +11,7 @@ allows them (``allow_direct_url_requirements``), and then only over http(s).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -63,10 +63,12 @@ def install_command(
     index_url: str,
     cache_dir: Path,
     find_links: Path | None = None,
+    options: Sequence[str] = (),
 ) -> list[str]:
     """uv's command line installing ``requirements_file`` (one parsed requirement a line) into
     the environment of ``python``: wheels only, from ``index_url`` (and ``find_links``), with
-    no configuration file of the host and no Python downloads."""
+    no configuration file of the host and no Python downloads; ``options`` are the worker's own
+    (constraints, upload dates of a remedy or an override), never a build's."""
     links = ["--find-links", str(find_links)] if find_links is not None else []
     return [
         uv,
@@ -83,6 +85,7 @@ def install_command(
         "--index-url",
         index_url,
         *links,
+        *options,
         "--only-binary",
         ":all:",
         "--requirements",

@@ -193,6 +193,27 @@ class Settings:
         help="publish a platform wheel without compiled code (its extension failed) as py3-none-any "
         "instead of refusing it as hollow-wheel",
     )
+    # Remedies (builder/remedies.py, docs/remedies.md) and per-package overrides (docs/overrides.md).
+    remedies: bool = setting(
+        True, env="WHEELYARD_REMEDIES", help="build a failed build again with the remedy its diagnosis names"
+    )
+    remedies_skip: str = setting(
+        "",
+        env="WHEELYARD_REMEDIES_SKIP",
+        help="packages (comma-separated names) whose failed builds are never retried with a remedy",
+    )
+    build_attempts: int = setting(
+        3,
+        env="WHEELYARD_BUILD_ATTEMPTS",
+        minimum=1,
+        maximum=6,
+        help="attempts a build may take: the first, then one per remedy (1: no remedy is tried)",
+    )
+    overrides: Path | None = setting(
+        None,
+        env="WHEELYARD_OVERRIDES",
+        help="per-package build overrides: a TOML file or a directory of them (docs/overrides.md)",
+    )
     # Watch lists (server/watch, docs/watch.md): ensured every interval by `wheelyard beat`.
     watch_file: Path | None = setting(
         None, env="WHEELYARD_WATCH_FILE", help="a TOML file of watch lists (requirements, locks, projects; targets)"

@@ -13,7 +13,7 @@ import dataclasses
 import os
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -210,3 +210,14 @@ def _unwrap_optional(hint: Any) -> tuple[Any, bool]:
         rest = [a for a in args if a is not type(None)]
         return rest[0], True
     return hint, False
+
+
+def unknown_key(key: str, allowed: Iterable[str], what: str = "key") -> tuple[str, str]:
+    """What to say of an unknown key in a data file: the sentence (with the closest valid name)
+    and the hint (every valid name)."""
+    import difflib
+
+    valid = sorted(allowed)
+    close = difflib.get_close_matches(key, valid, n=1)
+    said = f"unknown {what} {key!r}" + (f"; did you mean {close[0]!r}?" if close else "")
+    return said, f"valid: {', '.join(valid)}"

@@ -17,7 +17,7 @@ from builder.secrets import secret_paths
 
 
 class _Log(Protocol):
-    """The build's log (``builder.pipeline.BuildLog``): what the sandbox writes, and lines of the worker's."""
+    """The build's log (``builder.build_output.BuildLog``): what the sandbox writes, and lines of the worker's."""
 
     def write(self, data: bytes) -> None: ...
 
@@ -32,10 +32,12 @@ def install_requirements(
     requirements: Sequence[str],
     listing: Path,
     find_links: Path | None = None,
+    options: Sequence[str] = (),
 ) -> None:
     """Install ``requirements`` into the environment of ``python``, from wheels only, from the
     upstream index (and ``find_links``), in the installer's sandbox. They go through ``listing``,
-    a file the sandbox reads: none is an argument."""
+    a file the sandbox reads: none is an argument. ``options`` are the worker's own (constraints,
+    an upload date), never a build's."""
     listing.write_text("".join(f"{r}\n" for r in requirements))
     os.chmod(listing, 0o644)
     cmd = install_command(
@@ -45,6 +47,7 @@ def install_requirements(
         index_url=settings.upstream_index,
         cache_dir=workdir / "uv-cache",
         find_links=find_links,
+        options=options,
     )
     log.line("$ " + " ".join(cmd) + "  # " + ", ".join(requirements))
     certs = {k: os.environ[k] for k in ("SSL_CERT_FILE", "SSL_CERT_DIR") if k in os.environ}

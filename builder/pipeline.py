@@ -43,9 +43,11 @@ from typing import Any
 from build import BuildBackendException, BuildException, ProjectBuilder
 from packaging.utils import parse_wheel_filename
 
+from builder.applying import Prepared, adjust_plan, apply_changes, install_options, regenerate
+from builder.build_changes import BuildChanges
 from builder.build_job import BuildJob, BuildOutcome
+from builder.build_output import BuildLog
 from builder.build_requirements import parse_build_requirements
-from builder.buildlog import FileBuildLog
 from builder.capabilities import Capabilities, Interpreter
 from builder.cibuildwheel_build import build_with_cibuildwheel, uses_cibuildwheel
 from builder.config import Settings
@@ -62,50 +64,16 @@ from builder.installs import install_requirements, uv_binary
 from builder.parallelism import job_environment, resolve_parallelism
 from builder.proof import PROOF_SCRIPT, failed_imports, is_hollow, plan_imports, read_layout, retag_pure
 from builder.publish import publish_verified
+from builder.remedies import changes_for_build
 from builder.rust_toolchain import rust_for_build
 from builder.sandbox import LimitExceeded, Sandbox, build_environment
 from builder.sdist import UnpackLimits, unpack_sdist
-from builder.secrets import Redactor, secret_paths, secret_values
+from builder.secrets import secret_paths, secret_values
 from builder.tools import run_tool
 from builder.upstream import DistFile, Release, SimpleIndex
 from builder.verify import WheelInfo, take_wheel, verify_wheel
 
 Report = Callable[[str, dict[str, Any]], None]
-
-
-class BuildLog(FileBuildLog):
-    """Where a build's output goes: a file on the worker and, through ``sink``, the shared record."""
-
-    def __init__(self, path: Path, sink: Callable[[bytes], object] | None = None) -> None:
-        super().__init__(path)
-        self._sink = sink
-        self.redactor = Redactor(())
-
-    def redact(self, secrets: Sequence[str]) -> None:
-        """From now on, ``secrets`` are written as ``***`` (to the file and to the sink)."""
-        self.flush()
-        self.redactor = Redactor(secrets)
-
-    def write(self, data: bytes) -> None:
-        self._emit(self.redactor.feed(data))
-
-    def _emit(self, data: bytes) -> None:
-        if data:
-            super().write(data)
-            if self._sink is not None:
-                self._sink(data)
-
-    def flush(self) -> None:
-        """Write what the redactor holds back (the start of what could have been a secret)."""
-        self._emit(self.redactor.flush())
-
-    def line(self, text: str) -> None:
-        self.write((text.rstrip("\n") + "\n").encode())
-        self.flush()
-
-    def _release(self) -> None:
-        # What the redactor still holds goes to the file before it is closed.
-        self.flush()
 
 
 class BuildDirector:
@@ -135,6 +103,8 @@ class BuildDirector:
         self._sandbox: Sandbox | None = None
         self._current = "start"
         self._installs = 0
+        self.changes = BuildChanges()
+        self._sdist: DistFile | None = None
         # The worker's own parts of workdir (see _prepare_workdir).
         self.private = self.workdir / "worker"
         self.shared = self.workdir / "shared"
@@ -146,6 +116,9 @@ class BuildDirector:
         self.log.line(f"wheelyard: build {job.build_id}: {job.name}=={job.version} for {job.target}")
         try:
             self._prepare_workdir()
+            self.changes = changes_for_build(self.settings, job.name, job.version, job.target.identifier, job.remedy)
+            for note in self.changes.notes:
+                self.log.line(note)
             release = self._step("resolve", self._resolve)
             wheel_file = (
                 None if job.from_source else release.wheel_for(job.target, glibc_max=self.settings.manylinux_glibc_max)
@@ -214,6 +187,8 @@ class BuildDirector:
         archive = self._step("fetch", lambda: self.index.download(sdist, self.workdir / "dist"))
         limits = UnpackLimits(max_bytes=self.settings.limits.disk_bytes, max_files=self.settings.limits.files)
         srcdir = self._step("unpack", lambda: unpack_sdist(archive, self.workdir / "src", limits))
+        self._sdist = sdist
+        prepared = apply_changes(self.changes, srcdir, sdist, self._sandbox_for, self._step, self.log.line, self.shared)
         if uses_cibuildwheel(job.target):
             # macOS and Windows: the sdist passed the same checks (unpack); cibuildwheel builds and repairs
             # (delocate, delvewheel) from the archive; verify, prove and publish are the same.
@@ -230,30 +205,46 @@ class BuildDirector:
         )
         outdir = self.workdir / "out"
         outdir.mkdir(exist_ok=True)
-
-        def build_wheel() -> Path:
-            # build reports backend warnings through `warnings`: they belong in the build log.
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                try:
-                    requires = self._requirements(builder.build_system_requires, "build-system.requires")
-                    self._install(env_python, requires)
-                    extra = builder.get_requires_for_build("wheel")
-                    if extra:
-                        self._install(
-                            env_python, self._requirements(extra, "the backend's get_requires_for_build_wheel")
-                        )
-                    return Path(builder.build("wheel", outdir))
-                finally:
-                    for warning in caught:
-                        self.log.line(f"warning: {warning.message}")
-
-        built = self._step("build", build_wheel)
+        built = self._step("build", lambda: self._build_wheel(builder, env_python, prepared, srcdir, outdir))
         self.log.line(f"wheelyard: built {built.name}")
         # From here on only the worker's copy is read: the build's user can still write out/
         # (the proof runs as that user), but not the worker's directory.
         taken = take_wheel(built, outdir, self.private / "built")
         return self._check_and_publish(release, sdist, interpreter, taken, repair=True)
+
+    def _build_wheel(
+        self, builder: ProjectBuilder, env_python: Path, prepared: Prepared, srcdir: Path, outdir: Path
+    ) -> Path:
+        """The build requirements installed, then the backend's build_wheel, through the sandbox."""
+        # build reports backend warnings through `warnings`: they belong in the build log.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                requires = self._requirements(builder.build_system_requires, "build-system.requires")
+                requires += self._requirements(prepared.requirements, "the overrides and remedy")
+                self._install(env_python, requires, build=True)
+                self._regenerate(prepared, srcdir)
+                extra = builder.get_requires_for_build("wheel")
+                if extra:
+                    self._install(
+                        env_python,
+                        self._requirements(extra, "the backend's get_requires_for_build_wheel"),
+                        build=True,
+                    )
+                return Path(builder.build("wheel", outdir))
+            finally:
+                for warning in caught:
+                    self.log.line(f"warning: {warning.message}")
+
+    def _regenerate(self, prepared: Prepared, srcdir: Path) -> None:
+        """The Cython outputs generated again, with a current Cython of an environment of its own."""
+        if not prepared.generated or self.changes.regenerate_cython is None:
+            return
+        interpreter = self.capabilities.interpreter_for(self.job.target)
+        assert interpreter is not None
+        python = self._create_env(interpreter, self.workdir / "cythonenv")
+        self._install(python, [self.changes.regenerate_cython])
+        regenerate(prepared.generated, python, srcdir, self._sandbox_for())
 
     def _cibuildwheel(self, archive: Path) -> Path:
         return build_with_cibuildwheel(
@@ -310,7 +301,7 @@ class BuildDirector:
                 log=self.log,
                 enabled=self.settings.sandbox,
                 read_only=rust.read_only,
-                env=build_environment({**self._toolchain_env(), **rust.environment}),
+                env=build_environment({**self._toolchain_env(), **rust.environment, **self.changes.environment}),
                 hidden=[self.settings.data_dir, *secret_paths(os.environ)],
                 # The sources (backends write build/ and metadata there), the wheel's output
                 # directory and cargo's home; the build and prove environments stay read-only.
@@ -378,12 +369,20 @@ class BuildDirector:
             entries, source=source, allow_direct_urls=self.settings.allow_direct_url_requirements
         )
 
-    def _install(self, python: Path, requirements: Sequence[str], *, find_links: Path | None = None) -> None:
-        """Install from wheels only, in the installer's sandbox (builder.installs)."""
+    def _install(
+        self, python: Path, requirements: Sequence[str], *, find_links: Path | None = None, build: bool = False
+    ) -> None:
+        """Install from wheels only, in the installer's sandbox (builder.installs). ``build``: the
+        build requirements, under the constraints and upload date of the build's changes."""
         if requirements:
             self._installs += 1
             listing = self.shared / f"requirements-{self._installs}.txt"
-            install_requirements(self.settings, self.workdir, self.log, python, requirements, listing, find_links)
+            options: list[str] = []
+            if build and self._sdist is not None:
+                options = install_options(self.changes, self._sdist, self.shared, self._installs)
+            install_requirements(
+                self.settings, self.workdir, self.log, python, requirements, listing, find_links, options
+            )
 
     def _repair(self, wheel: Path) -> Path:
         wheel = self._unless_hollow(wheel)
@@ -424,7 +423,7 @@ class BuildDirector:
         shutil.copyfile(wheel, copy)
         os.chmod(copy, 0o644)
         self._install(env_python, [str(copy)], find_links=links)
-        plan = plan_imports(read_layout(wheel))
+        plan = adjust_plan(plan_imports(read_layout(wheel)), self.changes)
         for note in plan.notes:
             self.log.line(note)
         if not plan.names:

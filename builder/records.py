@@ -60,7 +60,12 @@ class BuildRecord:
     started_at: float | None = None
     finished_at: float | None = None
     worker: str | None = None
-    attempts: int = 0
+    # How many times a worker started the build (a redelivered job starts it again).
+    runs: int = 0
+    # Each attempt of the build: {"number", "remedy" (name or null), "status", "diagnosis"
+    # (primary category or null), "log" (the name of that attempt's stored log)}.
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    remedy: str | None = None  # the remedy that made the published wheel
     # How many times the build was put back in its queue after its worker was lost: a job
     # carries the number it was sent with, and one sent before the last recovery is stale.
     recoveries: int = 0
@@ -89,6 +94,8 @@ class BuildRecord:
     @classmethod
     def from_json(cls, text: str | bytes) -> BuildRecord:
         data = json.loads(text)
+        if isinstance(data.get("attempts"), int):  # records written before attempts were listed
+            data["runs"] = data.pop("attempts")
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 
@@ -309,6 +316,17 @@ class BuildStore:
 
     def clear_log(self, build_id: str) -> None:
         self.redis.delete(f"{PREFIX}log:{build_id}")
+
+    def keep_attempt_log(self, build_id: str, name: str) -> None:
+        """The stored log so far becomes the log ``name`` of an attempt; the build's log starts empty."""
+        key = f"{PREFIX}log:{build_id}"
+        if self.redis.exists(key):
+            self.redis.rename(key, f"{key}:{name}")
+
+    def read_attempt_log(self, build_id: str, name: str) -> bytes | None:
+        """The stored log of an earlier attempt (``keep_attempt_log``), None when there is none."""
+        data = self.redis.get(f"{PREFIX}log:{build_id}:{name}")
+        return None if data is None else data if isinstance(data, bytes) else str(data).encode()
 
     def replace_log(self, build_id: str, data: bytes) -> None:
         """Set a build's whole stored log at once (within the limit): a worker that lost chunks while

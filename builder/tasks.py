@@ -160,6 +160,7 @@ def register_tasks(
                 worker_name=worker_name,
                 upload_password=upload_password,
                 recovery=recovery,
+                send_retry=build_sender(app),
             )
         except SoftTimeLimitExceeded:
             _past_time_limit(store, build_id, limits.soft)

@@ -49,6 +49,7 @@ class DistFile:
     requires_python: str | None = None
     yanked: bool = False
     size: int | None = None
+    upload_time: str | None = None  # PEP 700 (JSON pages only), e.g. "2023-06-01T12:00:00.123456Z"
 
     @property
     def is_wheel(self) -> bool:
@@ -200,6 +201,7 @@ class SimpleIndex:
                     requires_python=entry.get("requires-python"),
                     yanked=bool(yanked),
                     size=entry.get("size"),
+                    upload_time=entry.get("upload-time") if isinstance(entry.get("upload-time"), str) else None,
                 )
             )
         return files

@@ -31,47 +31,28 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import redis
 from celery.exceptions import SoftTimeLimitExceeded
 
+from builder.attempts import AttemptRetry, Attempts, SendRecovered
 from builder.build_job import BuildJob, BuildOutcome
+from builder.build_output import BuildLog
 from builder.buildlog import StoredLog, stored_form
 from builder.capabilities import Capabilities
 from builder.config import Settings
 from builder.errors import InternalError
-from builder.pipeline import BuildDirector, BuildLog
+from builder.pipeline import BuildDirector
 from builder.records import DONE, BuildRecord, BuildStore, status_index
+from builder.redis_retry import REDIS_DOWN, retry_redis
 from builder.sandbox import CAUSES, marker_line, remove_stale_cgroups
 from builder.targets import MIRROR_QUEUE, BuildTarget
 from builder.workdir import WorkDirectory, sweep
 
 logger = logging.getLogger(__name__)
 
-# Errors of a Redis that is away (refused, reset, timed out, still loading its AOF): worth waiting for.
-REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
-# How long a worker keeps trying to write a build's record while Redis is away.
-REDIS_RETRY_SECONDS = 600.0
 # After a failed best-effort write, how long progress writes are skipped (they must not stall a build).
 PROGRESS_BACKOFF_SECONDS = 5.0
-
-T = TypeVar("T")
-
-
-def retry_redis(action: Callable[[], T], what: str, seconds: float = REDIS_RETRY_SECONDS) -> T:
-    """``action()``, tried again with backoff while Redis is unreachable, for up to ``seconds``."""
-    deadline = time.monotonic() + seconds
-    delay = 0.5
-    while True:
-        try:
-            return action()
-        except REDIS_DOWN as exc:
-            if time.monotonic() + delay > deadline:
-                raise
-            logger.warning("%s: Redis unavailable (%s); trying again in %.1f s", what, exc.__class__.__name__, delay)
-            time.sleep(delay)
-            delay = min(delay * 2, 10.0)
 
 
 def record_outcome(store: BuildStore, build_id: str, **changes: Any) -> BuildRecord:
@@ -132,9 +113,12 @@ def run_build(
     worker_name: str,
     upload_password: str | None = None,
     recovery: int = 0,
+    send_retry: SendRecovered | None = None,
 ) -> BuildOutcome | None:
-    """Run one build; None when the record is gone or already finished (a redelivered job), or
-    the job is stale (sent before the build's last recovery, ``recovery`` below the record's)."""
+    """Run one attempt of a build; None when the record is gone or already finished (a redelivered
+    job), or the job is stale (sent before the build's last recovery, ``recovery`` below the
+    record's). A failed attempt whose diagnosis names a remedy that may still be tried is queued
+    again through ``send_retry`` (builder/attempts.py); without it the failure is the outcome."""
     record = retry_redis(lambda: store.get(build_id), f"build {build_id}: reading the record")
     if record is None or record.status in DONE:
         return None
@@ -146,26 +130,28 @@ def run_build(
         return None
     # A pool process killed mid-build (kill -9, time limit) leaves its cgroups and work directory behind.
     remove_stale_cgroups()
-    workroot = settings.data_dir / "work"
-    sweep(workroot)
-    with WorkDirectory(workroot) as workdir:
-        progress = Progress(store, build_id, StoredLog(settings.log_head_bytes, settings.log_tail_bytes))
-        log = BuildLog(workdir.path / "build.log", sink=progress.log)
-        try:
-            outcome = _run_director(settings, capabilities, record, workdir.path, log, progress, upload_password)
-            changes = _outcome_changes(outcome, store, record, capabilities, log)
-            progress.finish_log(log.path)
-        finally:
-            log.close()
-    mine = retry_redis(
-        lambda: store.update_if(
-            build_id,
-            lambda r: r.worker == worker_name and r.recoveries == recovery and r.status == "building",
-            **changes,
-        ),
+    sweep(settings.data_dir / "work")
+
+    def mine(r: BuildRecord) -> bool:
+        return r.worker == worker_name and r.recoveries == recovery and r.status == "building"
+
+    attempts = Attempts(settings, started)
+    entry = attempts.begin()
+    retry_redis(
+        lambda: store.update_if(build_id, mine, attempts=attempts.entries), f"build {build_id}: recording the attempt"
+    )
+    outcome, changes = _run_attempt(settings, store, capabilities, record, upload_password, attempts, entry)
+    following = attempts.end(outcome, changes)
+    if following is not None and send_retry is not None:
+        retry = AttemptRetry(store, build_id, mine, send_retry)
+        if retry.queue(attempts, following, changes, queue=record.queue, recovery=recovery):
+            return outcome
+    changes.update(attempts=attempts.entries, remedy=entry["remedy"] if outcome.status == "published" else None)
+    written = retry_redis(
+        lambda: store.update_if(build_id, mine, **changes),
         f"build {build_id}: recording the outcome",
     )
-    if mine is None:
+    if written is None:
         # Another worker took the build over (this one was thought lost): its outcome stands.
         logger.warning("build %s: taken over by another worker; this attempt's outcome is not recorded", build_id)
     return outcome
@@ -181,7 +167,7 @@ def _start(store: BuildStore, record: BuildRecord, worker_name: str, recovery: i
         step="start",
         started_at=time.time(),
         worker=worker_name,
-        attempts=record.attempts + 1,
+        runs=record.runs + 1,
         finished_at=None,
         error=None,
         diagnosis=None,
@@ -189,6 +175,38 @@ def _start(store: BuildStore, record: BuildRecord, worker_name: str, recovery: i
     if started is not None:
         store.clear_log(record.id)
     return started
+
+
+def _run_attempt(
+    settings: Settings,
+    store: BuildStore,
+    capabilities: Capabilities,
+    record: BuildRecord,
+    upload_password: str | None,
+    attempts: Attempts,
+    entry: dict[str, Any],
+) -> tuple[BuildOutcome, dict[str, Any]]:
+    """One attempt of a build: its own work directory and log, the director, the outcome's changes
+    (with ``next_remedy`` when the diagnosis names a remedy that may still be tried)."""
+    with WorkDirectory(settings.data_dir / "work") as workdir:
+        progress = Progress(store, record.id, StoredLog(settings.log_head_bytes, settings.log_tail_bytes))
+        log = BuildLog(workdir.path / "build.log", sink=progress.log)
+        try:
+            first = attempts.started_line(entry)
+            if first:
+                log.line(first)
+            outcome = _run_director(
+                settings, capabilities, record, workdir.path, log, progress, upload_password, entry["remedy"]
+            )
+            changes = _outcome_changes(outcome, store, record, capabilities, log)
+            following = attempts.choose(changes.get("diagnosis")) if outcome.status == "failed" else None
+            if following is not None:
+                log.line(f"wheelyard: the build is tried again with the remedy {following}")
+                changes["next_remedy"] = following
+            progress.finish_log(log.path)
+        finally:
+            log.close()
+    return outcome, changes
 
 
 def _run_director(
@@ -199,6 +217,7 @@ def _run_director(
     log: BuildLog,
     progress: Progress,
     upload_password: str | None,
+    remedy: str | None = None,
 ) -> BuildOutcome:
     """The build's outcome, whatever happens in it: an exception no step expected is a failed
     build with its traceback in the log, never a record left "building"."""
@@ -209,6 +228,7 @@ def _run_director(
             version=record.version,
             target=BuildTarget.parse(record.target),
             from_source=record.from_source,
+            remedy=remedy,
         )
         director = BuildDirector(
             settings, capabilities, job, workdir=workdir, log=log, report=progress.step, upload_password=upload_password
@@ -308,10 +328,6 @@ def diagnose_log(path: Path) -> dict[str, Any] | None:
     except Exception:  # noqa: BLE001 - a diagnosis must never lose the build record
         logger.exception("diagnosis of %s failed", path)
         return None
-
-
-# (build id, queue, recovery number): sends the build's job again.
-SendRecovered = Callable[[str, str, int], None]
 
 
 class LostBuilds:

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import Response
 
-from builder.errors import BuildNotFound, InvalidCursor, InvalidFilter
+from builder.errors import AttemptNotFound, BuildNotFound, InvalidCursor, InvalidFilter
 from builder.record_listing import Position
 from builder.records import STATUSES
 from server.api_models import (
@@ -109,10 +109,21 @@ def get_build(build_id: BuildId, request: Request, shared: SharedParts) -> dict[
         **error_responses(404),
     },
 )
-def get_log(build_id: BuildId, shared: SharedParts, offset: Annotated[int, Query(ge=0)] = 0) -> Response:
-    if shared.store.get(build_id) is None:
+def get_log(
+    build_id: BuildId,
+    shared: SharedParts,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    attempt: Annotated[int | None, Query(ge=1, description="the attempt whose log to read (default: the last)")] = None,
+) -> Response:
+    record = shared.store.get(build_id)
+    if record is None:
         raise BuildNotFound(build_id)
     data = shared.store.read_log(build_id, offset)
+    if attempt is not None and attempt < len(record.attempts):
+        earlier = shared.store.read_attempt_log(build_id, str(record.attempts[attempt - 1].get("log")))
+        data = (earlier or b"")[offset:]
+    elif attempt is not None and attempt > max(len(record.attempts), 1):
+        raise AttemptNotFound(build_id, len(record.attempts), attempt)
     return Response(
         data,
         media_type="text/plain; charset=utf-8",

@@ -61,7 +61,12 @@ class BuildView(BaseModel):
     finished_at: float | None
     duration: float | None = Field(description="seconds since the build started, or that it took")
     worker: str | None
-    attempts: int
+    runs: int = Field(description="how many times a worker started the build (a lost worker's build runs again)")
+    attempts: list[dict[str, Any]] = Field(
+        description='each attempt: {"number", "remedy" (name or null), "status", "diagnosis" (primary category or '
+        'null), "log" (its name), "log_url"}'
+    )
+    remedy: str | None = Field(description="the remedy that made the published wheel, or null")
     wheel: str | None
     sha256: str | None
     source: str | None = Field(description="the sdist built, or the upstream wheel mirrored")

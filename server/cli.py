@@ -225,6 +225,15 @@ def _worker_targets(settings: Settings, selected: str | None) -> tuple[Any, list
     return capabilities, targets
 
 
+def _check_build_data(settings: Settings) -> None:
+    """The remedies and the per-package overrides, validated before the worker takes a build."""
+    from builder.overrides import load_overrides
+    from builder.remedies import load_remedies
+
+    load_remedies()
+    load_overrides(settings.overrides)
+
+
 def _probe(settings: Settings, capabilities: Any, queues: list[str], sandbox_ok: bool) -> dict[str, Any]:
     """What ``wheelyard worker --probe`` reports: what this host builds, and with what."""
     from builder.parallelism import resolve_parallelism
@@ -247,6 +256,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings, out: TextIO, err: T
     from builder.worker import Heartbeat, LostBuilds, default_worker_name, worker_info, worker_queues
 
     capabilities, targets = _worker_targets(settings, args.targets)
+    _check_build_data(settings)
     for unusable in capabilities.unusable:
         err.write(unusable.line() + "\n")
     queues = worker_queues(targets)

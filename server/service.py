@@ -242,7 +242,12 @@ def present(record: BuildRecord, served: dict[str, list[str]], base_url: str = "
         "finished_at": record.finished_at,
         "duration": record.duration,
         "worker": record.worker,
-        "attempts": record.attempts,
+        "runs": record.runs,
+        "attempts": [
+            {**a, "log_url": f"{base_url}/api/builds/{record.id}/log?attempt={a.get('number')}"}
+            for a in record.attempts
+        ],
+        "remedy": record.remedy,
         "wheel": record.wheel,
         "sha256": record.sha256,
         "source": record.source,

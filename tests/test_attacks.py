@@ -31,9 +31,10 @@ from typing import Any
 import pytest
 import requests
 
+from builder.build_output import BuildLog
 from builder.config import Settings
 from builder.installs import installer_sandbox, uv_binary
-from builder.pipeline import BuildLog, work_directory
+from builder.pipeline import work_directory
 from builder.publish import publish_wheel, published_sha256
 from tests.conftest import REDIS_SERVER, RedisDatabases, Stack, interpreter, make_sdist, upstream_index
 from tests.test_verify import make_wheel

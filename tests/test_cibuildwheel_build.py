@@ -147,9 +147,10 @@ def test_the_director_builds_a_macos_target_through_the_real_cibuildwheel(
     host, to build for macOS: the build ends failed as cibuildwheel-failed with cibuildwheel's own
     words in the log, and nothing of the sdist ran."""
     from builder.build_job import BuildJob
+    from builder.build_output import BuildLog
     from builder.capabilities import Capabilities, Interpreter
     from builder.config import load_settings
-    from builder.pipeline import BuildDirector, BuildLog
+    from builder.pipeline import BuildDirector
     from tests.conftest import interpreter
 
     packages, upstream = local_upstream

@@ -215,6 +215,7 @@ def test_up_gives_each_child_every_setting_only_the_file_sets(tmp_path: Path, le
         rust_toolchain=rust.bin_dir if rust is not None else None,
     )
     values = {k: v for k, v in values.items() if v is not None}
+    (tmp_path / "overrides").mkdir()  # a worker refuses to start with overrides that do not exist
     config = write_toml(tmp_path / "wheelyard.toml", values)
     log = (tmp_path / "up.log").open("wb")
     up = subprocess.Popen(

@@ -334,6 +334,17 @@ CASES: list[tuple[str, str, int, str]] = [
         "incompatible-build-tool",
     ),
     (
+        "cython-py2-names-removed",
+        "Error compiling Cython file:\n"
+        "------------------------------------------------------------\n"
+        "            elif PyInt_CheckExact(o) if strict_types else PyInt_Check(o):\n"
+        "                 ^\n"
+        "------------------------------------------------------------\n"
+        "_packer.pyx:189:17: undeclared name not builtin: PyInt_CheckExact\n",
+        6,
+        "incompatible-build-tool",
+    ),
+    (
         "build-dependency-unreachable",
         "  Installing build dependencies: started\n"
         "  Looking in indexes: http://127.0.0.1:9/simple/\n"

@@ -35,7 +35,7 @@ def building(store: BuildStore, name: str, worker: str, started_at: float | None
     record = store.create(
         name=name, version="1.0", target="py3-none-any", requirement=f"{name}==1.0", from_source=True, queue=QUEUE
     )
-    return store.update(record.id, status="building", worker=worker, started_at=started_at or time.time(), attempts=1)
+    return store.update(record.id, status="building", worker=worker, started_at=started_at or time.time(), runs=1)
 
 
 def register(store: BuildStore, name: str, started_at: float) -> None:

@@ -80,6 +80,7 @@ _RULE_FIELDS = frozenset(
         "steps",
         "not_steps",
         "only_with",
+        "retry",
         "requested_file",
     }
 )
@@ -134,6 +135,8 @@ class Rule:
     # The cause counts only where one of these rules also matched in the log (pip's list of
     # versions skipped for their Requires-Python explains a "no matching distribution" only).
     only_with: frozenset[str] = frozenset()
+    # The remedies (remedies.toml) a worker retries a build that failed for this cause with, in order.
+    retry: tuple[str, ...] = ()
     # The cause is the line naming the file of the release asked for (its ``file`` group): pip's
     # lines about the other releases are not. Decided once the log has said what was asked for.
     requested_file: bool = False
@@ -245,6 +248,9 @@ def _parse_rule(raw: Any, index: int) -> Rule:
         raise _err(where, "'in_build' must be true or false")
     requested_file = _requested_file(raw, where, patterns)
     steps = _steps(raw, where)
+    retry = raw.get("retry", [])
+    if not isinstance(retry, list) or not all(isinstance(v, str) and _ID_RE.match(v) for v in retry):
+        raise _err(where, "'retry' must be a list of remedy names (remedies.toml)")
     _check_placeholders(raw, where, patterns, defaults, remedies, fallback)
     return Rule(
         id=raw["id"],
@@ -267,6 +273,7 @@ def _parse_rule(raw: Any, index: int) -> Rule:
         steps=steps["steps"],
         not_steps=steps["not_steps"],
         only_with=steps["only_with"],
+        retry=tuple(retry),
         requested_file=requested_file,
         order=index,
     )

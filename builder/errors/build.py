@@ -150,3 +150,23 @@ class WorkerLost(WheelyardError):
 
     def __init__(self, worker: str | None) -> None:
         super().__init__(self.form.format(worker=worker))
+
+
+class RemedyNotApplicable(WheelyardError):
+    """The remedy a failed build's diagnosis named finds nothing to change in the sdist (docs/remedies.md)."""
+
+    reference = "remedy-not-applicable"
+    status_code = 422
+    form = "the NAME remedy found nothing it changes in the sdist, and what it looked for"
+
+
+class PatchRefused(WheelyardError):
+    """A source patch of the per-package overrides that wheelyard does not apply to an sdist (docs/overrides.md)."""
+
+    reference = "patch-refused"
+    status_code = 422
+    form = "the file of the patch and why it is refused (outside the tree, through a symlink, not a plain file)"
+    hint = (
+        "a patch is a unified diff of regular files inside the sdist (paths a/FILE and b/FILE relative to its top "
+        "directory); see docs/overrides.md"
+    )

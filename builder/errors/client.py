@@ -98,6 +98,18 @@ class InvalidCursor(WheelyardError):
         super().__init__(self.form.format(cursor=cursor))
 
 
+class AttemptNotFound(WheelyardError):
+    """A build's log asked for by an attempt number the build does not have."""
+
+    reference = "attempt-not-found"
+    status_code = 404
+    form = "build {build_id} has {count} attempts; there is no attempt {number}"
+    hint = "the build's record lists its attempts, each with its log_url"
+
+    def __init__(self, build_id: str, count: int, number: int) -> None:
+        super().__init__(self.form.format(build_id=build_id, count=count, number=number))
+
+
 class BuildNotFound(WheelyardError):
     """A build id that names no build."""
 

@@ -15,6 +15,23 @@ class ConfigurationError(WheelyardError):
     form = "the setting, what is wrong with it, and where it was read"
 
 
+class OverridesInvalid(ConfigurationError):
+    """The per-package overrides (WHEELYARD_OVERRIDES) are not valid; the worker refuses to start."""
+
+    reference = "invalid-overrides"
+    form = "{file}#{entry}: the key and what is wrong with it (an unknown key with the closest valid one)"
+    hint = "docs/overrides.md describes the format, with examples"
+
+
+class RemedySetError(WheelyardError):
+    """The remedies (builder/diagnosis/remedies.toml) are not valid, or a rule names one that does not exist."""
+
+    reference = "invalid-remedies"
+    status_code = 500
+    form = "remedies.toml: the remedy, the field and what is wrong with it"
+    hint = "docs/remedies.md describes every field"
+
+
 class RedisUnavailable(WheelyardError):
     """Redis (the build queue and records) could not be reached, or the embedded one started."""
 
