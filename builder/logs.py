@@ -50,6 +50,13 @@ def set_step(step: str | None) -> None:
         _build.set({**current, "step": step})
 
 
+def set_target(target: str) -> None:
+    """The target of the build of the current context (no build: nothing)."""
+    current = _build.get()
+    if current is not None:
+        _build.set({**current, "target": target})
+
+
 def current_build() -> Mapping[str, str | None]:
     return _build.get() or {}
 

@@ -205,34 +205,36 @@ class BuildDirector:
         )
         outdir = self.workdir / "out"
         outdir.mkdir(exist_ok=True)
-
-        def build_wheel() -> Path:
-            # build reports backend warnings through `warnings`: they belong in the build log.
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                try:
-                    requires = self._requirements(builder.build_system_requires, "build-system.requires")
-                    requires += self._requirements(prepared.requirements, "the overrides and remedy")
-                    self._install(env_python, requires, build=True)
-                    self._regenerate(prepared, srcdir)
-                    extra = builder.get_requires_for_build("wheel")
-                    if extra:
-                        self._install(
-                            env_python,
-                            self._requirements(extra, "the backend's get_requires_for_build_wheel"),
-                            build=True,
-                        )
-                    return Path(builder.build("wheel", outdir))
-                finally:
-                    for warning in caught:
-                        self.log.line(f"warning: {warning.message}")
-
-        built = self._step("build", build_wheel)
+        built = self._step("build", lambda: self._build_wheel(builder, env_python, prepared, srcdir, outdir))
         self.log.line(f"wheelyard: built {built.name}")
         # From here on only the worker's copy is read: the build's user can still write out/
         # (the proof runs as that user), but not the worker's directory.
         taken = take_wheel(built, outdir, self.private / "built")
         return self._check_and_publish(release, sdist, interpreter, taken, repair=True)
+
+    def _build_wheel(
+        self, builder: ProjectBuilder, env_python: Path, prepared: Prepared, srcdir: Path, outdir: Path
+    ) -> Path:
+        """The build requirements installed, then the backend's build_wheel, through the sandbox."""
+        # build reports backend warnings through `warnings`: they belong in the build log.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                requires = self._requirements(builder.build_system_requires, "build-system.requires")
+                requires += self._requirements(prepared.requirements, "the overrides and remedy")
+                self._install(env_python, requires, build=True)
+                self._regenerate(prepared, srcdir)
+                extra = builder.get_requires_for_build("wheel")
+                if extra:
+                    self._install(
+                        env_python,
+                        self._requirements(extra, "the backend's get_requires_for_build_wheel"),
+                        build=True,
+                    )
+                return Path(builder.build("wheel", outdir))
+            finally:
+                for warning in caught:
+                    self.log.line(f"warning: {warning.message}")
 
     def _regenerate(self, prepared: Prepared, srcdir: Path) -> None:
         """The Cython outputs generated again, with a current Cython of an environment of its own."""

@@ -35,6 +35,8 @@ from builder.buildlog import stored_limit
 from builder.capabilities import Capabilities
 from builder.config import Settings
 from builder.errors import TaskTimeLimit, UpstreamUnavailable, WheelyardError
+from builder.logs import build_context
+from builder.metrics import count_retry
 from builder.records import BuildStore, connect
 from builder.targets import MIRROR_QUEUE
 
@@ -127,8 +129,6 @@ def register_tasks(
     upload_password: str | None,
 ) -> None:
     """Register the worker's tasks; the API only sends them by name and needs none of this."""
-    from builder.logs import build_context
-    from builder.metrics import count_retry
     from builder.worker import run_build
 
     limits = time_limits(settings.limits.wall_seconds)

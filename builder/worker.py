@@ -42,7 +42,7 @@ from builder.buildlog import StoredLog, stored_form
 from builder.capabilities import Capabilities
 from builder.config import Settings
 from builder.errors import InternalError
-from builder.logs import build_context, set_step
+from builder.logs import set_step, set_target
 from builder.metrics import count_retry, observe_build, observe_start
 from builder.pipeline import BuildDirector
 from builder.records import DONE, BuildRecord, BuildStore, status_index
@@ -125,47 +125,15 @@ def run_build(
     record = retry_redis(lambda: store.get(build_id), f"build {build_id}: reading the record")
     if record is None or record.status in DONE:
         return None
-    with build_context(build_id, record.target):
-        return _one_run(settings, store, capabilities, record, worker_name, upload_password, recovery, send_retry)
-
-
-def _one_run(
-    settings: Settings,
-    store: BuildStore,
-    capabilities: Capabilities,
-    record: BuildRecord,
-    worker_name: str,
-    upload_password: str | None,
-    recovery: int,
-    send_retry: SendRecovered | None,
-) -> BuildOutcome | None:
-    """One run of a build whose record said it was not done."""
-    build_id = record.id
-    runs = record.runs + 1
-
-    def start() -> BuildRecord | None:
-        started = store.update_if(
-            build_id,
-            lambda r: r.status not in DONE and r.recoveries == recovery,
-            status="building",
-            step="start",
-            started_at=time.time(),
-            worker=worker_name,
-            runs=runs,
-            finished_at=None,
-            error=None,
-            diagnosis=None,
-        )
-        if started is not None:
-            store.clear_log(build_id)
-        return started
-
-    started = retry_redis(start, f"build {build_id}: recording the start")
+    set_target(record.target)
+    started = retry_redis(
+        lambda: _start(store, record, worker_name, recovery), f"build {build_id}: recording the start"
+    )
     if started is None:
         logger.warning("build %s: this job (recovery %d) is stale or the build is done; skipped", build_id, recovery)
         return None
     observe_start(record, started.started_at or time.time())
-    logger.info("build %s: %s %s for %s, attempt %d", build_id, record.name, record.version, record.target, runs)
+    logger.info("build %s: %s %s for %s, run %d", build_id, record.name, record.version, record.target, started.runs)
     # A pool process killed mid-build (kill -9, time limit) leaves its cgroups and work directory behind.
     remove_stale_cgroups()
     sweep(settings.data_dir / "work")
@@ -198,6 +166,26 @@ def _one_run(
     observe_build(started, changes)
     logger.info("build %s: %s", build_id, outcome.status)
     return outcome
+
+
+def _start(store: BuildStore, record: BuildRecord, worker_name: str, recovery: int) -> BuildRecord | None:
+    """Mark the build as building on this worker, its log cleared; None when it is done or the job
+    is stale (the record's recoveries are not the job's)."""
+    started = store.update_if(
+        record.id,
+        lambda r: r.status not in DONE and r.recoveries == recovery,
+        status="building",
+        step="start",
+        started_at=time.time(),
+        worker=worker_name,
+        runs=record.runs + 1,
+        finished_at=None,
+        error=None,
+        diagnosis=None,
+    )
+    if started is not None:
+        store.clear_log(record.id)
+    return started
 
 
 def _run_attempt(

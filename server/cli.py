@@ -264,7 +264,7 @@ def _check_build_data(settings: Settings) -> None:
 
 def _probe(settings: Settings, capabilities: Any, queues: list[str], sandbox_ok: bool) -> dict[str, Any]:
     """What ``wheelyard worker --probe`` reports: what this host builds, and with what."""
-    from builder.capabilities import resolve_parallelism
+    from builder.parallelism import resolve_parallelism
     from builder.sandbox import limit_mechanisms
 
     data: dict[str, Any] = capabilities.to_dict()
@@ -276,9 +276,9 @@ def _probe(settings: Settings, capabilities: Any, queues: list[str], sandbox_ok:
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
-    from builder.capabilities import resolve_parallelism
     from builder.logs import celery_logs_to_root
     from builder.metrics import serve_metrics
+    from builder.parallelism import resolve_parallelism
     from builder.records import BuildStore, connect
     from builder.sandbox import sandbox_available
     from builder.tasks import build_sender, create_celery_app, register_tasks
@@ -321,27 +321,16 @@ def cmd_worker(args: argparse.Namespace, settings: Settings, out: TextIO, err: T
         "wheelyard worker %s: serving %s; %s; metrics at %s", name, ", ".join(queues), parallelism.line(), metrics_url
     )
     try:
-        app.worker_main(
-            [
-                "--quiet",  # no banner on stdout: every line of a worker is a log record
-                "worker",
-                "-Q",
-                ",".join(queues),
-                "-n",
-                name,
-                "-c",
-                str(concurrency),
-                "-P",
-                "prefork",
-                "--loglevel",
-                "INFO",
-                "--without-gossip",
-                "--without-mingle",
-            ]
-        )
+        app.worker_main(_celery_worker_argv(queues, name, concurrency))
     finally:
         heartbeat.stop()
     return EXIT_OK
+
+
+def _celery_worker_argv(queues: list[str], name: str, concurrency: int) -> list[str]:
+    # --quiet: no banner on stdout, every line of a worker is a log record.
+    argv = ["--quiet", "worker", "-Q", ",".join(queues), "-n", name, "-c", str(concurrency), "-P", "prefork"]
+    return [*argv, "--loglevel", "INFO", "--without-gossip", "--without-mingle"]
 
 
 def _file_name(name: str) -> str:

@@ -64,6 +64,12 @@ def project_from_path(path: str) -> str | None:
     return canonicalize_name(match["name"]) if match else None
 
 
+def _builder(settings: Settings, service: BuildService, misses: MissStore, ensure: Ensure | None) -> BuildOnMiss:
+    asked = ensure or newest_with_closure(settings, service)
+    cooldown, per_hour = settings.build_on_miss_cooldown, settings.build_on_miss_per_hour
+    return BuildOnMiss(service.store.redis, misses, asked, cooldown=cooldown, per_hour=per_hour)
+
+
 def create_demand_router(
     settings: Settings,
     service: BuildService,
@@ -79,15 +85,7 @@ def create_demand_router(
     client = store.redis
     misses = MissStore(client, limit=settings.miss_limit)
     holdings = Holdings(settings.wheel_dir)
-    builder = None
-    if settings.build_on_miss:
-        builder = BuildOnMiss(
-            client,
-            misses,
-            ensure or newest_with_closure(settings, service),
-            cooldown=settings.build_on_miss_cooldown,
-            per_hour=settings.build_on_miss_per_hour,
-        )
+    builder = _builder(settings, service, misses, ensure) if settings.build_on_miss else None
 
     @router.get(
         "/api/index-requests",
