@@ -14,6 +14,7 @@ from typing import Any
 
 from builder.build_job import BuildOutcome
 from builder.config import Settings
+from builder.errors import RemedyNotApplicable
 from builder.records import BuildRecord, BuildStore
 from builder.redis_retry import retry_redis
 
@@ -26,9 +27,11 @@ class Attempts:
     """A build's attempts: the first, then one per remedy its diagnoses name, each remedy once, at
     most ``build_attempts`` (an attempt a lost worker left unfinished is done again with its remedy)."""
 
-    def __init__(self, settings: Settings, record: BuildRecord) -> None:
+    def __init__(self, settings: Settings, record: BuildRecord, earlier: BuildRecord | None = None) -> None:
         self.settings = settings
         self.name = record.name
+        # The record as the attempt before left it: its failure stands when a remedy finds nothing to change.
+        self.earlier = earlier
         self.entries = [dict(a) for a in record.attempts]
         self.next: str | None = None
         for entry in self.entries:
@@ -84,7 +87,19 @@ class Attempts:
         # "rule": the cause's rule, whose other remedies may follow one that did not help.
         self.entries[-1].update(status=outcome.status, diagnosis=primary.get("category"), rule=primary.get("rule"))
         following: str | None = changes.pop("next_remedy", None)
+        earlier = self.earlier
+        if isinstance(outcome.error, RemedyNotApplicable) and earlier is not None and earlier.error is not None:
+            # The build's error and diagnosis stay those of the failure the remedy was for; this
+            # attempt's own reason is in its entry and its log.
+            changes.update(error=earlier.error, diagnosis=earlier.diagnosis)
         return following
+
+    def earlier_log(self, store: BuildStore, build_id: str) -> bytes:
+        """The log of the attempt before this one when this one's remedy found nothing to change, else b""."""
+        done = [e for e in self.entries[:-1] if e.get("status") not in ("interrupted", "queued")]
+        if self.earlier is None or self.earlier.error is None or not done:
+            return b""
+        return store.read_attempt_log(build_id, str(done[-1]["log"])) or b""
 
 
 class AttemptRetry:

@@ -41,7 +41,7 @@ from builder.build_output import BuildLog
 from builder.buildlog import StoredLog, stored_form
 from builder.capabilities import Capabilities
 from builder.config import Settings
-from builder.errors import InternalError
+from builder.errors import InternalError, RemedyNotApplicable
 from builder.logs import set_step, set_target
 from builder.metrics import count_retry, observe_build, observe_start
 from builder.pipeline import BuildDirector
@@ -141,7 +141,7 @@ def run_build(
     def mine(r: BuildRecord) -> bool:
         return r.worker == worker_name and r.recoveries == recovery and r.status == "building"
 
-    attempts = Attempts(settings, started)
+    attempts = Attempts(settings, started, earlier=record)
     entry = attempts.begin()
     retry_redis(
         lambda: store.update_if(build_id, mine, attempts=attempts.entries), f"build {build_id}: recording the attempt"
@@ -215,6 +215,9 @@ def _run_attempt(
                 log.line(f"wheelyard: the build is tried again with the remedy {following}")
                 changes["next_remedy"] = following
             progress.finish_log(log.path)
+            if following is None and isinstance(outcome.error, RemedyNotApplicable):
+                # The build's log leads with the failure its error and diagnosis are about.
+                store.replace_log(record.id, attempts.earlier_log(store, record.id) + store.read_log(record.id))
         finally:
             log.close()
     return outcome, changes
