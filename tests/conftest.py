@@ -45,10 +45,19 @@ def die_with_parent() -> None:
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port free now and not handed out before in this session: the kernel may give a just
+    released port again, and two servers of one stack (chosen before either binds) must differ."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def isolated_pip_env(**extra: str) -> dict[str, str]:
@@ -275,9 +284,20 @@ def pip_install_from_index(simple_url: str, version: str, tmp: Path, *args: str)
         text=True,
         timeout=300,
     )
-    assert result.returncode == 0, result.stdout + result.stderr
+    if result.returncode != 0:  # what the index served, beside what pip said of it
+        pages = {url: requests.get(url, timeout=30) for url in _pages_named(simple_url, args)}
+        shown = "\n".join(f"{url}: HTTP {r.status_code}\n{r.text[:3000]}" for url, r in pages.items())
+        raise AssertionError(f"{result.stdout}{result.stderr}\n-- the index served --\n{shown}")
     installed = json.loads(report.read_text())["install"]
     return python, {str(i["metadata"]["name"]).lower(): str(i["download_info"]["url"]) for i in installed}
+
+
+def _pages_named(simple_url: str, args: tuple[str, ...]) -> list[str]:
+    """The index's root page and the project page of each plain requirement in ``args``."""
+    import re
+
+    names = [re.split(r"[=<>!~\[; ]", a, maxsplit=1)[0] for a in args if not a.startswith("-")]
+    return [simple_url] + [f"{simple_url}{n.lower()}/" for n in names if n]
 
 
 def make_sdist(

@@ -1,12 +1,15 @@
-"""The embedded server's processes, for real: one per CPU on one port (SO_REUSEPORT), sharing
-one access log whose lines are never cut, and a serving process that dies stops the index (its
-supervisor, `wheelyard up` or a service manager, starts it again)."""
+"""The embedded server's processes, for real: one per CPU accepting on one inherited listening
+socket, sharing one access log whose lines are never cut; a serving process that dies stops the
+index (its supervisor, `wheelyard up` or a service manager, starts it again); a second index on
+the same port is refused instead of sharing it."""
 
 from __future__ import annotations
 
 import os
 import re
 import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -88,3 +91,26 @@ def test_the_serving_processes_end_with_the_index(embedded: Index) -> None:
     embedded.process.wait(timeout=30)
     assert embedded.process.returncode == 0
     wait_until(lambda: not any(Path(f"/proc/{pid}").exists() for pid in workers), 10, "the serving processes to end")
+
+
+def test_a_second_index_on_the_same_port_is_refused_and_takes_no_requests(embedded: Index, tmp_path: Path) -> None:
+    # With SO_REUSEPORT a second server would bind as well, and the kernel would hand it part of
+    # the connections: clients would see another data directory's pages now and then.
+    assert upload_file(embedded, dist_wheel(tmp_path / "dist", "only-here", "1.0")).status_code == 200
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WHEELYARD_")}
+    env.update(
+        WHEELYARD_DATA_DIR=str(tmp_path / "other"),
+        WHEELYARD_INDEX_PORT=str(embedded.port),
+        WHEELYARD_INDEX_SERVER="embedded",
+        WHEELYARD_LOG_FORMAT="text",
+    )
+    second = subprocess.run(
+        [sys.executable, "-m", "server.index"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert second.returncode == 1
+    assert f"127.0.0.1:{embedded.port} is in use by another process [port-in-use]" in second.stderr
+    assert "Traceback" not in second.stderr + second.stdout
+    with requests.Session() as session:
+        for _ in range(40):
+            page = session.get(embedded.url + "/simple/only-here/", timeout=30, headers={"Connection": "close"})
+            assert page.status_code == 200 and "only_here-1.0-py3-none-any.whl" in page.text

@@ -95,6 +95,15 @@ class IndexStartFailed(WheelyardError):
     form = "the upload endpoint exited with status {code} while starting (or: did not start within 60 s)"
 
 
+class PortInUse(WheelyardError):
+    """A server of wheelyard cannot listen on its address: another process holds it."""
+
+    reference = "port-in-use"
+    status_code = 500
+    form = "{host}:{port} is in use by another process"
+    hint = "stop the server already on that port, or choose another (WHEELYARD_INDEX_PORT, WHEELYARD_API_PORT)"
+
+
 class ApiUnreachable(WheelyardError):
     """A client command found no wheelyard API answering at its URL."""
 

@@ -25,6 +25,7 @@ import base64
 import binascii
 import contextlib
 import ctypes
+import errno
 import hashlib
 import hmac
 import os
@@ -37,6 +38,7 @@ from email.utils import formatdate
 from pathlib import Path
 from typing import Any
 
+from builder.errors import PortInUse
 from server.index.connection import Connection
 from server.index.demand import DemandReporter
 
@@ -239,20 +241,23 @@ async def serve_front(
             front.log.flush()
 
 
-def listen(host: str, port: int, count: int = 1) -> list[socket.socket]:
-    """``count`` listening sockets on one port (``SO_REUSEPORT``: the kernel spreads connections
-    over them, one per serving process)."""
+def listen(host: str, port: int) -> socket.socket:
+    """The one listening socket of the server; every serving process accepts on it (the socket is
+    inherited across ``fork``, as nginx's workers share theirs). Not ``SO_REUSEPORT``: with it a
+    second server on the same port would bind too and silently take part of the traffic."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    socks = []
-    for _ in range(count):
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a restart within TIME_WAIT
         sock.bind((host, port))
         sock.listen(4096)
-        sock.setblocking(False)
-        socks.append(sock)
-    return socks
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUse(f"{host}:{port} is in use by another process") from None
+        raise
+    sock.setblocking(False)
+    return sock
 
 
 def processes_for(cpus: int | None = None) -> int:
@@ -260,24 +265,25 @@ def processes_for(cpus: int | None = None) -> int:
     return max(1, min(MAX_PROCESSES, cpus if cpus is not None else len(os.sched_getaffinity(0))))
 
 
-def run_front(config: FrontConfig, socks: list[socket.socket], alive: Callable[[], bool] | None = None) -> int:
-    """Serve on ``socks``, one process each (this one takes the first), until interrupted or until
-    ``alive()`` is false; a serving process that ends stops the others. Returns 0, or 1 when a
-    serving process ended on its own."""
+def run_front(
+    config: FrontConfig, sock: socket.socket, processes: int = 1, alive: Callable[[], bool] | None = None
+) -> int:
+    """Serve on ``sock`` from ``processes`` processes (this one among them) until interrupted or
+    until ``alive()`` is false; a serving process that ends stops the others. Returns 0, or 1
+    when a serving process ended on its own."""
     reporter = DemandReporter(config.api_url, config.api_token) if config.api_url else None
     workers: list[int] = []
-    for sock in socks[1:]:
+    for _ in range(processes - 1):
         pid = os.fork()
         if pid == 0:  # a serving process: it ends with its parent
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
             code = 1
             try:
-                _run_loop(serve_front(config, sock, reporter, processes=len(socks)))
+                _run_loop(serve_front(config, sock, reporter, processes=processes))
                 code = 0
             finally:
                 os._exit(code)
         workers.append(pid)
-        sock.close()
     ended: list[int] = []
 
     def all_alive() -> bool:
@@ -285,7 +291,7 @@ def run_front(config: FrontConfig, socks: list[socket.socket], alive: Callable[[
         return not ended and (alive is None or alive())
 
     try:
-        _run_loop(serve_front(config, socks[0], reporter, processes=len(socks), alive=all_alive))
+        _run_loop(serve_front(config, sock, reporter, processes=processes, alive=all_alive))
     finally:
         for pid in workers:
             if pid not in ended:

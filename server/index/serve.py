@@ -158,8 +158,8 @@ def _supervise(children: dict[str, subprocess.Popen[bytes]]) -> int:
     return status
 
 
-def _run_embedded(settings: Settings, upload_port: int, backend: subprocess.Popen[bytes]) -> int:
-    from server.index.embedded import FrontConfig, listen, processes_for, run_front
+def _run_embedded(settings: Settings, upload_port: int, backend: subprocess.Popen[bytes], sock: socket.socket) -> int:
+    from server.index.embedded import FrontConfig, processes_for, run_front
 
     settings.log_dir.mkdir(parents=True, exist_ok=True)
     config = FrontConfig(
@@ -171,11 +171,11 @@ def _run_embedded(settings: Settings, upload_port: int, backend: subprocess.Pope
         api_token=settings.api_token,
         access_log=settings.log_dir / "index-access.log",
     )
-    socks = listen(settings.index_host, settings.index_port, processes_for())
-    shown = (settings.simple_url, config.site, len(socks))
+    processes = processes_for()
+    shown = (settings.simple_url, config.site, processes)
     log.info("wheelyard index: the embedded server serves %s from %s (%d processes)", *shown)
     try:
-        status = run_front(config, socks, alive=lambda: backend.poll() is None)
+        status = run_front(config, sock, processes, alive=lambda: backend.poll() is None)
     finally:
         if backend.poll() is None:
             backend.terminate()
@@ -183,6 +183,12 @@ def _run_embedded(settings: Settings, upload_port: int, backend: subprocess.Pope
         else:
             log.error("wheelyard index: the upload endpoint exited; stopping")
     return 1 if status or backend.returncode not in (None, 0, -signal.SIGTERM) else 0
+
+
+def _listen(settings: Settings) -> socket.socket:
+    from server.index.embedded import listen
+
+    return listen(settings.index_host, settings.index_port)
 
 
 def serve(settings: Settings) -> int:
@@ -194,8 +200,10 @@ def serve(settings: Settings) -> int:
 
         serve_upload_endpoint(settings, settings.index_upload_host, settings.index_upload_port or 8081)
         return 0
+    # The embedded server's address is taken before anything starts: a port in use is refused at once.
+    sock = None if mode == "nginx" else _listen(settings)
     port = settings.index_upload_port or _free_port(settings.index_upload_host)
     backend = _start_upload_endpoint(settings, port)
-    if mode == "nginx":
+    if sock is None:
         return _run_nginx(settings, port, backend)
-    return _run_embedded(settings, port, backend)
+    return _run_embedded(settings, port, backend, sock)
