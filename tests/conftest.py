@@ -111,12 +111,33 @@ class RedisDatabases:
     def take(self) -> str:
         count = int(self.admin.config_get("databases").get("databases", 16))
         for db in range(1, count):
-            if self.admin.set(f"wheelyard-test:lease:{db}", self.token, nx=True, ex=4 * 3600):
+            if self._lease(f"wheelyard-test:lease:{db}"):
                 self.held.append(db)
                 url = f"{self.server}/{db}"
                 redis.Redis.from_url(url).flushdb()
                 return url
         pytest.fail(f"every database of {self.server} is leased to a running test session")
+
+    def _lease(self, key: str) -> bool:
+        """Take ``key`` if free, or if its holder (a test session on this machine, its pid in the
+        token) has died without giving it back: an interrupted run must not hold databases for hours."""
+        if self.admin.set(key, self.token, nx=True, ex=4 * 3600):
+            return True
+        holder = self.admin.get(key)
+        pid = holder.decode().split("-", 1)[0] if holder else ""
+        if not pid.isdigit() or Path(f"/proc/{pid}").exists():
+            return False
+        with self.admin.pipeline() as pipe:
+            try:
+                pipe.watch(key)
+                if pipe.get(key) != holder:
+                    return False
+                pipe.multi()
+                pipe.set(key, self.token, ex=4 * 3600)
+                pipe.execute()
+            except redis.WatchError:
+                return False  # another session took it first
+        return True
 
     def __exit__(self, *exc: object) -> None:
         for db in self.held:
