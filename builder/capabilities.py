@@ -23,9 +23,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from builder.advertised import EXTRA_TOOLS, advertised, probe_libraries, run_probe
 from builder.config import Settings
 from builder.errors import NoBuildableTarget
-from builder.parallelism import resolve_parallelism as resolve_parallelism
 from builder.rust_toolchain import TOOLS as RUST_TOOLS
 from builder.rust_toolchain import find_rust_toolchain
 from builder.targets import PURE, SUPPORTED_MINORS, BuildTarget, known_identifiers
@@ -99,6 +99,8 @@ class Capabilities:
     tools: dict[str, str] = field(default_factory=dict)  # name -> version line
     # Interpreters found on the host that failed the check in the build sandbox: not served.
     unusable: tuple[UnusableInterpreter, ...] = ()
+    # Libraries with development files (builder.advertised.probe_libraries).
+    libraries: tuple[str, ...] = ()
 
     def interpreter_for(self, target: BuildTarget) -> Interpreter | None:
         if target.is_pure:
@@ -166,6 +168,10 @@ class Capabilities:
         caps |= {f"headers:{i.tag}" for i in self.interpreters if i.headers}
         return caps
 
+    def advertised(self) -> list[str]:
+        """What the worker registers as its ``capabilities``: tools and libraries, as diagnoses name them."""
+        return advertised(self.tools, self.libraries)
+
     def fingerprint(self) -> str:
         """Stable summary used to decide whether a failed build deserves another try."""
         return ",".join(sorted(self.capability_set()))
@@ -178,16 +184,8 @@ class Capabilities:
 
 
 def _version_line(tool: str, path: str) -> str:
-    try:
-        out = subprocess.run(
-            [path, "--version"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            stdin=subprocess.DEVNULL,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
+    out = run_probe([path, "--version"], timeout=10)
+    if out is None:
         return "unknown"
     text = (out.stdout or out.stderr).strip().splitlines()
     return text[0] if text else "unknown"
@@ -289,9 +287,13 @@ def host_os() -> tuple[str, str]:
 
 
 def probe(
-    extra_interpreters: Iterable[Path] = (), path: str | None = None, rust_toolchain: Path | None = None
+    extra_interpreters: Iterable[Path] = (),
+    path: str | None = None,
+    rust_toolchain: Path | None = None,
+    tools_path: str | None = None,
 ) -> Capabilities:
-    """Find out what this host can build."""
+    """Find out what this host can build; tools and libraries are looked for on ``tools_path``
+    (the builds' PATH) where given, else on ``path``."""
     osname, arch = host_os()
     libc, libc_version = host_libc()
     # Per version, the first interpreter with headers wins (extras and pyenv are probed first);
@@ -312,7 +314,11 @@ def probe(
         libc=libc,
         libc_version=libc_version,
         interpreters=tuple(interpreters),
-        tools={**probe_tools(path, [t for t in TOOLS if t not in RUST_TOOLS]), **probe_rust(rust_toolchain, path)},
+        tools={
+            **probe_tools(tools_path or path, [t for t in (*TOOLS, *EXTRA_TOOLS) if t not in RUST_TOOLS]),
+            **probe_rust(rust_toolchain, tools_path or path),
+        },
+        libraries=probe_libraries(tools_path or path),
     )
 
 
@@ -336,7 +342,9 @@ def checked_capabilities(settings: Settings) -> Capabilities:
     """
     from builder.sandbox import sandbox_available
 
-    capabilities = probe(settings.extra_interpreters, rust_toolchain=settings.rust_toolchain)
+    capabilities = probe(
+        settings.extra_interpreters, rust_toolchain=settings.rust_toolchain, tools_path=settings.build_path
+    )
     if not settings.sandbox or sandbox_available():  # else the worker refuses to start, and says why
         capabilities = check_in_sandbox(capabilities, settings)
     if not capabilities.targets():

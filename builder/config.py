@@ -149,6 +149,19 @@ class Settings:
         "unset: rustup's default toolchain, else cargo on PATH)",
     )
     sandbox: bool = setting(True, env="WHEELYARD_SANDBOX", help="run build hooks in the bubblewrap sandbox")
+    # The worker advertises the tools and libraries found on this PATH, so it is the builds' PATH too.
+    build_path: str | None = setting(
+        None,
+        env="WHEELYARD_BUILD_PATH",
+        shown_default="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        help="the PATH builds run with; the worker advertises the tools it finds there",
+    )
+    nearest_release_ttl: int = setting(
+        3600,
+        env="WHEELYARD_NEAREST_RELEASE_TTL",
+        minimum=1,
+        help="seconds a project's nearest working releases, read from upstream, are kept in Redis",
+    )
     allow_direct_url_requirements: bool = setting(
         False,
         env="WHEELYARD_ALLOW_DIRECT_URL_REQUIREMENTS",

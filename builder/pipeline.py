@@ -67,6 +67,7 @@ from builder.publish import publish_verified
 from builder.remedies import changes_for_build
 from builder.rust_toolchain import rust_for_build
 from builder.sandbox import LimitExceeded, Sandbox, build_environment
+from builder.sandbox.environment import DEFAULT_PATH
 from builder.sdist import UnpackLimits, unpack_sdist
 from builder.secrets import secret_paths, secret_values
 from builder.tools import run_tool
@@ -295,12 +296,14 @@ class BuildDirector:
     def _sandbox_for(self) -> Sandbox:
         if self._sandbox is None:
             rust = rust_for_build(self.settings, self.workdir / "cargo-home")
+            # The directories of the builds' PATH, wherever they are (a worker's own toolchain directory).
+            on_path = [Path(p) for p in (self.settings.build_path or "").split(os.pathsep) if p and Path(p).is_dir()]
             self._sandbox = Sandbox(
                 limits=self.settings.limits,
                 workdir=self.workdir,
                 log=self.log,
                 enabled=self.settings.sandbox,
-                read_only=rust.read_only,
+                read_only=[*rust.read_only, *on_path],
                 env=build_environment({**self._toolchain_env(), **rust.environment, **self.changes.environment}),
                 hidden=[self.settings.data_dir, *secret_paths(os.environ)],
                 # The sources (backends write build/ and metadata there), the wheel's output
@@ -315,6 +318,8 @@ class BuildDirector:
         env = {"SOURCE_DATE_EPOCH": "315532800"}
         # How many jobs this build may run, chosen with the worker's concurrency (docs/deploy.md).
         env.update(job_environment(self.settings.build_jobs or resolve_parallelism(self.settings).jobs))
+        # The PATH whose tools the worker advertises (builder.advertised) is the one builds get.
+        env["PATH"] = self.settings.build_path or DEFAULT_PATH
         return env
 
     def _hook_runner(self, sandbox: Sandbox, scripts: Path) -> Callable[..., None]:

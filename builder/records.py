@@ -37,9 +37,9 @@ from builder.buildlog import DEFAULT_HEAD_BYTES, DEFAULT_TAIL_BYTES, stored_limi
 from builder.record_listing import Position, find_ids, index_sizes
 
 PREFIX = "wheelyard:"
-ACTIVE = ("queued", "building")
+ACTIVE = ("queued", "building", "waiting-for-capability")
 DONE = ("published", "mirrored", "failed")
-STATUSES = ("queued", "waiting-for-worker", "building", "published", "mirrored", "failed")
+STATUSES = ("queued", "waiting-for-worker", "waiting-for-capability", "building", "published", "mirrored", "failed")
 WORKER_TTL = 30
 
 ALL_BUILDS = f"{PREFIX}builds"
@@ -79,8 +79,12 @@ class BuildRecord:
     ruleset: str | None = None
     capabilities: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
-    # For a build waiting for a capability, what it needs ("tool:gfortran"): written by the routing.
+    # A build that failed for a capability its worker lacked (builder.routing): what it waits
+    # for, and every capability it was routed for (the worker that runs it must have them all).
     missing_capability: str | None = None
+    required_capabilities: list[str] = field(default_factory=list)
+    # The nearest releases of the project that work for this target (builder.nearest), when it failed.
+    nearest_release: dict[str, Any] | None = None
 
     @property
     def key(self) -> str:

@@ -108,7 +108,7 @@ def rust_for_build(settings: Settings, cargo_home: Path) -> RustForBuild:
         read_only.append(Path(settings.cargo_vendor_dir))
     toolchain = find_rust_toolchain(settings.rust_toolchain)
     if toolchain is not None:
-        environment["PATH"] = f"{toolchain.bin_dir}{os.pathsep}{DEFAULT_PATH}"
+        environment["PATH"] = f"{toolchain.bin_dir}{os.pathsep}{settings.build_path or DEFAULT_PATH}"
         read_only += toolchain.paths()
     return RustForBuild(environment, tuple(read_only))
 

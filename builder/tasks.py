@@ -102,6 +102,8 @@ def create_celery_app(settings: Settings, redis_url: str) -> Celery:
         task_default_queue=MIRROR_QUEUE,
         task_create_missing_queues=True,
         worker_prefetch_multiplier=1,
+        # Each worker also consumes its own queue (<node>.dq2): builds routed to it for a capability.
+        worker_direct=True,
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
         broker_connection_retry_on_startup=True,

@@ -47,7 +47,9 @@ from builder.metrics import count_retry, observe_build, observe_start
 from builder.pipeline import BuildDirector
 from builder.records import DONE, BuildRecord, BuildStore, status_index
 from builder.redis_retry import REDIS_DOWN, retry_redis
+from builder.routing import direct_queue, wait_again
 from builder.sandbox import CAUSES, marker_line, remove_stale_cgroups
+from builder.settle import cannot_send, record_settled, settle
 from builder.targets import MIRROR_QUEUE, BuildTarget
 from builder.workdir import WorkDirectory, sweep
 
@@ -121,7 +123,8 @@ def run_build(
     """Run one attempt of a build; None when the record is gone or already finished (a redelivered
     job), or the job is stale (sent before the build's last recovery, ``recovery`` below the
     record's). A failed attempt whose diagnosis names a remedy that may still be tried is queued
-    again through ``send_retry`` (builder/attempts.py); without it the failure is the outcome."""
+    again through ``send_retry`` (builder/attempts.py), and one that failed for a capability this worker
+    lacks goes through it to a worker that has it (builder/routing.py); without it the failure is the outcome."""
     record = retry_redis(lambda: store.get(build_id), f"build {build_id}: reading the record")
     if record is None or record.status in DONE:
         return None
@@ -154,13 +157,8 @@ def run_build(
             count_retry("remedy")
             return outcome
     changes.update(attempts=attempts.entries, remedy=entry["remedy"] if outcome.status == "published" else None)
-    written = retry_redis(
-        lambda: store.update_if(build_id, mine, **changes),
-        f"build {build_id}: recording the outcome",
-    )
-    if written is None:
-        # Another worker took the build over (this one was thought lost): its outcome stands.
-        logger.warning("build %s: taken over by another worker; this attempt's outcome is not recorded", build_id)
+    route = settle(settings, store, record, capabilities, outcome, changes, worker_name)
+    if record_settled(store, build_id, mine, route, send_retry or cannot_send) is None:
         return outcome
     set_step(None)
     observe_build(started, changes)
@@ -390,6 +388,9 @@ class LostBuilds:
 
     def recover(self, record: BuildRecord) -> bool:
         lost_worker = record.worker
+        if record.required_capabilities:
+            # Routed to the lost worker for what it had: the next worker that has it takes it.
+            return wait_again(self.store, record, lambda r: r.status == "building" and r.worker == lost_worker)
         claimed = self.store.update_if(
             record.id,
             lambda r: r.status == "building" and r.worker == lost_worker and r.recoveries == record.recoveries,
@@ -478,15 +479,17 @@ def worker_queues(targets: Sequence[BuildTarget]) -> list[str]:
 
 
 def worker_info(
-    capabilities: Capabilities, targets: Sequence[BuildTarget], metrics_url: str | None = None
+    capabilities: Capabilities, targets: Sequence[BuildTarget], name: str = "", metrics_url: str | None = None
 ) -> dict[str, Any]:
-    """What a worker registers: the API reads queues from it to tell who serves a target, and
-    where its /metrics is (``GET /api/metrics/targets`` lists them for Prometheus)."""
+    """What a worker registers: the API reads queues from it to tell who serves a target, routing
+    (builder.routing) its ``capabilities`` and its own queue (Celery's direct queue), and where its
+    /metrics is (``GET /api/metrics/targets`` lists them for Prometheus)."""
     return {
-        "queues": worker_queues(targets),
+        "queues": worker_queues(targets) + ([direct_queue(name)] if name else []),
         "targets": [t.identifier for t in targets],
         "fingerprint": capabilities.fingerprint(),
-        "capabilities": capabilities.to_dict(),
+        "capabilities": capabilities.advertised(),
+        "probe": capabilities.to_dict(),
         "started_at": time.time(),
         "metrics": metrics_url,
     }

@@ -73,6 +73,16 @@ class BuildView(BaseModel):
     error: dict[str, Any] | None
     diagnosis: dict[str, Any] | None = Field(description="for a failed build: what broke (diagnosis.primary)")
     timings: dict[str, float]
+    missing_capability: str | None = Field(
+        default=None, description="waiting-for-capability: what no live worker has, e.g. tool:fortran"
+    )
+    required_capabilities: list[str] = Field(
+        default_factory=list, description="the capabilities the build was routed for; its worker has them all"
+    )
+    nearest_release: dict[str, Any] | None = Field(
+        default=None,
+        description='a failed build: {"newer": {"version", "source": "upstream-wheel"|"built-here"}, "older": ...}',
+    )
     log_url: str
 
 
@@ -101,6 +111,10 @@ class StatusCounts(BaseModel):
     queued: int = Field(description="queued for a queue some live worker serves")
     waiting_for_worker: int = Field(
         alias="waiting-for-worker", description="queued for a queue no live worker serves (yet)"
+    )
+    waiting_for_capability: int = Field(
+        alias="waiting-for-capability",
+        description="failed for a capability (missing_capability) that no live worker has; runs when one joins",
     )
     building: int
     published: int

@@ -283,7 +283,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings, out: TextIO, err: T
     from builder.sandbox import sandbox_available
     from builder.tasks import build_sender, create_celery_app, register_tasks
     from builder.workdir import sweep
-    from builder.worker import Heartbeat, LostBuilds, default_worker_name, worker_info, worker_queues
+    from builder.worker import default_worker_name, worker_queues
 
     if not args.probe:
         name = args.name or default_worker_name()
@@ -313,10 +313,8 @@ def cmd_worker(args: argparse.Namespace, settings: Settings, out: TextIO, err: T
     register_tasks(app, settings, redis_url, capabilities, name, upload_password(settings))
     store = BuildStore(connect(redis_url))
     sweep(settings.data_dir / "work")  # what attempts killed with an earlier worker left
-    lost = LostBuilds(store, build_sender(app))
     metrics_url = serve_metrics(settings.metrics_host, settings.worker_metrics_port)
-    heartbeat = Heartbeat(store, name, worker_info(capabilities, targets, metrics_url), on_beat=lost.check)
-    heartbeat.start()
+    heartbeat = _start_heartbeat(store, build_sender(app), name, capabilities, targets, metrics_url)
     logger.info(
         "wheelyard worker %s: serving %s; %s; metrics at %s", name, ", ".join(queues), parallelism.line(), metrics_url
     )
@@ -325,6 +323,27 @@ def cmd_worker(args: argparse.Namespace, settings: Settings, out: TextIO, err: T
     finally:
         heartbeat.stop()
     return EXIT_OK
+
+
+def _start_heartbeat(
+    store: Any, send: Any, name: str, capabilities: Any, targets: list[Any], metrics_url: str | None
+) -> Any:
+    """The worker's registration, kept alive; each beat recovers lost builds and claims the builds
+    waiting for a capability this worker has (at registration too: they run when it joins)."""
+    from builder.routing import WaitingBuilds
+    from builder.worker import Heartbeat, LostBuilds, worker_info
+
+    lost = LostBuilds(store, send)
+    waiting = WaitingBuilds(store, name, [t.identifier for t in targets], capabilities.advertised(), send)
+    heartbeat = Heartbeat(
+        store,
+        name,
+        worker_info(capabilities, targets, name, metrics_url),
+        on_beat=lambda: (lost.check(), waiting.check()),
+    )
+    heartbeat.start()
+    waiting.check()
+    return heartbeat
 
 
 def _celery_worker_argv(queues: list[str], name: str, concurrency: int) -> list[str]:

@@ -155,8 +155,24 @@ def _summary(b: dict[str, Any]) -> str:
             text = primary.get("text") or ""
             if text:
                 line += f"\n  line {primary.get('line')}: {text.strip()}"
+        line += f"\n  {_nearest_line(b)}"
         line += f"\n  log: {b.get('log_url')}"
+    if b["status"] == "waiting-for-capability":
+        line += f"\n  waits for a worker with {b.get('missing_capability')}: none of the live workers has it"
     return line
+
+
+def _nearest_line(b: dict[str, Any]) -> str:
+    """``works instead: 2.4.0 (newer, upstream wheel), 2.3.9 (older, built here)``."""
+    found = b.get("nearest_release") or {}
+    parts = [
+        f"{found[side]['version']} ({side}, {str(found[side]['source']).replace('-', ' ')})"
+        for side in ("newer", "older")
+        if found.get(side)
+    ]
+    if not parts:
+        return f"works instead: no other release has a wheel for {b['target']} upstream or here"
+    return "works instead: " + ", ".join(parts)
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:

@@ -105,8 +105,8 @@ class BuildService:
                 from_source=from_source,
                 queue=queue,
             )
-            if existing is not None and existing.status == "failed" and retry:
-                count_retry("requested")
+            if existing is not None and retry and existing.status in ("failed", "waiting-for-capability"):
+                count_retry("requested")  # a build that had ended, or was waiting, asked to run again
             # Sent under the lock: a concurrent request sees the build only once it is queued.
             try:
                 self.send(record.id, queue)
@@ -120,6 +120,8 @@ class BuildService:
     def _needs_new_build(self, existing: BuildRecord, from_source: bool, retry: bool) -> bool:
         if retry and existing.status == "building" and self._worker_lost(existing):
             return self._end_lost(existing)
+        if retry and existing.status == "waiting-for-capability":
+            return True  # asked to try again now; it waits again if it fails the same way
         if existing.status in ACTIVE or existing.status == "published":
             return False
         if existing.status == "mirrored":
@@ -257,5 +259,8 @@ def present(record: BuildRecord, served: dict[str, list[str]], base_url: str = "
         "error": record.error,
         "diagnosis": record.diagnosis,
         "timings": record.timings,
+        "missing_capability": record.missing_capability,
+        "required_capabilities": record.required_capabilities,
+        "nearest_release": record.nearest_release,
         "log_url": f"{base_url}/api/builds/{record.id}/log",
     }

@@ -257,9 +257,11 @@ class Stack:
         return dict(response.json())
 
     def wait_done(self, build_id: str, timeout: float = 600) -> dict[str, Any]:
+        """The build once it is finished, or waits for a capability no live worker has (it rests there)."""
+
         def done() -> dict[str, Any] | None:
             b = self.build(build_id)
-            return b if b["status"] in ("published", "mirrored", "failed") else None
+            return b if b["status"] in ("published", "mirrored", "failed", "waiting-for-capability") else None
 
         return dict(wait_until(done, timeout, f"build {build_id} to finish", interval=0.5))
 

@@ -317,12 +317,13 @@ def test_dashboard_shows_builds_diagnosis_workers_and_waiting_targets(stack: Sta
         return dict(response.json()["builds"][0])
 
     published = ask("iniconfig==2.0.0", "py3-none-any")
-    # PyAudio needs portaudio.h, which this machine does not have: a real compiler failure.
+    # PyAudio needs portaudio.h, which this machine does not have: a real compiler failure, and as no
+    # worker has lib:portaudio the build waits for one.
     failed = ask("pyaudio==0.2.14", "cp312-manylinux_x86_64")
     waiting = ask("markupsafe==3.0.2", "cp310-manylinux_x86_64")
     assert waiting["status"] == "waiting-for-worker"
     done = _wait_status(stack, published["id"], "published", 600)
-    broken = _wait_status(stack, failed["id"], "failed", 600)
+    broken = _wait_status(stack, failed["id"], "waiting-for-capability", 600)
     primary = broken["diagnosis"]["primary"]
     assert primary["category"] == "missing-library-header"
     worker = next(iter(requests.get(f"{stack.api}/api/workers", timeout=10).json()["workers"]))
@@ -341,7 +342,8 @@ def test_dashboard_shows_builds_diagnosis_workers_and_waiting_targets(stack: Sta
     assert done["wheel"] in published_row.replace("<wbr>", "") and "py3-none-any" in published_row
     assert worker in published_row
     failed_row = row(broken["id"])
-    assert 'data-status="failed"' in failed_row and "pyaudio" in failed_row
+    assert 'data-status="waiting-for-capability"' in failed_row and "pyaudio" in failed_row
+    assert "needs a worker with lib:portaudio" in failed_row
     waiting_row = row(waiting["id"])
     assert 'data-status="waiting-for-worker"' in waiting_row and "cp310-manylinux_x86_64" in waiting_row
 
@@ -360,7 +362,7 @@ def test_dashboard_shows_builds_diagnosis_workers_and_waiting_targets(stack: Sta
     assert waiting_list and 'data-waiting-target="cp310-manylinux_x86_64"' in waiting_list.group(1)
     assert "markupsafe 3.0.2" in waiting_list.group(1)
     counts = _text_of(re.search(r'<ul class="counts" id="counts"[^>]*>(.*?)</ul>', dom, re.S).group(1))  # type: ignore[union-attr]
-    assert "1 published" in counts and "1 failed" in counts and "1 waiting for worker" in counts
+    assert "1 published" in counts and "1 waiting for capability" in counts and "1 waiting for worker" in counts
 
     shot = tmp_path / "dashboard.png"
     result = chromium(
@@ -432,6 +434,7 @@ def test_counts_filters_and_pages_cover_builds_beyond_the_newest_page(
     assert dict(zip(STATUSES, counts, strict=True)) == {
         "queued": 1,
         "waiting-for-worker": 1,
+        "waiting-for-capability": 0,
         "building": 0,
         "published": 641,
         "mirrored": 10,
@@ -683,4 +686,36 @@ def test_rows_are_updated_in_place(make_stack: Any, browser: Browser) -> None:
     assert browser.evaluate(f"{row(steady)}.querySelector('a').mark") == "steady link"
     assert browser.evaluate(f"{row(changing)}.mark") == "changing"
     assert browser.evaluate("getSelection().toString()") == "py3-none-any"
+    assert browser.errors() == []
+
+
+# -- builds waiting for a capability; the nearest release that works --------------------------------
+
+CELL = "document.querySelector('#rows tr.build[data-build={id}] td:nth-child(5)')?.textContent"
+
+
+def test_a_build_waiting_for_a_capability_and_the_nearest_release_are_shown(
+    make_stack: Any, browser: Browser, tmp_path: Path
+) -> None:
+    stack = make_stack(db=35)  # a Redis database of its own
+    stack.start_index_and_api()
+    save = _saver(BuildStore(redis.Redis.from_url(stack.redis_url)), prefix="c")
+    waiting = save(
+        1, "glmnet", "waiting-for-capability", diagnosis=FAILURE, missing_capability="tool:fortran",
+        required_capabilities=["tool:fortran"],
+    )  # fmt: skip
+    near = {
+        "newer": {"version": "2.1.0", "source": "upstream-wheel"},
+        "older": {"version": "1.9", "source": "built-here"},
+    }
+    failed = save(2, "numpy", "failed", diagnosis=FAILURE, nearest_release=near)
+    browser.open(f"{stack.api}/")
+    browser.wait(_shows([failed, waiting]), "both builds")
+    assert browser.evaluate(CELL.format(id=waiting)) == "needs a worker with tool:fortran"
+    assert browser.evaluate(CELL.format(id=failed)) == "works: newer: 2.1.0 (upstream-wheel), older: 1.9 (built-here)"
+    # The waiting build is counted and filtered by its status, with its diagnosis below it.
+    browser.wait(f"{_count('waiting-for-capability')} === 1", "the waiting build counted")
+    browser.click('#counts li[data-status="waiting-for-capability"] button')
+    browser.wait(_shows([waiting]), "only the waiting build")
+    assert browser.evaluate(f"!!document.querySelector('#rows tr.diag[data-build={waiting}]')") is True
     assert browser.errors() == []

@@ -244,11 +244,12 @@ def test_cli_request_waits_and_reports(stack: Stack, capsys: pytest.CaptureFixtu
 
 
 def test_failed_build_is_diagnosed_and_not_rebuilt_unless_asked(stack: Stack) -> None:
-    # PyAudio needs portaudio.h, which this machine does not have: a real compiler failure.
+    # PyAudio needs portaudio.h, which this machine does not have: a real compiler failure. No
+    # worker has lib:portaudio, so the diagnosed build waits for one (builder/routing.py).
     response = stack.request("pyaudio==0.2.14", ["cp312-manylinux_x86_64"], from_source=True)
     assert response.status_code == 202, response.text
     first = stack.wait_done(response.json()["builds"][0]["id"])
-    assert first["status"] == "failed"
+    assert first["status"] == "waiting-for-capability" and first["missing_capability"] == "lib:portaudio"
     primary = first["diagnosis"]["primary"]
     assert primary["category"] == "missing-library-header"
     assert "portaudio" in (primary["detail"] or "").lower()
@@ -257,9 +258,9 @@ def test_failed_build_is_diagnosed_and_not_rebuilt_unless_asked(stack: Stack) ->
     assert log.splitlines()[primary["line"] - 1].strip() == primary["text"].strip()
     # Asked again with nothing changed: the same failed build answers, nothing is queued.
     again = stack.request("pyaudio==0.2.14", ["cp312-manylinux_x86_64"], from_source=True).json()["builds"][0]
-    assert again["id"] == first["id"] and again["created"] is False and again["status"] == "failed"
+    assert again["id"] == first["id"] and again["created"] is False and again["status"] == "waiting-for-capability"
     # --retry builds it again.
     retried = stack.request("pyaudio==0.2.14", ["cp312-manylinux_x86_64"], from_source=True, retry=True)
     build = retried.json()["builds"][0]
     assert build["id"] != first["id"] and build["created"] is True
-    assert stack.wait_done(build["id"])["status"] == "failed"
+    assert stack.wait_done(build["id"])["status"] == "waiting-for-capability"

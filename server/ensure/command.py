@@ -221,7 +221,8 @@ def write_summary(report: dict[str, Any], out: TextIO) -> None:
             out.write(failure_text(item) + "\n")
     pending = [i for i in report["items"] if i["outcome"] in PENDING]
     for item in pending:
-        out.write(f"PENDING {item['name']}=={item['version']} for {item['target']}: {item['outcome']}\n")
+        waits_for = f" ({item['missing_capability']})" if item.get("missing_capability") else ""
+        out.write(f"PENDING {item['name']}=={item['version']} for {item['target']}: {item['outcome']}{waits_for}\n")
     if report["ok"]:
         out.write(f"ok: all {report['total']} wheels of {', '.join(report['targets'])} are on the index\n")
     else:

@@ -1,7 +1,7 @@
 """The outcome of an ensure: one item per (distribution, wheel target), counts, and what failed.
 
 Outcomes: ``present`` (on the index before this run), ``private`` (a private upload serves it),
-the statuses of wheelyard's builds (``queued``, ``waiting-for-worker``, ``building``,
+the statuses of wheelyard's builds (``queued``, ``waiting-for-worker``, ``waiting-for-capability``, ``building``,
 ``mirrored``, ``published``) and ``failed``. A pure-Python distribution is one item for
 ``py3-none-any`` that serves every target whose closure names it.
 """
@@ -12,8 +12,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 ON_INDEX = ("present", "private", "mirrored", "published")
-PENDING = ("queued", "waiting-for-worker", "building")
-OUTCOMES = ("present", "private", "mirrored", "published", "building", "queued", "waiting-for-worker", "failed")
+# A build waiting for a capability runs when a worker that has it joins (builder/routing.py).
+PENDING = ("queued", "waiting-for-worker", "waiting-for-capability", "building")
+OUTCOMES = (
+    "present",
+    "private",
+    "mirrored",
+    "published",
+    "building",
+    "queued",
+    "waiting-for-worker",
+    "waiting-for-capability",
+    "failed",
+)
 
 
 @dataclass
@@ -30,6 +41,7 @@ class Item:
     # Built from its sdist after the build of this same release for ``after``: if that build's
     # wheel is pure Python it serves this target too, and nothing is built twice.
     after: str | None = None
+    missing_capability: str | None = None  # waiting-for-capability: what no live worker has
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -47,6 +59,7 @@ class Item:
             "error": self.error,
             "diagnosis": self.diagnosis,
             "after": self.after,
+            "missing_capability": self.missing_capability,
         }
 
 
@@ -102,6 +115,7 @@ def progress_line(report: dict[str, Any]) -> str:
         f"{counts['building']} building",
         f"{counts['queued']} queued",
         f"{counts['waiting-for-worker']} waiting for a worker",
+        f"{counts['waiting-for-capability']} waiting for a capability",
         f"{counts['failed']} failed",
     ]
     return f"{report['total']} wheels: " + ", ".join(parts)

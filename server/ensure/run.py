@@ -200,7 +200,9 @@ class Ensurer:
             if item.after is None or item.outcome != "queued":
                 continue
             leader = by_key[(item.name, item.version, item.after)]
-            if leader.outcome in PENDING:
+            # A build waiting for a capability failed to compile: its wheel will not be pure, so
+            # the other targets need builds of their own, now.
+            if leader.outcome in PENDING and leader.outcome != "waiting-for-capability":
                 continue
             item.after = None
             if leader.outcome in ("mirrored", "published") and leader.wheel and _PURE.accepts(_tags(leader.wheel)):
@@ -242,9 +244,10 @@ def _update(item: Item, record: BuildRecord, served: dict[str, list[str]]) -> No
     item.build_id = record.id
     item.outcome = shown_status(record, served)
     item.wheel = record.wheel
-    if record.status == "failed":
+    if record.status in ("failed", "waiting-for-capability"):
         item.error = record.error
         item.diagnosis = record.diagnosis
+        item.missing_capability = record.missing_capability
 
 
 def _private_without_wheel(pin: Pin, target: BuildTarget) -> Item:
