@@ -20,6 +20,7 @@ The worker's capabilities (builder/capabilities.py) report the versions of these
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pwd
 import sys
@@ -91,6 +92,12 @@ def find_rust_toolchain(
     return None
 
 
+def _toml_string(text: str) -> str:
+    """``text`` as a TOML basic string: a JSON string is one (quotes, backslashes and control
+    characters escaped), so any directory name reaches cargo as it is."""
+    return json.dumps(text)
+
+
 def rust_for_build(settings: Settings, cargo_home: Path) -> RustForBuild:
     """The toolchain first on ``PATH``; with ``cargo_vendor_dir`` set, ``cargo_home`` (made here,
     inside the build's work directory) with a config.toml that replaces crates.io by the vendored
@@ -101,7 +108,7 @@ def rust_for_build(settings: Settings, cargo_home: Path) -> RustForBuild:
         cargo_home.mkdir(exist_ok=True)
         (cargo_home / "config.toml").write_text(
             '[source.crates-io]\nreplace-with = "vendored-sources"\n\n'
-            f'[source.vendored-sources]\ndirectory = "{settings.cargo_vendor_dir}"\n\n'
+            f"[source.vendored-sources]\ndirectory = {_toml_string(str(settings.cargo_vendor_dir))}\n\n"
             "[net]\noffline = true\n"
         )
         environment["CARGO_HOME"] = str(cargo_home)

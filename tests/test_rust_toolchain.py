@@ -195,3 +195,13 @@ def test_a_worker_given_a_directory_without_a_toolchain_does_not_start(
     assert main(["--data-dir", str(tmp_path / "data"), "worker", "--probe"], stdout=out, stderr=err) != 0
     said = err.getvalue()
     assert "invalid-configuration" in said and "no-rust-here" in said and "Traceback" not in said, said
+
+
+def test_the_vendored_crates_directory_reaches_cargo_as_it_is(tmp_path: Path) -> None:
+    import tomllib
+
+    odd = tmp_path / 'crates "vendored" \\ here\tand ü'
+    rust_for_build(Settings(cargo_vendor_dir=odd), tmp_path / "cargo-home")
+    config = tomllib.loads((tmp_path / "cargo-home" / "config.toml").read_text())
+    assert config["source"]["vendored-sources"]["directory"] == str(odd)
+    assert config["source"]["crates-io"]["replace-with"] == "vendored-sources"
