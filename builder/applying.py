@@ -21,7 +21,16 @@ from builder.proof import ImportPlan
 from builder.setup_requires import declared_setup_requires
 from builder.upstream import DistFile
 
-__all__ = ["Prepared", "adjust_plan", "apply_changes", "apply_patches", "install_options", "prepare", "regenerate"]
+__all__ = [
+    "Prepared",
+    "adjust_plan",
+    "apply_changes",
+    "apply_patches",
+    "forced_includes",
+    "install_options",
+    "prepare",
+    "regenerate",
+]
 
 
 class Runner(Protocol):
@@ -91,6 +100,29 @@ def regenerate(generated: Sequence[GeneratedSource], python: Path, srcdir: Path,
     for source in generated:
         source.output.unlink()
         sandbox.run(cython_command(python, source, srcdir), cwd=str(source.pyx.parent))
+
+
+def forced_includes(changes: BuildChanges, shared: Path, line: Callable[[str], None]) -> dict[str, str]:
+    """CFLAGS and CXXFLAGS that force the changes' compatibility headers into every C and C++
+    compile (before the changes' own flags), each header copied to ``shared``, which the sandbox
+    reads; {} without headers."""
+    if not changes.headers:
+        return {}
+    from builder.remedies import compat_headers
+
+    shipped = compat_headers()
+    flags: list[str] = []
+    for name in changes.headers:
+        copy = shared / f"compat-{name}"
+        copy.write_text(shipped[name], encoding="utf-8")
+        copy.chmod(0o644)
+        flags += ["-include", str(copy)]
+        line(f"wheelyard: remedy: {name} is forced into every C and C++ compile")
+    forced = " ".join(flags)
+    return {
+        name: f"{forced} {changes.environment[name]}" if changes.environment.get(name) else forced
+        for name in ("CFLAGS", "CXXFLAGS")
+    }
 
 
 def upload_date(sdist: DistFile) -> str | None:
