@@ -379,3 +379,23 @@ def test_a_missing_cpython_int_pxd_is_diagnosed_as_cython_too_new_and_retried_wi
     primary = diagnose(log).primary
     assert primary is not None and primary.rule == "cython-py2-names-removed", primary
     assert next_remedy([primary.rule], []) == "cython-3-0"
+
+
+@pytest.mark.parametrize(
+    ("log", "rule"),
+    [
+        (["Error compiling Cython file:", "-----", "src/roaring.pyx:5:4: Compiler crash"], "cython-compile-error"),
+        (
+            ['  File "<string>", line 32, in <module>', "Exception: Cython version 0.28 or newer required"],
+            "cython-too-new",
+        ),
+    ],
+)
+def test_cython_refusing_the_sdists_code_is_retried_with_cython_0_29_and_the_compat_header(
+    log: list[str], rule: str
+) -> None:
+    from builder.diagnosis.engine import diagnose
+
+    primary = diagnose(log).primary
+    assert primary is not None and primary.rule == rule, primary
+    assert next_remedy([primary.rule], []) == "cython-0-29-py313-compat"

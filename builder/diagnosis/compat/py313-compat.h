@@ -69,6 +69,10 @@
 #define _PyInterpreterState_Get() PyInterpreterState_Get()
 #define _Py_IsFinalizing() Py_IsFinalizing()
 
+/* The trashcan of deallocators (deprecated since 3.11): the same guard for any type. */
+#define Py_TRASHCAN_SAFE_BEGIN(op) Py_TRASHCAN_BEGIN((PyObject *)(op), Py_TYPE(op)->tp_dealloc)
+#define Py_TRASHCAN_SAFE_END(op) Py_TRASHCAN_END
+
 /* Attributes and strings (strings are always ready since 3.12). */
 #define _PyObject_LookupAttr(obj, name, result) PyObject_GetOptionalAttr((obj), (name), (result))
 #define _PyUnicode_Ready(op) ((void)(op), 0)
