@@ -301,6 +301,8 @@ def test_an_attempt_a_lost_worker_left_is_made_again_with_its_remedy_and_not_cou
 # the five arguments Cython 0.29's C passes.
 OLD_EXTENSION = r"""
 #include <Python.h>
+static PyObject *abc;
+static PyObject *packed_bytes(void) { return abc ? abc : (abc = PyBytes_FromString("abc")); }
 static PyObject *roundtrip(PyObject *self, PyObject *args) {
     PyObject *number, *callable;
     unsigned char packed[8], big[16];
@@ -308,12 +310,27 @@ static PyObject *roundtrip(PyObject *self, PyObject *args) {
     if (_PyFloat_Pack8(PyFloat_AsDouble(number), packed, 1) < 0) return NULL;
     if (_PyLong_AsByteArray((PyLongObject *)PyLong_FromDouble(1e20), big, sizeof big, 1, 0) < 0) return NULL;
     if (_PyGC_FINALIZED(callable)) return NULL;
+    const void *read;
+    Py_ssize_t read_len;
+    if (PyObject_AsReadBuffer(number, &read, &read_len) == 0 || !PyErr_ExceptionMatches(PyExc_TypeError)) return NULL;
+    PyErr_Clear();
+    if (PyObject_AsReadBuffer(packed_bytes(), &read, &read_len) < 0) return NULL;
+    if (read_len != 3 || memcmp(read, "abc", 3) != 0) return NULL;
     PyObject *called = PyEval_CallObject(callable, NULL);
     if (called == NULL) return NULL;
     Py_DECREF(called);
     return PyFloat_FromDouble(_PyFloat_Unpack8(packed, 1) + (_Py_IsFinalizing() ? 1 : 0));
 }
-static PyMethodDef methods[] = {{"roundtrip", roundtrip, METH_VARARGS, NULL}, {NULL, NULL, 0, NULL}};
+static PyObject *stop(PyObject *self, PyObject *value) {
+    _PyGen_SetStopIterationValue(value);
+    return NULL;
+}
+static PyObject *optimized(PyObject *self, PyObject *unused) {
+    return PyLong_FromLong(_PyInterpreterState_GetConfig(PyThreadState_Get()->interp)->optimization_level);
+}
+static PyMethodDef methods[] = {
+    {"roundtrip", roundtrip, METH_VARARGS, NULL}, {"stop", stop, METH_O, NULL},
+    {"optimized", optimized, METH_NOARGS, NULL}, {NULL, NULL, 0, NULL}};
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "old", NULL, -1, methods};
 PyMODINIT_FUNC PyInit_old(void) { return PyModule_Create(&module); }
 """
@@ -349,9 +366,13 @@ def test_the_compat_header_is_forced_into_every_compile_and_an_old_extension_bui
     assert as_it_is.returncode != 0 and "_PyFloat_Pack8" in as_it_is.stderr
     remedied = compile_extension(python, source, flags["CFLAGS"].split())
     assert remedied.returncode == 0, remedied.stderr
-    code = "import old; print(old.roundtrip(2.5, list))"
-    ran = subprocess.run([python, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=False)
-    assert ran.stdout.strip() == "2.5", ran.stderr
+    code = (
+        "import old\nprint(old.roundtrip(2.5, list), old.optimized())\n"
+        "try: old.stop((1, 2))\nexcept StopIteration as e: print(e.value)"
+    )
+    for options, said in (([], "2.5 0\n(1, 2)"), (["-O"], "2.5 1\n(1, 2)")):
+        ran = subprocess.run([python, *options, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=False)
+        assert ran.stdout.strip() == said, ran.stderr
     # A compile without Python's headers (a vendored C library) is left as it is.
     (tmp_path / "plain.c").write_text("int _PyFloat_Pack8(void) { return 0; }\n")
     plain = ["gcc", "-c", *flags["CFLAGS"].split(), str(tmp_path / "plain.c"), "-o", str(tmp_path / "plain.o")]

@@ -19,16 +19,13 @@
 #if defined(PY_VERSION_HEX) && PY_VERSION_HEX >= 0x030D0000
 
 /* Cython's switches (each is only defined when the C has not defined it): the layout of ints
- * (longintrepr.h, ob_digit: 3.11, 3.12), the thread state's exception fields (3.12), frames
- * (3.11) and dict versions (3.12). */
+ * (longintrepr.h, ob_digit: 3.11, 3.12), the thread state's exception fields (3.12) and dict
+ * versions (3.12). */
 #ifndef CYTHON_USE_PYLONG_INTERNALS
 #define CYTHON_USE_PYLONG_INTERNALS 0
 #endif
 #ifndef CYTHON_FAST_THREAD_STATE
 #define CYTHON_FAST_THREAD_STATE 0
-#endif
-#ifndef CYTHON_FAST_PYCALL
-#define CYTHON_FAST_PYCALL 0
 #endif
 #ifndef CYTHON_USE_DICT_VERSIONS
 #define CYTHON_USE_DICT_VERSIONS 0
@@ -69,6 +66,26 @@
 #define _PyInterpreterState_Get() PyInterpreterState_Get()
 #define _Py_IsFinalizing() Py_IsFinalizing()
 
+/* The old buffer protocol (removed in 3.10): the pointer the new one gives, released at once,
+ * which is what these functions did. */
+#define WHEELYARD_AS_BUFFER(obj, buffer, buffer_len, flags, type) \
+    __extension__({ \
+        Py_buffer wheelyard_view; \
+        int wheelyard_rc = PyObject_GetBuffer((obj), &wheelyard_view, (flags)); \
+        if (wheelyard_rc == 0) { \
+            *(buffer) = (type)wheelyard_view.buf; \
+            *(buffer_len) = wheelyard_view.len; \
+            PyBuffer_Release(&wheelyard_view); \
+        } \
+        wheelyard_rc; \
+    })
+#define PyObject_AsReadBuffer(obj, buffer, buffer_len) \
+    WHEELYARD_AS_BUFFER(obj, buffer, buffer_len, PyBUF_SIMPLE, const void *)
+#define PyObject_AsCharBuffer(obj, buffer, buffer_len) \
+    WHEELYARD_AS_BUFFER(obj, buffer, buffer_len, PyBUF_SIMPLE, const char *)
+#define PyObject_AsWriteBuffer(obj, buffer, buffer_len) \
+    WHEELYARD_AS_BUFFER(obj, buffer, buffer_len, PyBUF_WRITABLE, void *)
+
 /* The trashcan of deallocators (deprecated since 3.11): the same guard for any type. */
 #define Py_TRASHCAN_SAFE_BEGIN(op) Py_TRASHCAN_BEGIN((PyObject *)(op), Py_TYPE(op)->tp_dealloc)
 #define Py_TRASHCAN_SAFE_END(op) Py_TRASHCAN_END
@@ -81,11 +98,34 @@
 #define _PyGC_FINALIZED(op) PyObject_GC_IsFinalized((PyObject *)(op))
 #define _PyList_Extend(list, iterable) \
     (PyList_Extend((PyObject *)(list), (iterable)) < 0 ? NULL : Py_NewRef(Py_None))
-#ifndef __cplusplus
+
 /* Cython 0.29 reads only the optimisation level of the interpreter's configuration: the same
  * as Py_OptimizeFlag (deprecated, still there in 3.13). */
-#define _PyInterpreterState_GetConfig(interp) (&(const struct { int optimization_level; }){Py_OptimizeFlag})
+#ifdef __cplusplus
+extern "C" int Py_OptimizeFlag;
+#else
+extern int Py_OptimizeFlag;
 #endif
+struct wheelyard_interpreter_config {
+    int optimization_level;
+};
+static inline const struct wheelyard_interpreter_config *wheelyard_get_config(void) {
+    static struct wheelyard_interpreter_config config;
+    config.optimization_level = Py_OptimizeFlag;
+    return &config;
+}
+#define _PyInterpreterState_GetConfig(interp) ((void)(interp), wheelyard_get_config())
+
+/* A generator's return value, as StopIteration(value) (what the removed function raised). */
+#define _PyGen_SetStopIterationValue(value) \
+    __extension__({ \
+        PyObject *wheelyard_stop = PyObject_CallOneArg(PyExc_StopIteration, (value)); \
+        if (wheelyard_stop != NULL) { \
+            PyErr_SetObject(PyExc_StopIteration, wheelyard_stop); \
+            Py_DECREF(wheelyard_stop); \
+        } \
+        wheelyard_stop != NULL ? 0 : -1; \
+    })
 
 /* Cython 0.29 compares a type's tp_iternext with this placeholder, which 3.13 no longer
  * exports: no type's slot is this function, so the generic path (which handles the error the
