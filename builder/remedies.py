@@ -35,7 +35,7 @@ __all__ = ["KINDS", "Remedy", "RemedySet", "RemedySetError", "load_remedies", "n
 
 # Each kind, and the fields (beyond name, kind, summary) it requires or allows.
 KINDS: Mapping[str, tuple[frozenset[str], frozenset[str]]] = {
-    "regenerate-cython": (frozenset({"cython"}), frozenset({"cython"})),
+    "regenerate-cython": (frozenset({"cython"}), frozenset({"cython", "header"})),
     "as-of-upload": (frozenset(), frozenset({"current"})),
     "setup-requires": (frozenset(), frozenset()),
     "constraint": (frozenset({"constraints"}), frozenset({"constraints"})),
