@@ -4,11 +4,12 @@
  * switches set so that its C takes the public API instead of interpreter internals that
  * changed after it was generated (the paths it takes on PyPy).
  *
- * Forced into every C and C++ compile of a build (-include) by remedies of kind c-api-compat
- * (builder/diagnosis/remedies.toml). It includes only Python's patchlevel.h (macros: the version
- * it builds for) and does nothing for a Python before 3.13 or a compile that has no Python
- * headers: every name is a macro, expanded where the sdist's code uses it, after its own
- * #include <Python.h>. */
+ * Forced into every C and C++ compile of a build (-include) by the remedies that name it
+ * (builder/diagnosis/remedies.toml: kind compat-header, or regenerate-cython with a header). It
+ * includes only Python's patchlevel.h (macros: the version it builds for) and does nothing for a
+ * Python before 3.13 or a compile that has no Python headers. Every name is a macro (or a static
+ * inline function of wheelyard_ names), expanded where the sdist's code uses it, after its own
+ * #include <Python.h>; the statement expressions are GCC's and Clang's (Linux builds). */
 #ifndef WHEELYARD_PY313_COMPAT_H
 #define WHEELYARD_PY313_COMPAT_H
 #if defined(__has_include)
