@@ -3,7 +3,8 @@
 Both kinds of data (builder/remedies.py, builder/overrides.py) come down to one ``BuildChanges``,
 which the director (builder/pipeline.py) applies at fixed points: patches after the sdist is
 unpacked; extra requirements, constraints and upload-date limits where the build requirements
-are installed; the environment in the build sandbox; Cython regeneration before the backend's
+are installed; the environment in the build sandbox (with the compatibility headers forced into
+every compile); Cython regeneration before the backend's
 hooks run; and the proof's modules to skip or import. ``notes`` are the build log's lines that
 say which remedy and which overrides applied.
 """
@@ -29,6 +30,8 @@ class BuildChanges:
     # regenerate-cython: the Cython requirement to regenerate with (None: no regeneration).
     regenerate_cython: str | None = None
     setup_requires: bool = False
+    # compat-header: headers of builder/diagnosis/compat forced into every C/C++ compile (-include).
+    headers: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
 
     def __add__(self, other: BuildChanges) -> BuildChanges:
@@ -44,6 +47,7 @@ class BuildChanges:
             keep_current=(*self.keep_current, *other.keep_current),
             regenerate_cython=other.regenerate_cython or self.regenerate_cython,
             setup_requires=self.setup_requires or other.setup_requires,
+            headers=(*self.headers, *(h for h in other.headers if h not in self.headers)),
             notes=(*self.notes, *other.notes),
         )
 

@@ -43,7 +43,7 @@ from typing import Any
 from build import BuildBackendException, BuildException, ProjectBuilder
 from packaging.utils import parse_wheel_filename
 
-from builder.applying import Prepared, adjust_plan, apply_changes, install_options, regenerate
+from builder.applying import Prepared, adjust_plan, apply_changes, forced_includes, install_options, regenerate
 from builder.build_changes import BuildChanges
 from builder.build_job import BuildJob, BuildOutcome
 from builder.build_output import BuildLog
@@ -298,13 +298,14 @@ class BuildDirector:
             rust = rust_for_build(self.settings, self.workdir / "cargo-home")
             # The directories of the builds' PATH, wherever they are (a worker's own toolchain directory).
             on_path = [Path(p) for p in (self.settings.build_path or "").split(os.pathsep) if p and Path(p).is_dir()]
+            changed = {**self.changes.environment, **forced_includes(self.changes, self.shared, self.log.line)}
             self._sandbox = Sandbox(
                 limits=self.settings.limits,
                 workdir=self.workdir,
                 log=self.log,
                 enabled=self.settings.sandbox,
                 read_only=[*rust.read_only, *on_path],
-                env=build_environment({**self._toolchain_env(), **rust.environment, **self.changes.environment}),
+                env=build_environment({**self._toolchain_env(), **rust.environment, **changed}),
                 hidden=[self.settings.data_dir, *secret_paths(os.environ)],
                 # The sources (backends write build/ and metadata there), the wheel's output
                 # directory and cargo's home; the build and prove environments stay read-only.

@@ -35,16 +35,18 @@ __all__ = ["KINDS", "Remedy", "RemedySet", "RemedySetError", "load_remedies", "n
 
 # Each kind, and the fields (beyond name, kind, summary) it requires or allows.
 KINDS: Mapping[str, tuple[frozenset[str], frozenset[str]]] = {
-    "regenerate-cython": (frozenset({"cython"}), frozenset({"cython"})),
+    "regenerate-cython": (frozenset({"cython"}), frozenset({"cython", "header"})),
     "as-of-upload": (frozenset(), frozenset({"current"})),
     "setup-requires": (frozenset(), frozenset()),
     "constraint": (frozenset({"constraints"}), frozenset({"constraints"})),
     "environment": (frozenset({"environment"}), frozenset({"environment"})),
+    "compat-header": (frozenset({"header"}), frozenset({"header", "constraints"})),
 }
 _COMMON = frozenset({"name", "kind", "summary"})
 _FIELDS = _COMMON.union(*(allowed for _, allowed in KINDS.values()))
 _NAME = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 _VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_HEADER = re.compile(r"^[a-z0-9][a-z0-9._-]*\.h$")
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,7 @@ class Remedy:
     environment: Mapping[str, str] = field(default_factory=dict)
     cython: str | None = None
     current: tuple[str, ...] = ()
+    header: str | None = None
 
     def changes(self) -> BuildChanges:
         """What the build does differently with this remedy."""
@@ -67,6 +70,7 @@ class Remedy:
             keep_current=self.current,
             regenerate_cython=self.cython if self.kind == "regenerate-cython" else None,
             setup_requires=self.kind == "setup-requires",
+            headers=(self.header,) if self.header else (),
             notes=(note,),
         )
 
@@ -136,7 +140,24 @@ def _parse_remedy(raw: Any, index: int) -> Remedy:
         raise _err(where, "'constraints' must list at least one requirement")
     cython = _requirement(raw["cython"], where, "cython") if "cython" in raw else None
     current = tuple(canonicalize_name(n) for n in _strings(raw.get("current", []), where, "current"))
-    return Remedy(raw["name"], kind, raw["summary"], constraints, dict(environment), cython, current)
+    header = _header(raw["header"], where) if "header" in raw else None
+    return Remedy(raw["name"], kind, raw["summary"], constraints, dict(environment), cython, current, header)
+
+
+def _header(name: Any, where: str) -> str:
+    """A header shipped in builder/diagnosis/compat/, by its file name."""
+    if not isinstance(name, str) or not _HEADER.match(name):
+        raise _err(where, f"'header' must be the file name of a header (name.h), not {name!r}")
+    shipped = sorted(compat_headers())
+    if name not in shipped:
+        raise _err(where, *unknown_key(name, shipped, "header"))
+    return name
+
+
+def compat_headers() -> dict[str, str]:
+    """The compatibility headers shipped beside the rule set (builder/diagnosis/compat/), by name."""
+    folder = resources.files("builder.diagnosis").joinpath("compat")
+    return {f.name: f.read_text("utf-8") for f in folder.iterdir() if f.name.endswith(".h")}
 
 
 def parse_remedies(text: str, rule_retries: Mapping[str, Sequence[str]] | None = None) -> RemedySet:

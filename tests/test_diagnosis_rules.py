@@ -334,6 +334,17 @@ CASES: list[tuple[str, str, int, str]] = [
         "incompatible-build-tool",
     ),
     (
+        "cython-compile-error",
+        "[1/1] Cythonizing pyroaring.pyx\n"
+        "Error compiling Cython file:\n"
+        "------------------------------------------------------------\n"
+        "    def __or__(self, other):\n"
+        "------------------------------------------------------------\n"
+        "abstract_bitmap.pxi:151:8: Cannot convert 'AbstractBitMap' to Python object\n",
+        2,
+        "compile-error",
+    ),
+    (
         "cython-py2-names-removed",
         "Error compiling Cython file:\n"
         "------------------------------------------------------------\n"

@@ -34,7 +34,7 @@ def test_the_shipped_remedies_cover_every_kind_and_every_rule_names_one_that_exi
     assert {r.kind for r in remedies.values()} == set(KINDS)
     named = {name for rule in load_rules().rules for name in rule.retry}
     assert named and named <= set(remedies)
-    assert load_rules().rule("py-capi-removed").retry == ("regenerate-cython",)
+    assert load_rules().rule("py-capi-removed").retry == ("regenerate-cython", "regenerate-cython-py313-compat")
 
 
 @pytest.mark.parametrize(
@@ -57,6 +57,19 @@ def test_the_shipped_remedies_cover_every_kind_and_every_rule_names_one_that_exi
         ('schema = 1\n[[remedy]]\nname = "x"\nkind = "setup-requires"\nsummary = "s"\ncython = "cython"\n', "no field"),
         ('schema = 1\n[[remedy]]\nname = "Bad Name"\nkind = "setup-requires"\nsummary = "s"\n', "lower-case"),
         ("schema = 1\nremedys = []\n", "did you mean 'remedy'"),
+        ('schema = 1\n[[remedy]]\nname = "x"\nkind = "compat-header"\nsummary = "s"\n', "needs 'header'"),
+        (
+            'schema = 1\n[[remedy]]\nname = "x"\nkind = "compat-header"\nsummary = "s"\nheader = "py313-compat.hh"\n',
+            "file name of a header",
+        ),
+        (
+            'schema = 1\n[[remedy]]\nname = "x"\nkind = "compat-header"\nsummary = "s"\nheader = "py312-compat.h"\n',
+            "unknown header 'py312-compat.h'; did you mean 'py313-compat.h'",
+        ),
+        (
+            'schema = 1\n[[remedy]]\nname = "x"\nkind = "compat-header"\nsummary = "s"\nheader = "../rules.toml"\n',
+            "file name of a header",
+        ),
         ('[[remedy]]\nname = "x"\nkind = "setup-requires"\nsummary = "s"\n', "schema = 1"),
     ],
 )
@@ -76,16 +89,17 @@ def test_a_rule_naming_a_remedy_that_does_not_exist_is_refused() -> None:
 
 
 def test_the_next_remedy_follows_the_rules_and_never_repeats() -> None:
-    assert next_remedy(["cython-too-new"], []) == "build-requirements-as-of-upload"
-    assert next_remedy(["cython-too-new"], ["build-requirements-as-of-upload"]) == "cython-before-3"
-    assert next_remedy(["cython-too-new"], ["build-requirements-as-of-upload", "cython-before-3"]) is None
+    assert next_remedy(["cython-too-new"], []) == "cython-0-29-py313-compat"
+    assert next_remedy(["cython-too-new"], ["cython-0-29-py313-compat"]) == "build-requirements-as-of-upload"
+    assert next_remedy(["cython-too-new"], ["build-requirements-as-of-upload", "cython-0-29-py313-compat"]) is None
     assert next_remedy(["header-missing"], []) is None
     assert next_remedy([None], []) is None
     # The latest cause first; when it names none left, the earlier cause's next remedy.
-    assert (
-        next_remedy(["py-capi-removed", "cython-too-new"], ["build-requirements-as-of-upload"]) == "regenerate-cython"
-    )
-    assert next_remedy([None, "cython-too-new"], ["build-requirements-as-of-upload"]) == "cython-before-3"
+    assert next_remedy(["py-capi-removed", "cython-too-new"], ["cython-0-29-py313-compat"]) == "regenerate-cython"
+    assert next_remedy([None, "cython-too-new"], ["cython-0-29-py313-compat"]) == "build-requirements-as-of-upload"
+    # Stale C without its .pyx: regeneration finds nothing to change; regeneration with the header is next.
+    assert next_remedy([None, "py-capi-removed"], ["regenerate-cython"]) == "regenerate-cython-py313-compat"
+    assert next_remedy(["py-undefined-symbol"], ["regenerate-cython"]) == "regenerate-cython-py313-compat"
 
 
 # -- regenerate-cython ---------------------------------------------------------------------------
@@ -237,17 +251,18 @@ def test_attempts_take_one_remedy_each_up_to_the_bound_and_the_settings_turn_the
     attempts = attempts_for()
     first = attempts.begin()
     assert (first["number"], first["remedy"], first["log"]) == (1, None, "attempt-1")
-    assert attempts.choose(NEWER) == "build-requirements-as-of-upload"
-    changes: dict[str, Any] = {"diagnosis": NEWER, "next_remedy": "build-requirements-as-of-upload"}
-    assert attempts.end(BuildOutcome("failed"), changes) == "build-requirements-as-of-upload"
-    attempts.queue_next("build-requirements-as-of-upload")
+    assert attempts.choose(NEWER) == "cython-0-29-py313-compat"
+    changes: dict[str, Any] = {"diagnosis": NEWER, "next_remedy": "cython-0-29-py313-compat"}
+    assert attempts.end(BuildOutcome("failed"), changes) == "cython-0-29-py313-compat"
+    attempts.queue_next("cython-0-29-py313-compat")
     second = attempts.begin()
-    assert (second["number"], second["remedy"], second["status"]) == (2, "build-requirements-as-of-upload", "building")
+    assert (second["number"], second["remedy"], second["status"]) == (2, "cython-0-29-py313-compat", "building")
     assert "attempt 1 failed: incompatible-build-tool" in attempts.started_line(second)
-    assert attempts.choose(NEWER) == "cython-before-3"
+    assert attempts.choose(NEWER) == "build-requirements-as-of-upload"
     attempts.end(BuildOutcome("failed"), {"diagnosis": {"primary": {"rule": None, "category": "unknown"}}})
-    assert attempts.choose({"primary": {"category": "unknown"}}) == "cython-before-3"  # the first cause's next
-    attempts.queue_next("cython-before-3")
+    # the first cause's next
+    assert attempts.choose({"primary": {"category": "unknown"}}) == "build-requirements-as-of-upload"
+    attempts.queue_next("build-requirements-as-of-upload")
     attempts.begin()
     assert attempts.choose(NEWER) is None  # three attempts: the bound
 
@@ -278,3 +293,147 @@ def test_an_attempt_a_lost_worker_left_is_made_again_with_its_remedy_and_not_cou
     assert attempts.entries[1]["status"] == "interrupted"
     assert (again["number"], again["remedy"]) == (3, "regenerate-cython")
     assert attempts.counted == 2
+
+
+# -- compat-header ---------------------------------------------------------------------------------
+
+# An extension written before CPython 3.13: the names 3.13 removed, and _PyLong_AsByteArray with
+# the five arguments Cython 0.29's C passes.
+OLD_EXTENSION = r"""
+#include <Python.h>
+static PyObject *abc;
+static PyObject *packed_bytes(void) { return abc ? abc : (abc = PyBytes_FromString("abc")); }
+static PyObject *roundtrip(PyObject *self, PyObject *args) {
+    PyObject *number, *callable;
+    unsigned char packed[8], big[16];
+    if (!PyArg_ParseTuple(args, "OO", &number, &callable)) return NULL;
+    if (_PyFloat_Pack8(PyFloat_AsDouble(number), packed, 1) < 0) return NULL;
+    if (_PyLong_AsByteArray((PyLongObject *)PyLong_FromDouble(1e20), big, sizeof big, 1, 0) < 0) return NULL;
+    if (_PyGC_FINALIZED(callable)) return NULL;
+    const void *read;
+    Py_ssize_t read_len;
+    if (PyObject_AsReadBuffer(number, &read, &read_len) == 0 || !PyErr_ExceptionMatches(PyExc_TypeError)) return NULL;
+    PyErr_Clear();
+    if (PyObject_AsReadBuffer(packed_bytes(), &read, &read_len) < 0) return NULL;
+    if (read_len != 3 || memcmp(read, "abc", 3) != 0) return NULL;
+    PyObject *called = PyEval_CallObject(callable, NULL);
+    if (called == NULL) return NULL;
+    Py_DECREF(called);
+    return PyFloat_FromDouble(_PyFloat_Unpack8(packed, 1) + (_Py_IsFinalizing() ? 1 : 0));
+}
+static PyObject *stop(PyObject *self, PyObject *value) {
+    _PyGen_SetStopIterationValue(value);
+    return NULL;
+}
+static PyObject *optimized(PyObject *self, PyObject *unused) {
+    return PyLong_FromLong(_PyInterpreterState_GetConfig(PyThreadState_Get()->interp)->optimization_level);
+}
+static PyMethodDef methods[] = {
+    {"roundtrip", roundtrip, METH_VARARGS, NULL}, {"stop", stop, METH_O, NULL},
+    {"optimized", optimized, METH_NOARGS, NULL}, {NULL, NULL, 0, NULL}};
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "old", NULL, -1, methods};
+PyMODINIT_FUNC PyInit_old(void) { return PyModule_Create(&module); }
+"""
+
+
+def compile_extension(python: str, source: Path, flags: list[str]) -> subprocess.CompletedProcess[str]:
+    code = "import sysconfig; print(sysconfig.get_paths()['include'], sysconfig.get_config_var('EXT_SUFFIX'))"
+    include, suffix = subprocess.run([python, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    out = source.with_name("old" + suffix)
+    cmd = ["gcc", "-shared", "-fPIC", "-Werror=implicit-function-declaration", *flags, f"-I{include}", str(source)]
+    return subprocess.run([*cmd, "-o", str(out)], capture_output=True, text=True, check=False)
+
+
+def test_the_compat_header_is_forced_into_every_compile_and_an_old_extension_builds_and_runs_on_313(
+    tmp_path: Path,
+) -> None:
+    from builder.applying import forced_includes
+    from tests.conftest import interpreter
+
+    changes = load_remedies().get("regenerate-cython-py313-compat").changes() + BuildChanges(
+        environment={"CFLAGS": "-O1"}
+    )
+    said, line = lines()
+    flags = forced_includes(changes, tmp_path, line)
+    header = tmp_path / "compat-py313-compat.h"
+    assert flags == {"CFLAGS": f"-include {header} -O1", "CXXFLAGS": f"-include {header}"}
+    assert header.stat().st_mode & 0o777 == 0o644 and "PyFloat_Pack8" in header.read_text()
+    assert said == ["wheelyard: remedy: py313-compat.h is forced into every C and C++ compile"]
+    assert forced_includes(BuildChanges(), tmp_path, line) == {}
+
+    python = interpreter("3.13")
+    source = tmp_path / "old.c"
+    source.write_text(OLD_EXTENSION)
+    as_it_is = compile_extension(python, source, [])
+    assert as_it_is.returncode != 0 and "_PyFloat_Pack8" in as_it_is.stderr
+    remedied = compile_extension(python, source, flags["CFLAGS"].split())
+    assert remedied.returncode == 0, remedied.stderr
+    code = (
+        "import old\nprint(old.roundtrip(2.5, list), old.optimized())\n"
+        "try: old.stop((1, 2))\nexcept StopIteration as e: print(e.value)"
+    )
+    for options, said in (([], "2.5 0\n(1, 2)"), (["-O"], "2.5 1\n(1, 2)")):
+        ran = subprocess.run([python, *options, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=False)
+        assert ran.stdout.strip() == said, ran.stderr
+    # A compile without Python's headers (a vendored C library) is left as it is.
+    (tmp_path / "plain.c").write_text("int _PyFloat_Pack8(void) { return 0; }\n")
+    plain = ["gcc", "-c", *flags["CFLAGS"].split(), str(tmp_path / "plain.c"), "-o", str(tmp_path / "plain.o")]
+    assert subprocess.run(plain, capture_output=True, text=True, check=False).returncode == 0
+
+
+def test_cython_0_29_with_the_compat_header_constrains_cython_and_forces_the_header(tmp_path: Path) -> None:
+    changes = load_remedies().get("cython-0-29-py313-compat").changes()
+    assert changes.constraints == ("cython<3",) and changes.headers == ("py313-compat.h",)
+    assert install_options(changes, SDIST, tmp_path, 1) == ["--constraints", str(tmp_path / "constraints-1.txt")]
+    assert load_rules().rule("cython-too-new").retry[0] == "cython-0-29-py313-compat"
+
+
+def test_a_missing_cpython_int_pxd_is_diagnosed_as_cython_too_new_and_retried_with_cython_3_0() -> None:
+    from builder.diagnosis.engine import diagnose
+
+    log = [
+        "Error compiling Cython file:",
+        "------------------------------------------------------------",
+        "from cpython.int cimport PyInt_Check",
+        "^",
+        "------------------------------------------------------------",
+        "src/_imports.pyx:12:0: 'cpython/int.pxd' not found",
+    ]
+    primary = diagnose(log).primary
+    assert primary is not None and primary.rule == "cython-py2-names-removed", primary
+    assert next_remedy([primary.rule], []) == "cython-3-0"
+
+
+@pytest.mark.parametrize(
+    ("log", "rule"),
+    [
+        (["Error compiling Cython file:", "-----", "src/roaring.pyx:5:4: Compiler crash"], "cython-compile-error"),
+        (
+            ['  File "<string>", line 32, in <module>', "Exception: Cython version 0.28 or newer required"],
+            "cython-too-new",
+        ),
+    ],
+)
+def test_cython_refusing_the_sdists_code_is_retried_with_cython_0_29_and_the_compat_header(
+    log: list[str], rule: str
+) -> None:
+    from builder.diagnosis.engine import diagnose
+
+    primary = diagnose(log).primary
+    assert primary is not None and primary.rule == rule, primary
+    assert next_remedy([primary.rule], []) == "cython-0-29-py313-compat"
+
+
+def test_regeneration_with_the_header_applies_without_generated_c_and_regenerates_where_there_is(
+    tmp_path: Path,
+) -> None:
+    changes = load_remedies().get("regenerate-cython-py313-compat").changes()
+    assert changes.regenerate_cython == "cython<3.1,>=3.0.11" and changes.headers == ("py313-compat.h",)
+    (tmp_path / "ext.c").write_text("/* Generated by Cython 0.29.30 */\n")  # its .pyx is not in the sdist
+    said, line = lines()
+    assert prepare(changes, tmp_path, SDIST, line).generated == ()
+    assert said == ["wheelyard: remedy: no C generated by Cython beside a .pyx in the sdist; the header alone applies"]
+    (tmp_path / "ext.pyx").write_text("x = 1\n")
+    assert [s.output.name for s in prepare(changes, tmp_path, SDIST, line).generated] == ["ext.c"]
+    with pytest.raises(RemedyNotApplicable):  # without the header, nothing to change is not applicable
+        prepare(load_remedies().get("regenerate-cython").changes(), tmp_path / "none", SDIST, line)
