@@ -39,8 +39,10 @@ from pathlib import Path
 from typing import Any
 
 from builder.errors import PortInUse
+from server.index.accept import Acceptor, ConnectionShares
 from server.index.connection import Connection
 from server.index.demand import DemandReporter
+from server.index.routes import Routes
 
 MAX_HEAD_BYTES = 64 * 1024
 CACHE_FILE_BYTES = 8 << 20  # files up to this size are kept in memory
@@ -176,9 +178,17 @@ class Clock:
 class Front:
     """What every connection shares: configuration, the files, the reporter, the connections."""
 
-    def __init__(self, config: FrontConfig, reporter: DemandReporter | None = None, processes: int = 1) -> None:
+    def __init__(
+        self,
+        config: FrontConfig,
+        reporter: DemandReporter | None = None,
+        processes: int = 1,
+        shares: ConnectionShares | None = None,
+    ) -> None:
         self.config = config
+        self.shares = shares or ConnectionShares(1)
         self.files = SiteFiles(config.site, CACHE_TOTAL_BYTES // max(1, processes))
+        self.routes = Routes()
         self.clock = Clock()
         self.reporter = reporter
         self.connections: set[Connection] = set()
@@ -210,12 +220,13 @@ async def serve_front(
     reporter: DemandReporter | None = None,
     *,
     processes: int = 1,
+    shares: ConnectionShares | None = None,
     alive: Callable[[], bool] | None = None,
 ) -> None:
     """Serve on ``sock`` until SIGTERM or SIGINT, or until ``alive()`` (asked every second) is false."""
-    front = Front(config, reporter, processes)
+    front = Front(config, reporter, processes, shares)
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: Connection(front), sock=sock, backlog=4096)
+    acceptor = Acceptor(sock, lambda: Connection(front), front.shares)
     stop = asyncio.Event()
 
     async def sweeper() -> None:
@@ -232,10 +243,11 @@ async def serve_front(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     task = asyncio.create_task(sweeper())
+    acceptor.start()
     try:
-        async with server:
-            await stop.wait()
+        await stop.wait()
     finally:
+        acceptor.close()
         task.cancel()
         if front.log is not None:
             front.log.flush()
@@ -272,14 +284,16 @@ def run_front(
     until ``alive()`` is false; a serving process that ends stops the others. Returns 0, or 1
     when a serving process ended on its own."""
     reporter = DemandReporter(config.api_url, config.api_token) if config.api_url else None
+    shares = ConnectionShares(processes)
     workers: list[int] = []
-    for _ in range(processes - 1):
+    for slot in range(1, processes):
         pid = os.fork()
         if pid == 0:  # a serving process: it ends with its parent
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+            shares.me = slot
             code = 1
             try:
-                _run_loop(serve_front(config, sock, reporter, processes=processes))
+                _run_loop(serve_front(config, sock, reporter, processes=processes, shares=shares))
                 code = 0
             finally:
                 os._exit(code)
@@ -291,7 +305,7 @@ def run_front(
         return not ended and (alive is None or alive())
 
     try:
-        _run_loop(serve_front(config, sock, reporter, processes=processes, alive=all_alive))
+        _run_loop(serve_front(config, sock, reporter, processes=processes, shares=shares, alive=all_alive))
     finally:
         for pid in workers:
             if pid not in ended:
