@@ -89,7 +89,7 @@ def running_index(data_dir: Path, **settings: str) -> Iterator[Index]:
         assert process.poll() is None, f"the index exited: {log.name}"
         try:
             return requests.get(url + "/health", timeout=2).text == "Ok"
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # bound early, answering once started
             return False
 
     try:
