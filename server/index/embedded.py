@@ -47,6 +47,7 @@ from server.index.routes import Routes
 MAX_HEAD_BYTES = 64 * 1024
 CACHE_FILE_BYTES = 8 << 20  # files up to this size are kept in memory
 CACHE_TOTAL_BYTES = 512 << 20  # shared out among the serving processes
+SENDFILE_BYTES = 64 << 10  # files larger than this are kept open too, and sent by sendfile
 MAX_PROCESSES = 8
 
 
@@ -75,6 +76,12 @@ class Cached:
     # The headers of a whole 200 answer after its Date line, rendered once per (content type,
     # extra headers): most requests are answered with these and the body, as they are.
     heads: dict[tuple[bytes, bytes], bytes] = field(default_factory=dict)
+    fd: int | None = None  # a large body's file, open while cached: sent by sendfile
+
+    def forget(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 
     def validators(self) -> bytes:
         return b"ETag: " + self.etag.encode() + b"\r\nLast-Modified: " + self.last_modified.encode() + b"\r\n"
@@ -102,12 +109,14 @@ class SiteFiles:
             return hit
         if not os.path.isfile(path):
             return None
-        body = None
+        body, fd = None, None
         if st.st_size <= CACHE_FILE_BYTES:
             with open(path, "rb") as fh:
                 body = fh.read()
-            if len(body) != st.st_size:
-                return None  # replaced while read: the next request reads it again
+                if len(body) != st.st_size or os.fstat(fh.fileno()).st_ino != st.st_ino:
+                    return None  # replaced while read: the next request reads it again
+                if st.st_size > SENDFILE_BYTES:
+                    fd = os.dup(fh.fileno())
         entry = Cached(
             key=key,
             path=path,
@@ -116,20 +125,24 @@ class SiteFiles:
             last_modified=formatdate(st.st_mtime, usegmt=True),
             mtime=st.st_mtime,
             size=st.st_size,
+            fd=fd,
         )
         self._keep(rel, entry)
         return entry
 
     def _keep(self, rel: str, entry: Cached) -> None:
         old = self.cache.pop(rel, None)
-        if old is not None and old.body is not None:
-            self.cached_bytes -= len(old.body)
+        if old is not None:
+            old.forget()
+            if old.body is not None:
+                self.cached_bytes -= len(old.body)
         if entry.body is None:
             self.cache[rel] = entry
             return
         while self.cache and self.cached_bytes + len(entry.body) > self.budget:
             oldest = next(iter(self.cache))
             gone = self.cache.pop(oldest)
+            gone.forget()
             if gone.body is not None:
                 self.cached_bytes -= len(gone.body)
         self.cache[rel] = entry
