@@ -48,6 +48,8 @@ MAX_HEAD_BYTES = 64 * 1024
 CACHE_FILE_BYTES = 8 << 20  # files up to this size are kept in memory
 CACHE_TOTAL_BYTES = 512 << 20  # shared out among the serving processes
 SENDFILE_BYTES = 64 << 10  # files larger than this are kept open too, and sent by sendfile
+# At most this many kept open per process (others are sent from memory): descriptors stay for connections.
+SENDFILE_OPEN_FILES = 128
 MAX_PROCESSES = 8
 
 
@@ -96,6 +98,7 @@ class SiteFiles:
         self.budget = budget
         self.cache: dict[str, Cached] = {}
         self.cached_bytes = 0
+        self.open_files = 0  # entries' descriptors kept for sendfile
 
     def get(self, rel: str) -> Cached | None:
         path = self.prefix + rel
@@ -105,8 +108,10 @@ class SiteFiles:
             return None
         key = (st.st_ino, st.st_mtime_ns, st.st_size)
         hit = self.cache.get(rel)
-        if hit is not None and hit.key == key:
-            return hit
+        if hit is not None:
+            if hit.key == key:
+                return hit
+            self._remove(rel)  # first: its descriptor may serve the new file
         if not os.path.isfile(path):
             return None
         body, fd = None, None
@@ -115,8 +120,9 @@ class SiteFiles:
                 body = fh.read()
                 if len(body) != st.st_size or os.fstat(fh.fileno()).st_ino != st.st_ino:
                     return None  # replaced while read: the next request reads it again
-                if st.st_size > SENDFILE_BYTES:
+                if st.st_size > SENDFILE_BYTES and self.open_files < SENDFILE_OPEN_FILES:
                     fd = os.dup(fh.fileno())
+                    self.open_files += 1
         entry = Cached(
             key=key,
             path=path,
@@ -130,21 +136,25 @@ class SiteFiles:
         self._keep(rel, entry)
         return entry
 
-    def _keep(self, rel: str, entry: Cached) -> None:
+    def _forget(self, entry: Cached) -> None:
+        if entry.fd is not None:
+            self.open_files -= 1
+        entry.forget()
+
+    def _remove(self, rel: str) -> None:
         old = self.cache.pop(rel, None)
         if old is not None:
-            old.forget()
+            self._forget(old)
             if old.body is not None:
                 self.cached_bytes -= len(old.body)
+
+    def _keep(self, rel: str, entry: Cached) -> None:
+        self._remove(rel)
         if entry.body is None:
             self.cache[rel] = entry
             return
         while self.cache and self.cached_bytes + len(entry.body) > self.budget:
-            oldest = next(iter(self.cache))
-            gone = self.cache.pop(oldest)
-            gone.forget()
-            if gone.body is not None:
-                self.cached_bytes -= len(gone.body)
+            self._remove(next(iter(self.cache)))
         self.cache[rel] = entry
         self.cached_bytes += len(entry.body)
 
