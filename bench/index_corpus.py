@@ -143,6 +143,23 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 120) -> 
     raise SystemExit(f"{url} did not answer within {timeout} s")
 
 
+# The session of each server started here, by its base URL: its processes' CPU time is read from /proc.
+_SESSIONS: dict[str, int] = {}
+
+
+def server_cpu_seconds(base: str) -> float:
+    """User + system CPU time so far of every live process of the server at ``base`` (its session)."""
+    session, ticks = _SESSIONS[base], 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue  # ended meanwhile
+        if int(fields[3]) == session:
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def _start(argv: list[str], env: dict[str, str] | None, log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         argv, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
@@ -164,9 +181,15 @@ def wheelyard_index(data_dir: Path, server: str, **extra: str) -> Iterator[str]:
     proc = _start([sys.executable, "-m", "server.index"], env, data_dir.parent / f"index-{server}.log")
     try:
         wait_http(f"http://127.0.0.1:{port}/health", proc)
-        yield f"http://127.0.0.1:{port}"
+        yield _served(port, proc)
     finally:
         _stop(proc)
+
+
+def _served(port: int, proc: subprocess.Popen[bytes]) -> str:
+    base = f"http://127.0.0.1:{port}"
+    _SESSIONS[base] = proc.pid  # started with start_new_session: the session id is its pid
+    return base
 
 
 def pypiserver_venv() -> Path:
@@ -194,7 +217,7 @@ def pypiserver(files: Path, best: bool, log_dir: Path) -> Iterator[str]:
     proc = _start(argv, None, log_dir / f"pypiserver-{'best' if best else 'default'}.log")
     try:
         wait_http(f"http://127.0.0.1:{port}/health", proc, timeout=300)
-        yield f"http://127.0.0.1:{port}"
+        yield _served(port, proc)
     finally:
         _stop(proc)
 
@@ -226,7 +249,7 @@ http {{
     proc = _start(["nginx", "-c", str(conf)], None, run_dir / "plain.log")
     try:
         wait_http(f"http://127.0.0.1:{port}/health", proc)
-        yield f"http://127.0.0.1:{port}"
+        yield _served(port, proc)
     finally:
         _stop(proc)
 

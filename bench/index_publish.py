@@ -8,7 +8,7 @@ upload to the first page that lists it (medians, p90). Throughput: ``--burst`` s
 new projects, 8 clients at once. Targets (issue 11): page updated within 50 ms of the upload's
 end; at least 20 uploads a second.
 
-    python bench/index_publish.py [--uploads 20] [--burst 160]
+    python bench/index_publish.py [--uploads 20] [--burst 160] [--only embedded,nginx]
 """
 
 from __future__ import annotations
@@ -29,7 +29,15 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from index_corpus import BIG, CACHE, fill_data_dir, pypiserver, wheelyard_index, write_wheel  # noqa: E402
+from index_corpus import (  # noqa: E402
+    BIG,
+    CACHE,
+    fill_data_dir,
+    pypiserver,
+    server_cpu_seconds,
+    wheelyard_index,
+    write_wheel,
+)
 
 AUTH = ("wheelyard", "bench-upload-secret")
 
@@ -86,6 +94,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--uploads", type=int, default=20)
     parser.add_argument("--burst", type=int, default=160)
+    parser.add_argument("--only", help="comma-separated words: run only the servers whose name has one")
     args = parser.parse_args()
     CACHE.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="index-publish-", dir=CACHE))
@@ -95,6 +104,8 @@ def main() -> int:
         "wheelyard embedded",
         "wheelyard nginx",
     ]
+    if args.only:
+        servers = [s for s in servers if any(w in s for w in args.only.split(","))]
     rows = []
     rng = random.Random(700)
     try:
@@ -110,18 +121,29 @@ def main() -> int:
                     base = stack.enter_context(pypiserver(data / "wheels", "best" in server, work))
                 else:
                     base = stack.enter_context(wheelyard_index(data, server.split()[1]))
+                cpu = server_cpu_seconds(base)
                 uploads, visible = latency(base, big)
+                big_cpu = (server_cpu_seconds(base) - cpu) / len(big)
+                load_big = os.getloadavg()[0]
+                cpu = server_cpu_seconds(base)
                 rate = throughput(base, burst)
-            rows.append((server, uploads, visible, rate))
+                burst_cpu = (server_cpu_seconds(base) - cpu) / len(burst)
+                load_burst = os.getloadavg()[0]
+            rows.append((server, uploads, visible, rate, big_cpu, burst_cpu, load_big, load_burst))
             print(f"  {server}: done (load average {os.getloadavg()[0]:.1f})", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"\n{args.uploads} uploads to the {BIG} page (500 files), then {args.burst} small uploads by 8 clients")
-    print(f"{'server':42} {'upload p50':>11} {'page-after p50':>15} {'p90':>8} {'uploads/s':>10}")
-    for server, uploads, visible, rate in rows:
+    print("cpu: the server's processes' CPU time per upload (the big page's includes its reads); load: 1-min average")
+    print(
+        f"{'server':42} {'upload p50':>11} {'page-after p50':>15} {'p90':>8} {'cpu':>8} {'load':>5}"
+        f" {'uploads/s':>10} {'cpu':>8} {'load':>5}"
+    )
+    for server, uploads, visible, rate, big_cpu, burst_cpu, load_big, load_burst in rows:
         print(
             f"{server:42} {statistics.median(uploads) * 1000:9.1f}ms {statistics.median(visible) * 1000:13.1f}ms"
-            f" {_p90(visible) * 1000:6.1f}ms {rate:10.1f}"
+            f" {_p90(visible) * 1000:6.1f}ms {big_cpu * 1000:6.1f}ms {load_big:5.1f}"
+            f" {rate:10.1f} {burst_cpu * 1000:6.1f}ms {load_burst:5.1f}"
         )
     return 0
 

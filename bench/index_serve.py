@@ -23,15 +23,26 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from index_corpus import BIG, CACHE, fill_data_dir, plain_static, pypiserver, wheelyard_index  # noqa: E402
+from index_corpus import (  # noqa: E402
+    BIG,
+    CACHE,
+    fill_data_dir,
+    plain_static,
+    pypiserver,
+    server_cpu_seconds,
+    wheelyard_index,
+)
 
 JSON = "application/vnd.pypi.simple.v1+json"
 PATHS = [("/simple/", "root"), (f"/simple/{BIG}/", "500 files"), ("/simple/proj-100/", "small")]
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
 
 
-def wrk(url: str, duration: int, connections: int, accept: str | None) -> tuple[float, float, float, str]:
-    """(req/s, p50 ms, p99 ms, errors) of one wrk run."""
+Result = tuple[float, float, float, str, float, float]  # req/s, p50 ms, p99 ms, errors, server CPU us/req, load
+
+
+def wrk(url: str, duration: int, connections: int, accept: str | None) -> tuple[float, float, float, str, int]:
+    """(req/s, p50 ms, p99 ms, errors, requests) of one wrk run."""
     argv = ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "10s"]
     if accept:
         argv += ["-H", f"Accept: {accept}"]
@@ -49,7 +60,16 @@ def wrk(url: str, duration: int, connections: int, accept: str | None) -> tuple[
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if non2xx:
         errors += f" non-2xx {non2xx.group(1)}"
-    return rate, percentile("50"), percentile("99"), errors.strip()
+    done = re.search(r"(\d+) requests in", out)
+    return rate, percentile("50"), percentile("99"), errors.strip(), int(done.group(1)) if done else 0
+
+
+def measured(base: str, path: str, duration: int, connections: int, accept: str | None) -> Result:
+    """One wrk run with the server's CPU time per request and the load average at its end."""
+    cpu = server_cpu_seconds(base)
+    rate, p50, p99, errors, requests = wrk(base + path, duration, connections, accept)
+    per_request = (server_cpu_seconds(base) - cpu) / requests * 1e6 if requests else float("nan")
+    return rate, p50, p99, errors, per_request, os.getloadavg()[0]
 
 
 def main() -> int:
@@ -65,7 +85,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="index-serve-", dir=CACHE))
     data = work / "data"
     fill_data_dir(data)
-    results: dict[tuple[str, str, str], tuple[float, float, float, str]] = {}
+    results: dict[tuple[str, str, str], Result] = {}
     servers = ["pypiserver best (cached-dir + gunicorn)"]
     if not args.skip_default:
         servers.insert(0, "pypiserver default (simple-dir)")
@@ -88,30 +108,33 @@ def main() -> int:
                 for path, label in PATHS:
                     for form, accept in forms:
                         wrk(base + path, 2, args.connections, accept)  # warm-up (caches, connections)
-                        results[(server, label, form)] = result = wrk(
-                            base + path, args.duration, args.connections, accept
+                        results[(server, label, form)] = result = measured(
+                            base, path, args.duration, args.connections, accept
                         )
-                        load = os.getloadavg()[0]
-                        print(f"  {server:42} {label:10} {form:5} {result[0]:10.1f} req/s  load {load:.1f}", flush=True)
+                        shown = f"{result[0]:10.1f} req/s  load {result[5]:.1f}"
+                        print(f"  {server:42} {label:10} {form:5} {shown}", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     report(results, servers)
     return 0
 
 
-def report(results: dict[tuple[str, str, str], tuple[float, float, float, str]], servers: list[str]) -> None:
+def report(results: dict[tuple[str, str, str], Result], servers: list[str]) -> None:
     best = "pypiserver best (cached-dir + gunicorn)"
     print(f"\nwrk -t2 -c50, same files, same run; ratio = req/s over {best}'s HTML on the same path")
-    print(f"{'server':42} {'path':10} {'form':5} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'ratio':>8}  errors")
+    print("cpu: the server's processes' CPU time per request (us); load: 1-min load average at the run's end")
+    head = f"{'server':42} {'path':10} {'form':5} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'ratio':>8}"
+    print(f"{head} {'cpu us':>7} {'load':>5}  errors")
     for server in servers:
         for _, label in PATHS:
             for form in ("html", "json"):
                 if (server, label, form) not in results:
                     continue
-                rate, p50, p99, errors = results[(server, label, form)]
+                rate, p50, p99, errors, cpu, load = results[(server, label, form)]
                 base = results[(best, label, "html")][0]
                 ratio = rate / base if base else float("inf")
-                print(f"{server:42} {label:10} {form:5} {rate:10.1f} {p50:8.2f} {p99:8.2f} {ratio:7.1f}x  {errors}")
+                line = f"{server:42} {label:10} {form:5} {rate:10.1f} {p50:8.2f} {p99:8.2f} {ratio:7.1f}x"
+                print(f"{line} {cpu:7.1f} {load:5.1f}  {errors}")
 
 
 if __name__ == "__main__":

@@ -122,6 +122,14 @@ class Settings:
     index_upload_port: int = setting(
         0, env="WHEELYARD_INDEX_UPLOAD_PORT", minimum=0, maximum=65535, help="its port (0: a free one, on loopback)"
     )
+    index_demand_port: int = setting(
+        0,
+        env="WHEELYARD_INDEX_DEMAND_PORT",
+        minimum=0,
+        maximum=65535,
+        help="UDP port, on the upload endpoint's address, taking nginx's project page requests to report as demand"
+        " when nginx runs apart (WHEELYARD_INDEX_SERVER=none; 0: none taken)",
+    )
     api_host: str = setting("127.0.0.1", env="WHEELYARD_API_HOST", help="address the API listens on")
     api_port: int = setting(8000, env="WHEELYARD_API_PORT", minimum=1, maximum=65535, help="port of the API")
     api_url: str = setting(

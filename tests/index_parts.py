@@ -108,11 +108,13 @@ class DemandRecorder(http.server.ThreadingHTTPServer):
 
     def __init__(self) -> None:
         self.seen: list[tuple[str, str | None]] = []
+        self.tokens: list[str | None] = []  # the Authorization header of each report
         recorder = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
                 recorder.seen.append((self.path, self.headers.get("User-Agent")))
+                recorder.tokens.append(self.headers.get("Authorization"))
                 self.send_response(204)
                 self.end_headers()
 

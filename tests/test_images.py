@@ -464,9 +464,11 @@ def test_the_nginx_config_is_the_generators_output() -> None:
     services = _compose()["services"]
     assert "./images/nginx.conf:/etc/nginx/nginx.conf:ro" in services["index"]["volumes"]
     assert COMPOSE_SITE.upload == f"uploads:{_environment(services['uploads'])['WHEELYARD_INDEX_UPLOAD_PORT']}"
-    # nginx's demand reports carry the API token, from a secret of the index's own.
-    assert COMPOSE_SITE.demand_auth == "/run/secrets/index_report_auth"
-    assert "index_report_auth" in services["index"]["secrets"]
+    # nginx's demand datagrams go to the upload endpoint's listener, which holds the API token.
+    uploads = _environment(services["uploads"])
+    assert COMPOSE_SITE.demand == f"uploads:{uploads['WHEELYARD_INDEX_DEMAND_PORT']}"
+    assert uploads["WHEELYARD_API_TOKEN_FILE"] == "/run/secrets/api_token"
+    assert "secrets" not in services["index"]  # nginx holds no secret
 
 
 def free_port() -> int:
@@ -481,14 +483,10 @@ def free_port() -> int:
 def test_the_compose_nginx_config_is_valid_nginx(tmp_path: Path) -> None:
     from dataclasses import replace
 
-    from server.index.nginx import COMPOSE_SITE, demand_auth_directive, render
+    from server.index.nginx import COMPOSE_SITE, render
 
     # nginx -t resolves upstream names: the compose network's names stand in as loopback.
-    auth = tmp_path / "index_report_auth"
-    auth.write_text(demand_auth_directive("a-token_of.the~kind+secrets/makes="))
-    local = replace(
-        COMPOSE_SITE, upload="127.0.0.1:8081", api="127.0.0.1:8000", run_dir=str(tmp_path), demand_auth=str(auth)
-    )
+    local = replace(COMPOSE_SITE, upload="127.0.0.1:8081", demand="127.0.0.1:5140", run_dir=str(tmp_path))
     conf = tmp_path / "nginx.conf"
     conf.write_text(render(local).replace("listen 8080", f"listen 127.0.0.1:{free_port()}"))
     done = subprocess.run(
@@ -534,8 +532,7 @@ def test_secrets_are_files_never_plain_environment() -> None:
             assert match[1] in granted and match[1] in declared, f"{name}: {variable} names an ungranted secret"
     needs = {
         "api": {"api_token"},
-        "index": {"index_report_auth"},
-        "uploads": {"index_password"},
+        "uploads": {"index_password", "api_token"},
         "worker-manylinux": {"index_password"},
         "worker-musllinux": {"index_password"},
     }
@@ -639,7 +636,7 @@ def test_docker_compose_config_validates(tmp_path: Path) -> None:
     shutil.copy(COMPOSE, tmp_path / "compose.yaml")
     (tmp_path / "images").symlink_to(IMAGES)
     (tmp_path / "secrets").mkdir()
-    for secret in ("index_password", "api_token", "index_report_auth"):
+    for secret in ("index_password", "api_token"):
         (tmp_path / "secrets" / secret).write_text("x\n")
     done = subprocess.run(
         ["docker", "compose", "-f", "compose.yaml", "config", "--quiet"],

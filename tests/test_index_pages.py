@@ -7,6 +7,7 @@ import gzip
 import hashlib
 import json
 import os
+import socket
 import subprocess
 import sys
 import urllib.parse
@@ -224,6 +225,30 @@ def test_caching_head_range_and_gzip(served: tuple[Index, DemandRecorder]) -> No
     assert tail.status_code == 206 and tail.content == whole[-22:]
     assert requests.get(wheel, headers={"Range": f"bytes={len(whole)}-"}, timeout=10).status_code == 416
     assert requests.get(wheel, headers={"If-None-Match": head.headers["ETag"]}, timeout=10).status_code == 304
+
+
+def test_a_head_answer_has_no_body_whatever_its_status(served: tuple[Index, DemandRecorder]) -> None:
+    """HEAD answers (406, 404, 301, 200) carry no body: on one keep-alive connection, each next
+    answer starts right after the previous one's headers."""
+    index, _ = served
+    asked = [
+        ("/simple/lib/", "Accept: image/png\r\n", 406),
+        ("/simple/no-such-project/", "", 404),
+        ("/simple/Lib/", "", 301),
+        ("/packages/no-such-file.whl", "", 404),
+        ("/simple/lib/", "", 200),
+    ]
+    received = b""
+    with socket.create_connection(("127.0.0.1", index.port), timeout=10) as conn:
+        for path, extra, status in asked:
+            conn.sendall(f"HEAD {path} HTTP/1.1\r\nHost: index\r\n{extra}\r\n".encode())
+            while b"\r\n\r\n" not in received:
+                received += conn.recv(65536)
+            head, _, received = received.partition(b"\r\n\r\n")
+            assert head.split(b" ", 2)[1] == str(status).encode(), (path, head)
+        conn.sendall(b"GET /simple/ HTTP/1.1\r\nHost: index\r\nAccept-Encoding: identity\r\nConnection: close\r\n\r\n")
+        received += b"".join(iter(lambda: conn.recv(65536), b""))
+    assert received.startswith(b"HTTP/1.1 200 ") and b"<!DOCTYPE html>" in received
 
 
 def test_names_are_normalised_and_a_missing_project_is_404(served: tuple[Index, DemandRecorder]) -> None:

@@ -13,11 +13,6 @@ import os
 import time
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, cast
-from urllib.parse import unquote
-
-from packaging.utils import canonicalize_name
-
-from server.index import negotiate
 
 if TYPE_CHECKING:
     from server.index.embedded import Cached, Front
@@ -39,33 +34,11 @@ _REASONS = {
     502: b"Bad Gateway",
 }
 _HOP_HEADERS = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"te", b"upgrade"})
-_PAGE_TYPES = {k: v.encode() for k, v in negotiate.CONTENT_TYPES.items()}
-_VARY = b"Vary: Accept, Accept-Encoding\r\n"
 _CHALLENGE = b'WWW-Authenticate: Basic realm="wheelyard"\r\n'
 _OK = b"HTTP/1.1 200 OK\r\nServer: wheelyard\r\nDate: "
 # Headers that make an answer other than a plain 200 with the whole body.
 _CONDITIONAL = frozenset({b"if-none-match", b"if-modified-since", b"range"})
 _JOIN_BYTES = 64 * 1024  # bodies up to this size are sent joined with their headers, in one write
-
-
-def _accepts_gzip(value: bytes | None) -> bool:
-    if not value or b"gzip" not in value:
-        return False
-    for item in value.split(b","):
-        coding, _, params = item.partition(b";")
-        if coding.strip() == b"gzip":
-            return params.replace(b" ", b"") not in (b"q=0", b"q=0.0", b"q=0.00", b"q=0.000")
-    return False
-
-
-def _file_type(name: str) -> bytes:
-    if name.endswith(".metadata"):
-        return b"text/plain; charset=utf-8"
-    if name.endswith(".zip") or name.endswith(".whl"):
-        return b"application/zip"
-    if name.endswith(".tar.gz"):
-        return b"application/gzip"
-    return b"application/octet-stream"
 
 
 def _byte_range(spec: bytes, size: int) -> tuple[int, int] | None | bool:
@@ -103,16 +76,20 @@ class Connection(asyncio.Protocol):
         self.paused = False
         self.close_after = False
         self.peer = "-"
+        self.fd = -1  # the socket's descriptor, for sendfile
 
     # -- asyncio callbacks --------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's are not asyncio.Transport subclasses
         self.front.connections.add(self)
+        sock = transport.get_extra_info("socket")
+        self.fd = sock.fileno() if sock is not None else -1
         peer = transport.get_extra_info("peername")
         self.peer = str(peer[0]) if peer else "-"
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.front.connections.discard(self)
+        self.front.shares.closed()
         self._end_stream()
         if self.tunnel is not None:
             self.tunnel.close()
@@ -183,59 +160,22 @@ class Connection(asyncio.Protocol):
         self._static(method == b"HEAD", target, headers)
 
     def _static(self, head_only: bool, target: bytes, headers: dict[bytes, bytes]) -> None:
-        path = unquote(target.decode("latin-1").partition("?")[0])
-        if not self.front.authorized(headers.get(b"authorization")):
-            self._simple(
-                401, b"this index needs the read password\n", extra=b'WWW-Authenticate: Basic realm="wheelyard"\r\n'
-            )
+        front = self.front
+        if not front.authorized(headers.get(b"authorization")):
+            self._simple(401, b"this index needs the read password\n", extra=_CHALLENGE, head_only=head_only)
             return
-        if path.startswith("/packages/"):
-            name = path[len("/packages/") :]
-            entry = (
-                None if (not name or "/" in name or name.startswith(".")) else self.front.files.get("packages/" + name)
-            )
-            if entry is None:
-                self._simple(404, b"no such file on this index\n", head_only=head_only)
+        route = front.routes.get(target, headers.get(b"accept"), headers.get(b"accept-encoding"))
+        if route.report is not None and front.reporter is not None:
+            front.reporter.report(route.report, headers.get(b"user-agent"))
+        if route.status:
+            self._simple(route.status, route.text, extra=route.extra, head_only=head_only or route.bodyless)
+            return
+        for rel, extra in route.candidates:
+            entry = front.files.get(rel)
+            if entry is not None:
+                self._send(entry, route.ctype, headers, head_only, ranges=route.ranges, extra=extra)
                 return
-            self._send(entry, _file_type(name), headers, head_only, ranges=True)
-            return
-        rest = path[len("/simple/") :]
-        if rest:
-            name, slash, tail = rest.partition("/")
-            canonical = canonicalize_name(name)
-            if tail or not name:
-                self._simple(404, b"no such page on this index\n", head_only=head_only)
-                return
-            if canonical != name or not slash:
-                self._simple(301, b"", extra=b"Location: /simple/" + canonical.encode() + b"/\r\n", head_only=True)
-                return
-            if self.front.reporter is not None:
-                self.front.reporter.report(path, headers.get(b"user-agent"))
-            base = f"simple/{name}/index."
-        else:
-            base = "simple/index."
-        form = negotiate.choose(headers.get(b"accept", b"").decode("latin-1"))
-        if form is None:
-            self._simple(
-                406,
-                b"this index serves application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html "
-                b"and text/html\n",
-                extra=_VARY,
-            )
-            return
-        ext = "json" if form == negotiate.JSON else "html"
-        entry = None
-        gzip = _accepts_gzip(headers.get(b"accept-encoding"))
-        if gzip:
-            entry = self.front.files.get(base + ext + ".gz")
-            gzip = entry is not None
-        if entry is None:
-            entry = self.front.files.get(base + ext)
-        if entry is None:
-            self._simple(404, b"this index holds no such project\n", head_only=head_only, extra=_VARY)
-            return
-        extra = _VARY + (b"Content-Encoding: gzip\r\n" if gzip else b"")
-        self._send(entry, _PAGE_TYPES[form], headers, head_only, ranges=False, extra=extra)
+        self._simple(404, route.missing, head_only=head_only, extra=route.missing_extra)
 
     def _send(
         self,
@@ -288,10 +228,33 @@ class Connection(asyncio.Protocol):
             head = entry.heads[(ctype, extra)] = head + b"Content-Length: " + length + b"\r\n\r\n"
         if entry.size <= _JOIN_BYTES:
             self.transport.write(b"".join((_OK, self.front.clock.date(), b"\r\n", head, entry.body)))
-        else:  # not copied: a large page goes as it is
-            self.transport.writelines((_OK, self.front.clock.date(), b"\r\n", head, entry.body))
+        else:
+            self._send_large(entry, b"".join((_OK, self.front.clock.date(), b"\r\n", head)))
         if self.front.log is not None:
             self.front.log.write(f"{self.peer} 200 {entry.size} {self._last_target}\n")
+
+    def _send_large(self, entry: Cached, head: bytes) -> None:
+        """A large body from the page cache by ``sendfile`` as far as the socket takes it now (no
+        copy through this process: a large page cost twice the system time by ``write``), the
+        rest from memory through the transport, which keeps the order of what it was given."""
+        assert self.transport is not None and entry.body is not None
+        transport = self.transport
+        transport.write(head)  # written at once when nothing is queued before it
+        sent = 0
+        if entry.fd is not None and self.fd >= 0 and not transport.get_write_buffer_size():
+            try:
+                while sent < entry.size:
+                    done = os.sendfile(self.fd, entry.fd, sent, entry.size - sent)
+                    if not done:
+                        break
+                    sent += done
+            except BlockingIOError:
+                pass  # the socket is full: the transport sends the rest when it drains
+            except OSError:
+                transport.abort()  # the client is gone
+                return
+        if sent < entry.size:
+            transport.write(memoryview(entry.body)[sent:])
 
     def _write(self, status: int, head: bytes, body: bytes, length: int | None) -> None:
         assert self.transport is not None

@@ -11,7 +11,10 @@ report never delays or fails a client's request, and the API gets one request pe
 client a second however many requests the clients make. Where the API has a token, the
 reports carry it (a report may start a build): the first line the process reads from its pipe
 is the token (empty: none), so it is never in an environment, an argument or a file.
-(nginx does the same with ``mirror``, one report per request; see ``server/index/nginx.py``.)
+
+nginx logs each project page request as a syslog datagram (UDP, one per request, never waited
+for; see ``server/index/nginx.py``) to a ``DemandListener``, which counts and reports them the
+same way: a page request costs nginx one ``sendto``, and the API the same one report a second.
 """
 
 from __future__ import annotations
@@ -19,8 +22,11 @@ from __future__ import annotations
 import contextlib
 import http.client
 import os
+import socket
 import subprocess
 import sys
+import threading
+import time
 from urllib.parse import quote, urlsplit
 
 TIMEOUT_SECONDS = 2.0
@@ -65,6 +71,59 @@ class DemandReporter:
         with contextlib.suppress(OSError):
             os.close(self.fd)
         self.sender.terminate()
+
+
+# nginx's syslog line: "<PRI>TIMESTAMP TAG: MESSAGE" (nohostname); the message is "PATH USER-AGENT".
+SYSLOG_TAG = b"wheelyard_demand: "
+DATAGRAM_BYTES = 65536
+
+
+class DemandListener:
+    """nginx's demand datagrams, counted into a ``DemandReporter`` by a thread of their own.
+
+    The socket's receive buffer is the bound: datagrams that arrive while it is full are
+    dropped by the kernel, as reports are everywhere else."""
+
+    def __init__(self, api_url: str, token: str | None, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((host, port))
+        self.sock.settimeout(0.5)
+        self.port: int = self.sock.getsockname()[1]
+        self.reporter = DemandReporter(api_url, token)
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="demand-listener", daemon=True)
+
+    def start(self) -> DemandListener:
+        self.thread.start()
+        return self
+
+    def _run(self) -> None:
+        flushed = time.monotonic()
+        while not self.stopped.is_set():
+            try:
+                self.count(self.sock.recv(DATAGRAM_BYTES))
+            except TimeoutError:
+                pass
+            except OSError:
+                if self.stopped.is_set():
+                    return
+            now = time.monotonic()
+            if now - flushed >= 1.0:
+                self.reporter.flush()
+                flushed = now
+
+    def count(self, datagram: bytes) -> None:
+        _, tag, message = datagram.partition(SYSLOG_TAG)
+        path, _, agent = message.rstrip(b"\n").partition(b" ")
+        if tag and path.startswith(b"/simple/"):
+            self.reporter.report(path.decode("utf-8", "replace"), agent)
+
+    def close(self) -> None:
+        self.stopped.set()
+        self.thread.join(timeout=5)
+        self.sock.close()
+        self.reporter.flush()
+        self.reporter.close()
 
 
 def _field(value: bytes) -> bytes:

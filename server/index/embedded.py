@@ -39,12 +39,17 @@ from pathlib import Path
 from typing import Any
 
 from builder.errors import PortInUse
+from server.index.accept import Acceptor, ConnectionShares
 from server.index.connection import Connection
 from server.index.demand import DemandReporter
+from server.index.routes import Routes
 
 MAX_HEAD_BYTES = 64 * 1024
 CACHE_FILE_BYTES = 8 << 20  # files up to this size are kept in memory
 CACHE_TOTAL_BYTES = 512 << 20  # shared out among the serving processes
+SENDFILE_BYTES = 64 << 10  # files larger than this are kept open too, and sent by sendfile
+# At most this many kept open per process (others are sent from memory): descriptors stay for connections.
+SENDFILE_OPEN_FILES = 128
 MAX_PROCESSES = 8
 
 
@@ -73,6 +78,12 @@ class Cached:
     # The headers of a whole 200 answer after its Date line, rendered once per (content type,
     # extra headers): most requests are answered with these and the body, as they are.
     heads: dict[tuple[bytes, bytes], bytes] = field(default_factory=dict)
+    fd: int | None = None  # a large body's file, open while cached: sent by sendfile
+
+    def forget(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 
     def validators(self) -> bytes:
         return b"ETag: " + self.etag.encode() + b"\r\nLast-Modified: " + self.last_modified.encode() + b"\r\n"
@@ -87,6 +98,7 @@ class SiteFiles:
         self.budget = budget
         self.cache: dict[str, Cached] = {}
         self.cached_bytes = 0
+        self.open_files = 0  # entries' descriptors kept for sendfile
 
     def get(self, rel: str) -> Cached | None:
         path = self.prefix + rel
@@ -96,16 +108,21 @@ class SiteFiles:
             return None
         key = (st.st_ino, st.st_mtime_ns, st.st_size)
         hit = self.cache.get(rel)
-        if hit is not None and hit.key == key:
-            return hit
+        if hit is not None:
+            if hit.key == key:
+                return hit
+            self._remove(rel)  # first: its descriptor may serve the new file
         if not os.path.isfile(path):
             return None
-        body = None
+        body, fd = None, None
         if st.st_size <= CACHE_FILE_BYTES:
             with open(path, "rb") as fh:
                 body = fh.read()
-            if len(body) != st.st_size:
-                return None  # replaced while read: the next request reads it again
+                if len(body) != st.st_size or os.fstat(fh.fileno()).st_ino != st.st_ino:
+                    return None  # replaced while read: the next request reads it again
+                if st.st_size > SENDFILE_BYTES and self.open_files < SENDFILE_OPEN_FILES:
+                    fd = os.dup(fh.fileno())
+                    self.open_files += 1
         entry = Cached(
             key=key,
             path=path,
@@ -114,22 +131,30 @@ class SiteFiles:
             last_modified=formatdate(st.st_mtime, usegmt=True),
             mtime=st.st_mtime,
             size=st.st_size,
+            fd=fd,
         )
         self._keep(rel, entry)
         return entry
 
-    def _keep(self, rel: str, entry: Cached) -> None:
+    def _forget(self, entry: Cached) -> None:
+        if entry.fd is not None:
+            self.open_files -= 1
+        entry.forget()
+
+    def _remove(self, rel: str) -> None:
         old = self.cache.pop(rel, None)
-        if old is not None and old.body is not None:
-            self.cached_bytes -= len(old.body)
+        if old is not None:
+            self._forget(old)
+            if old.body is not None:
+                self.cached_bytes -= len(old.body)
+
+    def _keep(self, rel: str, entry: Cached) -> None:
+        self._remove(rel)
         if entry.body is None:
             self.cache[rel] = entry
             return
         while self.cache and self.cached_bytes + len(entry.body) > self.budget:
-            oldest = next(iter(self.cache))
-            gone = self.cache.pop(oldest)
-            if gone.body is not None:
-                self.cached_bytes -= len(gone.body)
+            self._remove(next(iter(self.cache)))
         self.cache[rel] = entry
         self.cached_bytes += len(entry.body)
 
@@ -176,9 +201,17 @@ class Clock:
 class Front:
     """What every connection shares: configuration, the files, the reporter, the connections."""
 
-    def __init__(self, config: FrontConfig, reporter: DemandReporter | None = None, processes: int = 1) -> None:
+    def __init__(
+        self,
+        config: FrontConfig,
+        reporter: DemandReporter | None = None,
+        processes: int = 1,
+        shares: ConnectionShares | None = None,
+    ) -> None:
         self.config = config
+        self.shares = shares or ConnectionShares(1)
         self.files = SiteFiles(config.site, CACHE_TOTAL_BYTES // max(1, processes))
+        self.routes = Routes()
         self.clock = Clock()
         self.reporter = reporter
         self.connections: set[Connection] = set()
@@ -210,12 +243,13 @@ async def serve_front(
     reporter: DemandReporter | None = None,
     *,
     processes: int = 1,
+    shares: ConnectionShares | None = None,
     alive: Callable[[], bool] | None = None,
 ) -> None:
     """Serve on ``sock`` until SIGTERM or SIGINT, or until ``alive()`` (asked every second) is false."""
-    front = Front(config, reporter, processes)
+    front = Front(config, reporter, processes, shares)
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: Connection(front), sock=sock, backlog=4096)
+    acceptor = Acceptor(sock, lambda: Connection(front), front.shares)
     stop = asyncio.Event()
 
     async def sweeper() -> None:
@@ -232,10 +266,11 @@ async def serve_front(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     task = asyncio.create_task(sweeper())
+    acceptor.start()
     try:
-        async with server:
-            await stop.wait()
+        await stop.wait()
     finally:
+        acceptor.close()
         task.cancel()
         if front.log is not None:
             front.log.flush()
@@ -272,14 +307,16 @@ def run_front(
     until ``alive()`` is false; a serving process that ends stops the others. Returns 0, or 1
     when a serving process ended on its own."""
     reporter = DemandReporter(config.api_url, config.api_token) if config.api_url else None
+    shares = ConnectionShares(processes)
     workers: list[int] = []
-    for _ in range(processes - 1):
+    for slot in range(1, processes):
         pid = os.fork()
         if pid == 0:  # a serving process: it ends with its parent
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+            shares.me = slot
             code = 1
             try:
-                _run_loop(serve_front(config, sock, reporter, processes=processes))
+                _run_loop(serve_front(config, sock, reporter, processes=processes, shares=shares))
                 code = 0
             finally:
                 os._exit(code)
@@ -291,7 +328,7 @@ def run_front(
         return not ended and (alive is None or alive())
 
     try:
-        _run_loop(serve_front(config, sock, reporter, processes=processes, alive=all_alive))
+        _run_loop(serve_front(config, sock, reporter, processes=processes, shares=shares, alive=all_alive))
     finally:
         for pid in workers:
             if pid not in ended:

@@ -9,18 +9,19 @@ endpoint (``/_negotiate/...``), which runs the same ``choose`` and answers 406 o
 ``X-Accel-Redirect`` to the file nginx then serves: exact q-value rules for every header,
 at the cost of one local round trip for the rare header no client sends. A name that is not
 normalised goes to pypiserver, which redirects it to the canonical URL. Each request for a
-project page is mirrored to the API's demand endpoint (``mirror``, body off, short timeouts):
-its answer is ignored and never delays the client.
+project page is logged as a syslog datagram (UDP: one ``sendto``, never waited for) to
+wheelyard's ``DemandListener`` (``server/index/demand.py``), which counts them and reports them
+to the API once a second, as the embedded server does. (Not ``mirror``: a mirrored subrequest
+per page request holds the client's keep-alive connection until the API has answered it, and
+makes the API answer as many requests as the index.)
 """
 
 from __future__ import annotations
 
 import os
 import pwd
-import re
 from dataclasses import dataclass
 
-from builder.errors import ConfigurationError
 from server.index import negotiate
 
 # Accept headers answered exactly as the embedded server would (the clients' own, PEP 691's examples).
@@ -36,7 +37,6 @@ KNOWN_ACCEPTS = (
     "text/html",
     "*/*",
 )
-_NGINX_SAFE_TOKEN = re.compile(r"[A-Za-z0-9._~+/=-]+")
 _EXT = {negotiate.JSON: "json", negotiate.VHTML: "vhtml", negotiate.HTML: "html", None: '""'}
 
 
@@ -45,13 +45,12 @@ class NginxSite:
     listen: str  # host:port
     site: str  # the site tree
     upload: str  # host:port of pypiserver
-    api: str | None  # host:port of the API, for demand reports
+    demand: str | None  # host:port of the DemandListener (UDP), for demand reports
     run_dir: str  # pid, temp files
     access_log: str
     error_log: str
     htpasswd: str | None = None  # read password ({SSHA}); None: open
     user: str | None = None  # the `user` directive (only when started as root)
-    demand_auth: str | None = None  # a file of the Authorization header for the API's demand endpoint
     daemon: bool = False
 
 
@@ -64,12 +63,10 @@ def accept_map() -> str:
 
 
 def render(conf: NginxSite) -> str:
-    upstream_api = f"upstream wheelyard_api {{ server {conf.api}; keepalive 8; }}" if conf.api else ""
     return (
         _main(conf)
         + f"""
     upstream wheelyard_upload {{ server {conf.upload}; keepalive 8; }}
-    {upstream_api}
 
 """
         + _server(conf)
@@ -123,26 +120,20 @@ http {{
         "~^(?<page>/simple/[A-Za-z0-9._-]+/)(\\?.*)?$" $page;
         default "";
     }}
+    # A project page request as demand (server/index/demand.py reads it): the path, a space, the User-Agent.
+    log_format demand escape=none '$demand_path $http_user_agent';
 """
 
 
-def _demand_location(conf: NginxSite) -> str:
-    """The mirror's target: each project page request, reported to the API with the index's credential."""
-    if not conf.api:
+def _demand_log(conf: NginxSite) -> str:
+    """The project page location's logs: the access log (a location's own replace the server's)
+    and, where a listener takes them, each request as a datagram of demand."""
+    if not conf.demand:
         return ""
-    auth = f"\n        include {conf.demand_auth};" if conf.demand_auth else ""
-    return f"""
-    location = /_demand {{
-        internal;
-        proxy_pass http://wheelyard_api/api/index-requests?path=$demand_path;
-        proxy_pass_request_body off;
-        proxy_set_header Content-Length "";
-        proxy_set_header User-Agent $http_user_agent;{auth}
-        proxy_connect_timeout 1s;
-        proxy_send_timeout 2s;
-        proxy_read_timeout 2s;
-        access_log off;
-    }}"""
+    return (
+        f"access_log {conf.access_log};\n"
+        f"            access_log syslog:server={conf.demand},tag=wheelyard_demand,nohostname demand if=$demand_path;"
+    )
 
 
 def _server(conf: NginxSite) -> str:
@@ -151,7 +142,7 @@ def _server(conf: NginxSite) -> str:
         if conf.htpasswd
         else "auth_basic off;"
     )
-    mirror = "mirror /_demand;\n        mirror_request_body off;" if conf.api else ""
+    demand = _demand_log(conf)
     return f"""    server {{
         listen {conf.listen} backlog=4096;
         root {conf.site};
@@ -186,21 +177,20 @@ def _server(conf: NginxSite) -> str:
         }}
         # A canonical project name: its page, or 404 (the index never sends a client elsewhere).
         location ~ "^/simple/[a-z0-9]+(-[a-z0-9]+)*/$" {{
-            {mirror}
+            {demand}
             if ($simple_ext = "") {{ return 406; }}
             if ($simple_ext = negotiate) {{ rewrite ^ /_negotiate$uri last; }}
             add_header Vary Accept always;
             gzip_static on;
             gzip_vary on;
-            # rewrite, not try_files: the mirror (which runs before the content phase) sees a 404 too.
+            # rewrite, not try_files: a missing project's page stays in this location (demand too).
             rewrite ^(.*)/$ $1/index.$simple_ext break;
         }}
 """ + _internal_locations(conf)
 
 
 def _internal_locations(conf: NginxSite) -> str:
-    """Negotiation's round trip, other names, the files, and the demand report."""
-    demand = _demand_location(conf)
+    """Negotiation's round trip, other names, the files."""
     return f"""        # An Accept header not in the map: the upload endpoint chooses, nginx serves its choice.
         location ^~ /_negotiate/ {{
             internal;
@@ -227,21 +217,9 @@ def _internal_locations(conf: NginxSite) -> str:
             location ~ "/\\." {{ return 404; }}
             try_files $uri =404;
         }}
-        location / {{ return 404; }}{demand}
+        location / {{ return 404; }}
     }}
 """
-
-
-def demand_auth_directive(token: str) -> str:
-    """The ``include`` file that gives nginx's demand reports the API token."""
-    if not _NGINX_SAFE_TOKEN.fullmatch(token):
-        raise ConfigurationError(
-            "the API token has characters nginx cannot pass on in a header (a quote, a backslash, '$', ';', "
-            "a space or a control character)",
-            "use a token of letters, digits and -._~+/= (e.g. python3 -c "
-            "'import secrets; print(secrets.token_urlsafe(32))')",
-        )
-    return f'proxy_set_header Authorization "Bearer {token}";\n'
 
 
 def local_site(
@@ -249,11 +227,10 @@ def local_site(
     listen: str,
     site: str,
     upload: str,
-    api: str | None,
+    demand: str | None,
     run_dir: str,
     logs: str,
     htpasswd: str | None,
-    demand_auth: str | None = None,
 ) -> NginxSite:
     """The configuration ``wheelyard index`` starts nginx with (as the user running it)."""
     user = None
@@ -263,13 +240,12 @@ def local_site(
         listen=listen,
         site=site,
         upload=upload,
-        api=api,
+        demand=demand,
         run_dir=run_dir,
         access_log=f"{logs}/index-access.log",
         error_log=f"{logs}/index-nginx-error.log",
         htpasswd=htpasswd,
         user=user,
-        demand_auth=demand_auth,
     )
 
 
@@ -277,10 +253,10 @@ COMPOSE_SITE = NginxSite(
     listen="8080",
     site="/var/lib/wheelyard/site",
     upload="uploads:8081",
-    api="api:8000",
+    # The upload endpoint's DemandListener (WHEELYARD_INDEX_DEMAND_PORT in compose.yaml), which
+    # reports to the API with the API token: nginx holds no secret.
+    demand="uploads:5140",
     run_dir="/tmp",
     access_log="/dev/stdout",
     error_log="/dev/stderr",
-    # The API token as an nginx directive (compose.yaml's index_report_auth secret).
-    demand_auth="/run/secrets/index_report_auth",
 )

@@ -11,10 +11,11 @@ File links are relative (``../../packages/FILE``), so the tree can be served und
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from packaging.utils import (
     InvalidSdistFilename,
@@ -46,7 +47,7 @@ class FileEntry:
     yanked: str | None = None  # None: not yanked; a reason (may be empty): yanked
 
     def to_dict(self) -> dict[str, object]:
-        return asdict(self)
+        return dict(vars(self))  # every field is a str, an int or None: asdict's deep copy is not needed
 
     @classmethod
     def from_dict(cls, data: dict[str, object]) -> FileEntry:
@@ -54,6 +55,12 @@ class FileEntry:
         return cls(**known)  # type: ignore[arg-type]
 
 
+# A publish sorts every file of its project again: the parse of each name (and its version) is
+# kept, as names never change meaning. Bounded: a name is a few hundred bytes with its parse.
+_PARSED_NAMES = 1 << 16
+
+
+@functools.lru_cache(maxsize=_PARSED_NAMES)
 def project_and_version(filename: str) -> tuple[str, str]:
     """The normalised project name and the version a wheel or sdist filename names."""
     try:
@@ -70,14 +77,19 @@ def sorted_entries(entries: Iterable[FileEntry]) -> list[FileEntry]:
     """Files in a stable order: by version, then filename (what a client shows first does not matter)."""
 
     def key(entry: FileEntry) -> tuple[Version, str]:
-        return Version(project_and_version(entry.filename)[1]), entry.filename
+        return _version(project_and_version(entry.filename)[1]), entry.filename
 
     return sorted(entries, key=key)
 
 
+@functools.lru_cache(maxsize=_PARSED_NAMES)
+def _version(text: str) -> Version:
+    return Version(text)
+
+
 def versions_of(entries: Sequence[FileEntry]) -> list[str]:
     seen = {project_and_version(e.filename)[1] for e in entries}
-    return sorted(seen, key=Version)
+    return sorted(seen, key=_version)
 
 
 def _file_url(filename: str) -> str:
@@ -139,9 +151,17 @@ def project_html(name: str, entries: Sequence[FileEntry]) -> bytes:
     return "\n".join(lines).encode()
 
 
+def _canonical_names(names: Iterable[str]) -> list[str]:
+    return sorted({_canonical(n) for n in names})
+
+
+# The root is written again for every new project: each name's normal form is kept.
+_canonical = functools.lru_cache(maxsize=_PARSED_NAMES)(canonicalize_name)
+
+
 def root_json(names: Iterable[str]) -> bytes:
     """The PEP 691 JSON root listing every project."""
-    projects = [{"name": n} for n in sorted({canonicalize_name(n) for n in names})]
+    projects = [{"name": n} for n in _canonical_names(names)]
     return json.dumps({"meta": {"api-version": API_VERSION}, "projects": projects}, separators=(",", ":")).encode()
 
 
@@ -156,7 +176,7 @@ def root_html(names: Iterable[str]) -> bytes:
         "</head>",
         "<body>",
     ]
-    for n in sorted({canonicalize_name(n) for n in names}):
+    for n in _canonical_names(names):
         escaped = html.escape(n)
         lines.append(f'<a href="{escaped}/">{escaped}</a><br>')
     lines += ["</body>", "</html>", ""]

@@ -24,7 +24,6 @@ import sys
 import threading
 import time
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from builder.config import Settings
 from builder.errors import ConfigurationError, IndexStartFailed
@@ -80,11 +79,6 @@ def _start_upload_endpoint(settings: Settings, port: int) -> subprocess.Popen[by
     raise IndexStartFailed("the upload endpoint did not start within 60 s")
 
 
-def _host_port(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.hostname or '127.0.0.1'}:{parts.port or 80}"
-
-
 def _nginx_htpasswd(settings: Settings, path: Path) -> str | None:
     """The read password for nginx, as a fast salted hash ({SSHA}), for the user names
     `reader` and the index user."""
@@ -100,40 +94,33 @@ def _nginx_htpasswd(settings: Settings, path: Path) -> str | None:
     return str(path)
 
 
-def _nginx_demand_auth(settings: Settings, path: Path) -> str | None:
-    """The API token for nginx's demand reports: a 0600 file the configuration includes."""
-    if not settings.api_token:
-        return None
-    from server.index.nginx import demand_auth_directive
-
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(demand_auth_directive(settings.api_token))
-    return str(path)
-
-
 def _run_nginx(settings: Settings, upload_port: int, backend: subprocess.Popen[bytes]) -> int:
+    from server.index.demand import DemandListener
     from server.index.nginx import local_site, render
 
     run_dir = settings.data_dir / "run" / "nginx"
     run_dir.mkdir(parents=True, exist_ok=True)
     settings.log_dir.mkdir(parents=True, exist_ok=True)
+    listener = DemandListener(settings.api_url, settings.api_token).start() if settings.api_url else None
     conf = local_site(
         listen=f"{settings.index_host}:{settings.index_port}",
         site=str(IndexSite(settings.data_dir).root),
         upload=f"{settings.index_upload_host}:{upload_port}",
-        api=_host_port(settings.api_url),
+        demand=f"127.0.0.1:{listener.port}" if listener else None,
         run_dir=str(run_dir),
         logs=str(settings.log_dir),
         htpasswd=_nginx_htpasswd(settings, run_dir / "htpasswd"),
-        demand_auth=_nginx_demand_auth(settings, run_dir / "demand-auth.conf"),
     )
     path = run_dir / "nginx.conf"
     path.write_text(render(conf))
     nginx = shutil.which("nginx") or "nginx"
-    proc = subprocess.Popen([nginx, "-c", str(path), "-e", conf.error_log], preexec_fn=_die_with_parent)
-    log.info("wheelyard index: nginx (%s) serves %s from %s", nginx, settings.simple_url, conf.site)
-    return _supervise({"nginx": proc, "upload endpoint": backend})
+    try:
+        proc = subprocess.Popen([nginx, "-c", str(path), "-e", conf.error_log], preexec_fn=_die_with_parent)
+        log.info("wheelyard index: nginx (%s) serves %s from %s", nginx, settings.simple_url, conf.site)
+        return _supervise({"nginx": proc, "upload endpoint": backend})
+    finally:
+        if listener is not None:
+            listener.close()
 
 
 def _supervise(children: dict[str, subprocess.Popen[bytes]]) -> int:
@@ -196,9 +183,19 @@ def serve(settings: Settings) -> int:
     report = IndexSite(settings.data_dir).rebuild()
     log.info("wheelyard index: pages of %d projects (%d files) written", report.projects, report.files)
     if mode == "none":
+        from server.index.demand import DemandListener
         from server.index.upload import serve_upload_endpoint
 
-        serve_upload_endpoint(settings, settings.index_upload_host, settings.index_upload_port or 8081)
+        # nginx runs apart (compose): its demand datagrams come here, on the upload endpoint's address.
+        port, host = settings.index_demand_port, settings.index_upload_host
+        listener = DemandListener(settings.api_url, settings.api_token, host, port) if port else None
+        try:
+            if listener is not None:
+                listener.start()
+            serve_upload_endpoint(settings, settings.index_upload_host, settings.index_upload_port or 8081)
+        finally:
+            if listener is not None:
+                listener.close()
         return 0
     # The embedded server's address is taken before anything starts: a port in use is refused at once.
     sock = None if mode == "nginx" else _listen(settings)

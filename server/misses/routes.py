@@ -4,7 +4,7 @@ The index calls the first for every request of ``/simple/<name>/``, with the cli
 ``User-Agent``, and ignores the answer. Whatever it carries, the answer is 200: a path that
 is no project page, or a client whose header names no target, is counted as nothing. A report
 records a miss and may start a build (``build_on_miss``), so it needs the API token where the
-API has one: the index carries it (``server/index/demand.py``, nginx's ``/_demand``), clients
+API has one: the index carries it (``server/index/demand.py``, for nginx too), clients
 never call this route themselves. The list of misses is a read, open as the build list is.
 """
 
