@@ -1,16 +1,18 @@
 """The keyword pass that sends the engine to the lines worth a look: the native automaton and
 the regex used where it cannot be installed find the same occurrences and so give the same
-diagnoses; a line's keywords are those of the part the rules see."""
+diagnoses; a line's keywords are those of the part the rules see; what a pattern's matches must
+hold is read exactly, so skipping the lines without it changes no diagnosis."""
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
-from builder.diagnosis import diagnose, diagnose_file, keywords
-from builder.diagnosis.keywords import KeywordFinder
+from builder.diagnosis import compiled, diagnose, diagnose_file, keywords, load_rules
+from builder.diagnosis.keywords import KeywordFinder, required_factors, required_literal
 from builder.diagnosis.lines import MAX_LINE
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
@@ -89,3 +91,33 @@ def test_success_line_is_seen_by_its_own_keyword() -> None:
         d = diagnose(["  warning: optional speedups not built", last])
         assert not d.failed, last
         assert (d.primary.category, d.primary.line) == ("no-failure", 2)
+
+
+def test_required_literal_and_factors_of_a_pattern() -> None:
+    stdlib = re.compile(r"No module named '?(?P<module>cgi|imp)(?:\.\w+)?'?\s*$")
+    assert required_literal(stdlib) == "No module named "
+    assert required_factors(stdlib) == {
+        "No module named cgi",
+        "No module named imp",
+        "No module named 'cgi",
+        "No module named 'imp",
+    }
+    header = re.compile(r"fatal error[^:]*: ['‘\"]?(?P<header>[\w./+-]+\.h)")
+    assert required_factors(header) == {"fatal error"}
+    # nothing every match must hold: a top-level alternation of open forms, or case-insensitive
+    assert required_factors(re.compile(r"\w+ not found|cannot \w+")) == frozenset()
+    assert required_literal(re.compile(r"(?i)no module named")) == ""
+    assert required_factors(re.compile(r"(?i)no module named")) == frozenset()
+
+
+def test_factors_change_no_diagnosis(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lines holding none of a rule's factors are not tried against it: the corpus is diagnosed
+    exactly as when every line with a keyword is tried."""
+    paths = []
+    for sub in ("public", "local", "own"):
+        paths += [CORPUS / sub / e["file"] for e in json.loads((CORPUS / sub / "labels.json").read_text("utf-8"))]
+    with_factors = _diagnoses(paths)
+    monkeypatch.setattr(compiled, "MIN_FACTOR", 10**6)
+    monkeypatch.setattr(compiled, "_COMPILED", {})
+    assert all(f is None for f in compiled.compiled(load_rules()).factors)
+    assert _diagnoses(paths) == with_factors

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from typing import BinaryIO
 
 from .causes import CauseWriter, Hit, WheelLookup
+from .compiled import compiled
 from .context import Context
 from .keywords import KeywordFinder, Occurrence, finder
 from .lines import CONTEXT_AFTER, CONTEXT_BEFORE, Numbered, around, rule_line
@@ -87,46 +88,13 @@ def _file_key(name: str) -> str:
     return name.lower().replace("_", "-").replace(".", "-")
 
 
-class _Compiled:
-    """What a scan needs from a rule set besides its rules, built once per rule set: which rules
-    each keyword leads to, the noise regex, and the keywords of the rules above a priority."""
-
-    def __init__(self, rules: RuleSet) -> None:
-        self.rules = rules
-        words = {k for r in rules.rules for k in r.keywords}
-        # keyword -> indexes of the rules a line holding it must be tried against
-        self.kw_rules = {kw: frozenset(i for i, r in enumerate(rules.rules) if kw in r.keywords) for kw in words}
-        self.noise = re.compile("|".join(f"(?:{p.pattern})" for p in rules.noise) or "(?!)")
-        self._above: dict[int, frozenset[str]] = {}
-
-    def keywords_above(self, floor: int) -> frozenset[str]:
-        """The keywords of the rules whose priority is above ``floor``."""
-        kws = self._above.get(floor)
-        if kws is None:
-            kws = frozenset(k for r in self.rules.rules if r.priority > floor for k in r.keywords)
-            self._above[floor] = kws
-        return kws
-
-
-_COMPILED: dict[str, _Compiled] = {}
-
-
-def _compiled(rules: RuleSet) -> _Compiled:
-    c = _COMPILED.get(rules.version)
-    if c is None or c.rules is not rules:
-        if len(_COMPILED) >= 16:  # rule sets made by tests: keep a few
-            _COMPILED.clear()
-        c = _COMPILED[rules.version] = _Compiled(rules)
-    return c
-
-
 class Scanner:
     """Feed blocks of text (whole lines joined by newlines); then :meth:`result`."""
 
     def __init__(self, rules: RuleSet) -> None:
         self.rs = rules
         self.rules = rules.rules
-        self._c = _compiled(rules)
+        self._c = compiled(rules)
         self._kw_rules = self._c.kw_rules
         self._noise = self._c.noise
         self.ctx = Context()
@@ -149,7 +117,7 @@ class Scanner:
         finder's: its occurrences of the others are skipped (a new finder for the next block);
         more: a new finder now, and the rest of the block is searched again (see _scan)."""
         self._ctx_kws = frozenset(self.ctx.keywords())
-        kws = self._c.keywords_above(self._floor) | self._ctx_kws
+        kws = self._c.words_above(self._floor) | self._ctx_kws
         # error-looking lines matter until the first is found, and after a success marker
         # (a failure after it means the log did not end in success)
         self._fallback_on = self.fallback is None or self.ctx.success_line > 0
@@ -159,6 +127,19 @@ class Scanner:
         if self._finder is None or not self._active <= self._finder.wordset:
             self._finder = finder(self._active)
         self._narrowed = self._active != self._finder.wordset
+        self._mark_words()
+
+    def _mark_words(self) -> None:
+        """Per word of the finder: whether it is looked for (``_live``; None: all are), and
+        whether a line holding it is looked at (``_trigger``: a keyword, not only a factor)."""
+        assert self._finder is not None
+        fw = self._finder.words
+        self._live = [w in self._active for w in fw] if self._narrowed else None
+        triggers = self._c.keywords_above(self._floor) | self._ctx_kws
+        if self._fallback_on:
+            triggers |= _FALLBACK_KEYWORDS
+        self._trigger = [w in triggers for w in fw]
+        self._alone: dict[str, bool] = {}
 
     # -- the scan --------------------------------------------------------------------
 
@@ -170,6 +151,7 @@ class Scanner:
         if self._narrowed:
             self._finder = finder(self._active)
             self._narrowed = False
+            self._mark_words()
         self._scan(text.encode("utf-8", "surrogatepass"), base)
         self.lineno = base + text.count("\n") + 1
         # keep the last lines for the next block's "before" context
@@ -196,19 +178,27 @@ class Scanner:
         pos = 0
         i = 0
         while i < len(occ):
-            s = occ[i][1]
+            idx, s, _ = occ[i]
+            i += 1
+            if not self._trigger[idx]:
+                continue  # a factor, or a word no longer looked for: alone it sends nowhere
+            live = self._live
             ls = data.rfind(b"\n", 0, s) + 1
             le = data.find(b"\n", s)
             if le < 0:
                 le = n
-            kws = set()
+            kws = {words[idx]}
+            j = i - 2  # the line's occurrences are together: those before this one end in it
+            while j >= 0 and occ[j][2] > ls:
+                if live is None or live[occ[j][0]]:
+                    kws.add(words[occ[j][0]])
+                j -= 1
             while i < len(occ) and occ[i][1] < le:
-                kws.add(words[occ[i][0]])
+                if live is None or live[occ[i][0]]:
+                    kws.add(words[occ[i][0]])
                 i += 1
-            if self._narrowed:
-                kws &= self._active
-                if not kws:
-                    continue
+            if not self._fallback_on and kws.isdisjoint(self._ctx_kws) and not self._can_match(kws):
+                continue  # no rule can match it, and it says nothing about the build
             no += data.count(b"\n", pos, ls)
             pos = ls
             if self._line(data, ls, le, no, kws) and self._finder is not fnd:
@@ -293,15 +283,31 @@ class Scanner:
                 rebuilt = True
         return rebuilt
 
+    def _can_match(self, kws: set[str]) -> bool:
+        """A rule can match a line holding ``kws`` (for one word, remembered until the words change)."""
+        if len(kws) != 1:
+            return bool(self._candidates(kws))
+        (word,) = kws
+        got = self._alone.get(word)
+        if got is None:
+            got = self._alone[word] = bool(self._candidates(kws))
+        return got
+
     def _candidates(self, kws: set[str]) -> set[int]:
-        """Indexes of the rules whose keywords the line holds."""
+        """Indexes of the rules that can still add a cause whose keywords the line holds, and
+        for one of whose patterns it holds what every match of it holds."""
         kw_rules = self._kw_rules
         found: set[int] = set()
         for kw in kws:
             rules = kw_rules.get(kw)
             if rules is not None:
                 found |= rules
-        return found
+        if not found:
+            return found
+        factors = self._c.factors
+        priorities = self._c.priorities
+        floor = self._floor
+        return {i for i in found if priorities[i] > floor and ((f := factors[i]) is None or not f.isdisjoint(kws))}
 
     def _is_noise(self, line: str) -> bool:
         return self._noise.search(line) is not None

@@ -12,8 +12,16 @@ from __future__ import annotations
 
 import functools
 import re
+import sys
 from collections.abc import Callable, Iterable
 from typing import Any
+
+if sys.version_info >= (3, 11):
+    from re import _constants as sre_constants  # type: ignore[attr-defined]
+    from re import _parser as sre_parse  # type: ignore[attr-defined]
+else:  # pragma: no cover - Python 3.10
+    import sre_constants
+    import sre_parse
 
 try:
     import ahocorasick_rs
@@ -47,6 +55,83 @@ def trie_pattern(words: Iterable[str]) -> str:
         return body
 
     return build(trie)
+
+
+def _parsed(pattern: re.Pattern[str]) -> Any:
+    return sre_parse.parse(pattern.pattern, pattern.flags)
+
+
+def required_literal(pattern: re.Pattern[str]) -> str:
+    """The longest run of plain characters that every match of ``pattern`` holds ("" when the
+    pattern has none outside groups, repeats and alternations): a line without it needs no
+    search. Read from the pattern's parse tree, so it is exact; case-insensitive patterns have none."""
+    if pattern.flags & re.IGNORECASE:
+        return ""
+    best, run = "", ""
+    for op, arg in _parsed(pattern):
+        if op is sre_constants.LITERAL:
+            run += chr(arg)
+            continue
+        best, run = max(best, run, key=len), ""
+    return max(best, run, key=len)
+
+
+MAX_FACTORS = 64  # strings a pattern's factor may be made of
+
+
+def _strings(items: Any) -> set[str] | None:
+    """Every string the parsed ``items`` match, when they match only a few fixed strings."""
+    c = sre_constants
+    out = {""}
+    for op, arg in items:
+        alts: set[str] | None
+        if op is c.LITERAL:
+            alts = {chr(arg)}
+        elif op is c.IN and all(o is c.LITERAL for o, _ in arg):
+            alts = {chr(a) for _, a in arg}
+        elif op is c.BRANCH:
+            alts = set()
+            for branch in arg[1]:
+                got = _strings(branch)
+                if got is None:
+                    return None
+                alts |= got
+        elif op is c.SUBPATTERN and not arg[1] and not arg[2]:  # a group that sets no flags
+            alts = _strings(arg[3])
+        elif op in (c.MAX_REPEAT, c.MIN_REPEAT) and arg[0] == 0 and arg[1] == 1:
+            alts = _strings(arg[2])
+            if alts is not None:
+                alts.add("")
+        else:
+            return None
+        if alts is None or len(out) * len(alts) > MAX_FACTORS:
+            return None
+        out = {a + b for a in out for b in alts}
+    return out
+
+
+def required_factors(pattern: re.Pattern[str]) -> frozenset[str]:
+    """Strings one of which every match of ``pattern`` holds (empty: none known). Like
+    :func:`required_literal` but through alternations and optional parts, so that
+    ``No module named '?(?:cgi|imp)`` gives the four strings it can start with: a line that
+    holds none of them cannot match, and an automaton finds them all in one pass."""
+    if pattern.flags & re.IGNORECASE:
+        return frozenset()
+    best: set[str] = set()
+
+    def score(found: set[str]) -> tuple[int, int]:
+        return (min(map(len, found)), -len(found)) if found else (0, 0)
+
+    run = {""}
+    for item in _parsed(pattern):
+        alts = _strings([item])
+        if alts is not None and len(run) * len(alts) <= MAX_FACTORS:
+            run = {a + b for a in run for b in alts}
+            continue
+        best = max(best, run, key=score)
+        run = alts if alts is not None else {""}
+    best = max(best, run, key=score)
+    return frozenset(best) if score(best)[0] >= 3 else frozenset()
 
 
 class KeywordFinder:
