@@ -171,20 +171,17 @@ class Scanner:
         """Look at every line of ``data`` (a block, UTF-8) that holds an active keyword."""
         fnd = self._finder
         assert fnd is not None
-        words = fnd.words
         occ: list[Occurrence] = fnd.find(data)
-        n = len(data)
-        no = base + 1
-        pos = 0
-        i = 0
-        while i < len(occ):
+        n, count, rfind, find = len(data), len(occ), data.rfind, data.find
+        no, pos, i = base + 1, 0, 0
+        words, trigger, live = fnd.words, self._trigger, self._live
+        while i < count:
             idx, s, _ = occ[i]
             i += 1
-            if not self._trigger[idx]:
+            if not trigger[idx]:
                 continue  # a factor, or a word no longer looked for: alone it sends nowhere
-            live = self._live
-            ls = data.rfind(b"\n", 0, s) + 1
-            le = data.find(b"\n", s)
+            ls = rfind(b"\n", 0, s) + 1
+            le = find(b"\n", s)
             if le < 0:
                 le = n
             kws = {words[idx]}
@@ -193,7 +190,7 @@ class Scanner:
                 if live is None or live[occ[j][0]]:
                     kws.add(words[occ[j][0]])
                 j -= 1
-            while i < len(occ) and occ[i][1] < le:
+            while i < count and occ[i][1] < le:
                 if live is None or live[occ[i][0]]:
                     kws.add(words[occ[i][0]])
                 i += 1
@@ -201,13 +198,16 @@ class Scanner:
                 continue  # no rule can match it, and it says nothing about the build
             no += data.count(b"\n", pos, ls)
             pos = ls
-            if self._line(data, ls, le, no, kws) and self._finder is not fnd:
-                # more keywords than the block was searched for: search its rest again
+            if not self._line(data, ls, le, no, kws):
+                continue
+            trigger, live = self._trigger, self._live  # the words changed
+            if self._finder is not fnd:
+                # more words than the block was searched for: search its rest again
                 fnd = self._finder
                 assert fnd is not None
                 words = fnd.words
                 occ = fnd.find(data, le + 1) if le < n else []
-                i = 0
+                count, i = len(occ), 0
 
     def _fill_pending(self, text: str, base: int) -> None:
         need = max(CONTEXT_AFTER - len(h.after) for h in self.pending)
