@@ -40,7 +40,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from builder.diagnosis import diagnose_file, load_rules  # noqa: E402
+from builder.diagnosis import diagnose_file, keywords, load_rules  # noqa: E402
 
 _CLASS = {r"\d": "[:digit:]", r"\w": "[:alnum:]_", r"\s": "[:space:]"}
 _OUTSIDE = {
@@ -211,6 +211,10 @@ def main() -> int:
         f"at line {diag.primary.line}; {len(diag.causes)} causes kept"
     )
     print(f"patterns: {len(pats)} rule patterns, {len(ere)} given to grep -E, {len(skipped)} skipped (no ERE form)")
+    finder = "ahocorasick_rs (native)"
+    if not keywords.NATIVE:
+        finder = "the regex (ahocorasick_rs is not installed: pip install '.[fast-diagnosis]')"
+    print(f"keywords: found by {finder}")
     print(f"diagnose : {c_py:7.2f} s CPU [{t_py:7.2f} wall]  {mb / c_py:8.1f} MB/s")
     print(f"grep -E  : {c_grep:7.2f} s CPU [{t_grep:7.2f} wall]  {mb / c_grep:8.1f} MB/s  ({matched} lines matched)")
     print(f"ratio    : diagnose takes {c_py / c_grep:.2f}x grep's CPU time (target <= 3x)")

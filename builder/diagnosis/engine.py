@@ -140,6 +140,7 @@ class Scanner:
             triggers |= _FALLBACK_KEYWORDS
         self._trigger = [w in triggers for w in fw]
         self._alone: dict[str, bool] = {}
+        self._idle_words: dict[int, bool] = {}
 
     # -- the scan --------------------------------------------------------------------
 
@@ -180,6 +181,12 @@ class Scanner:
             i += 1
             if not trigger[idx]:
                 continue  # a factor, or a word no longer looked for: alone it sends nowhere
+            if (
+                self._idle(idx)
+                and (i < 2 or find(b"\n", occ[i - 2][2], s) >= 0)
+                and (i >= count or find(b"\n", s, occ[i][1]) >= 0)
+            ):
+                continue  # the only word of its line, and alone it sends nowhere
             ls = rfind(b"\n", 0, s) + 1
             le = find(b"\n", s)
             if le < 0:
@@ -282,6 +289,17 @@ class Scanner:
                 self._rebuild_prefilter()
                 rebuilt = True
         return rebuilt
+
+    def _idle(self, idx: int) -> bool:
+        """A line holding only the finder's word ``idx`` is not looked at (remembered until the
+        words change)."""
+        got = self._idle_words.get(idx)
+        if got is None:
+            assert self._finder is not None
+            word = self._finder.words[idx]
+            got = not self._fallback_on and word not in self._ctx_kws and not self._can_match({word})
+            self._idle_words[idx] = got
+        return got
 
     def _can_match(self, kws: set[str]) -> bool:
         """A rule can match a line holding ``kws`` (for one word, remembered until the words change)."""

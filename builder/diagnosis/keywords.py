@@ -59,7 +59,13 @@ def trie_pattern(words: Iterable[str]) -> str:
 
 
 def _parsed(pattern: re.Pattern[str]) -> Any:
-    return sre_parse.parse(pattern.pattern, pattern.flags)
+    return _parse(pattern.pattern, pattern.flags)
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse(source: str, flags: int) -> Any:
+    """The parse tree of a pattern (read twice per rule pattern: its literal, its factors)."""
+    return sre_parse.parse(source, flags)
 
 
 def required_literal(pattern: re.Pattern[str]) -> str:
