@@ -20,7 +20,7 @@ RUN python -m venv /opt/wheelyard \
 COPY pyproject.toml README.md /src/
 COPY builder /src/builder
 COPY server /src/server
-RUN /opt/wheelyard/bin/python -m pip install --no-cache-dir /src \
+RUN /opt/wheelyard/bin/python -m pip install --no-cache-dir "/src[fast-diagnosis]" \
     && /opt/wheelyard/bin/wheelyard --help >/dev/null
 
 # ---------------------------------------------------------------------------------------

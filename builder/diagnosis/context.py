@@ -1,8 +1,8 @@
 """What a log says about itself besides its errors: the platform, the interpreter, the package
 being built, the step of the build a line belongs to, and whether the log ends in success.
 
-A :class:`Context` sees every line the prefilter hands on (the lines holding one of its
-:meth:`Context.keywords`) and votes; once a vote is settled its keywords are dropped.
+A :class:`Context` sees every line the keyword pass hands on that holds one of its
+:meth:`Context.keywords` and votes; once a vote is settled its keywords are dropped.
 """
 
 from __future__ import annotations
@@ -125,7 +125,7 @@ _SUCCESS_RE = re.compile(
     r"^(?:Successfully installed \S|Successfully built \S|Installed \d+ packages? in \S"
     r"|Successfully (?:created|built) wheel|Saved \S+\.whl\s*$)"
 )
-_SUCCESS_KEYWORDS = ("Successfully installed", "Successfully built", "Installed ", "Saved ")
+_SUCCESS_KEYWORDS = ("Successfully installed", "Successfully built", "Successfully created", "Installed ", "Saved ")
 
 
 class Context:

@@ -1,22 +1,26 @@
 """Streaming matcher: one pass over a build log, bounded memory, rules from ``rules.toml``.
 
-The log is processed in blocks of whole lines. One combined regex of literal keywords
-(every rule's ``keywords`` plus the context signals) finds the few lines worth a closer
-look; only those lines are tried against the rules' patterns. Nothing but a handful of
-lines around each cause (for excerpts) is kept, so memory does not grow with the log.
+The log is processed in blocks of whole lines. One pass of a literal-keyword automaton
+(every rule's ``keywords`` plus the context signals; keywords.py) over the block's bytes
+finds the few lines worth a closer look and which keywords each holds; a line is tried only
+against the rules of those keywords, and the context only sees lines holding one of its own.
+Nothing but a handful of lines around each cause (for excerpts) is kept, so memory does not
+grow with the log.
 """
 
 from __future__ import annotations
 
-import functools
 import os
 import re
 from collections import deque
 from collections.abc import Iterable
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from .causes import CauseWriter, Hit, WheelLookup
+from .compiled import compiled
 from .context import Context
+from .keywords import KeywordFinder, Occurrence, finder
+from .lines import CONTEXT_AFTER, CONTEXT_BEFORE, Numbered, around, rule_line
 from .model import SCHEMA_VERSION, Cause, Diagnosis, Remedy
 from .reading import BLOCK_LINES, MAX_CARRY, READ_SIZE, blocks_from_binary, blocks_from_lines
 from .rules import PLATFORMS, Rule, RuleSet, load_rules
@@ -41,28 +45,24 @@ __all__ = [
 
 MAX_CAUSES = 50
 MAX_FILE_HITS = 2000  # lines about single files of a release kept until the release asked for is known
-CONTEXT_BEFORE = 2
-CONTEXT_AFTER = 3
-MAX_LINE = 2000  # characters of a line that rules look at
-
-
-# CI services put a timestamp or a marker before every line (GitHub Actions, Azure, GitLab,
-# Jenkins' timestamper); rules see the line without it.
-_CI_PREFIX = re.compile(
-    r"^\ufeff?(?:\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?\s"
-    r"|\[\d{4}-\d\d-\d\d[T ][\d:.,]+Z?\]\s?|\[?\d\d:\d\d:\d\d(?:[.,]\d+)?\]?\s"
-    r"|##\[(?:error|warning|notice|debug|group|endgroup|section|command)\]"
-    r"|section_(?:start|end):\d+:[\w.-]+\r?(?:\x1b\[0K)?)+"
-)
-
-# The first line that looks like an error, for logs no rule explains.
-_FALLBACK_RE = re.compile(
-    r"^\s*(?:\|\s+)*(?:[\w.]*(?:Error|Exception|ExceptionGroup|Exit|Failure|Interrupt|NotFound|Unavailable)"
+# The first line that looks like an error, for logs no rule explains: a form at the start of
+# the line, or one anywhere that names "error" (tried only on lines that hold the word: a
+# search of every position of a long compiler command line costs tens of microseconds).
+_FALLBACK_START = re.compile(
+    r"\s*(?:\|\s+)*(?:[\w.]*(?:Error|Exception|ExceptionGroup|Exit|Failure|Interrupt|NotFound|Unavailable)"
     r"|error|ERROR|fatal|FATAL|Error|Fatal)(?:\[\w+\])?:\s*\S"
-    r"|\b(?:fatal )?error:\s*\S|\bERROR:\s*\S|\berror C\d{4}|\berror trying to exec\b"
-    r"|^\s*(?:\|\s+)*[\w.]*(?:Error|Exception)\s*$|^wheelyard: build failed: "
-    r"|^\s*(?:cause|Caused by): \S"
+    r"|\s*(?:\|\s+)*[\w.]*(?:Error|Exception)\s*$|wheelyard: build failed: "
+    r"|\s*(?:cause|Caused by): \S"
 )
+_FALLBACK_ANYWHERE = re.compile(r"\b(?:fatal )?error:\s*\S|\bERROR:\s*\S|\berror C\d{4}|\berror trying to exec\b")
+
+
+def _looks_failed(line: str) -> bool:
+    if _FALLBACK_START.match(line) is not None:
+        return True
+    return ("error" in line or "ERROR" in line) and _FALLBACK_ANYWHERE.search(line) is not None
+
+
 _FALLBACK_KEYWORDS = frozenset(
     {
         "rror",
@@ -83,76 +83,9 @@ _FALLBACK_KEYWORDS = frozenset(
 )
 
 
-def _trie_pattern(words: Iterable[str]) -> str:
-    """A regex matching any of ``words``, factored as a trie (Python's re tries the
-    branches of a flat alternation one by one at every position; a trie is ~5x faster)."""
-    trie: dict[str, Any] = {}
-    for w in set(words):
-        node = trie
-        for ch in w:
-            node = node.setdefault(ch, {})
-        node[""] = {}
-
-    def build(node: dict[str, Any]) -> str:
-        alts = [re.escape(ch) + build(sub) for ch, sub in sorted(node.items()) if ch]
-        if not alts:
-            return ""
-        body = alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")"
-        if "" in node:
-            return f"(?:{body})?" if len(alts) == 1 else body + "?"
-        return body
-
-    return build(trie)
-
-
-@functools.lru_cache(maxsize=256)
-def _keyword_regex(keywords: frozenset[str]) -> re.Pattern[str]:
-    """The compiled trie of ``keywords`` (cached: a scan rebuilds its prefilter a few times, and
-    the same sets come back in every log). A plain alternation at the top level lets the regex
-    engine skip positions whose character starts no keyword without entering the pattern."""
-    return re.compile(_trie_pattern(keywords) or "(?!)")
-
-
 def _file_key(name: str) -> str:
     """A file name or NAME-VERSION as they compare: lower case, ``_`` and ``.`` as ``-``."""
     return name.lower().replace("_", "-").replace(".", "-")
-
-
-class _Compiled:
-    """What a scan needs from a rule set besides its rules, built once per rule set: which rules
-    each keyword leads to, the noise regex, and the keywords of the rules above a priority."""
-
-    def __init__(self, rules: RuleSet) -> None:
-        self.rules = rules
-        words = {k for r in rules.rules for k in r.keywords}
-        # keyword -> indexes of the rules a line holding it must be tried against (a match of
-        # the longest keyword at a position also stands for its prefixes)
-        self.kw_rules = {
-            kw: frozenset(i for i, r in enumerate(rules.rules) if any(kw.startswith(k) for k in r.keywords))
-            for kw in words
-        }
-        self.noise = re.compile("|".join(f"(?:{p.pattern})" for p in rules.noise) or "(?!)")
-        self._above: dict[int, frozenset[str]] = {}
-
-    def keywords_above(self, floor: int) -> frozenset[str]:
-        """The keywords of the rules whose priority is above ``floor``."""
-        kws = self._above.get(floor)
-        if kws is None:
-            kws = frozenset(k for r in self.rules.rules if r.priority > floor for k in r.keywords)
-            self._above[floor] = kws
-        return kws
-
-
-_COMPILED: dict[str, _Compiled] = {}
-
-
-def _compiled(rules: RuleSet) -> _Compiled:
-    c = _COMPILED.get(rules.version)
-    if c is None or c.rules is not rules:
-        if len(_COMPILED) >= 16:  # rule sets made by tests: keep a few
-            _COMPILED.clear()
-        c = _COMPILED[rules.version] = _Compiled(rules)
-    return c
 
 
 class Scanner:
@@ -161,7 +94,7 @@ class Scanner:
     def __init__(self, rules: RuleSet) -> None:
         self.rs = rules
         self.rules = rules.rules
-        self._c = _compiled(rules)
+        self._c = compiled(rules)
         self._kw_rules = self._c.kw_rules
         self._noise = self._c.noise
         self.ctx = Context()
@@ -170,24 +103,44 @@ class Scanner:
         self.seen: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
         self.worst: tuple[int, int] | None = None  # (priority, -line) of the least cause kept, when full
         self._floor = -1  # once MAX_CAUSES are kept: only rules above this priority can add one
-        self._line_kw = _keyword_regex(self._c.keywords_above(-1))
+        self._finder: KeywordFinder | None = None
         self._rebuild_prefilter()
         self.lineno = 0
         self.last_error = 0  # the last line that was a cause or looked like an error
         self.pending: list[Hit] = []
         self.file_hits: dict[str, Hit] = {}  # file name (normalised) -> its line, see _add_file_hit
-        self.tail: deque[tuple[int, str]] = deque(maxlen=CONTEXT_BEFORE)
+        self.tail: deque[Numbered] = deque(maxlen=CONTEXT_BEFORE)
 
     def _rebuild_prefilter(self) -> None:
-        """The block-level regex: only lines holding a keyword of a rule that can still add a
-        cause, of the context, or (while they matter) of error-looking lines are looked at."""
-        kws = self._c.keywords_above(self._floor) | self.ctx.keywords()
+        """The keywords a line must hold to be looked at: those of the rules that can still add
+        a cause, of the context, and (while they matter) of error-looking lines. Fewer than the
+        finder's: its occurrences of the others are skipped (a new finder for the next block);
+        more: a new finder now, and the rest of the block is searched again (see _scan)."""
+        self._ctx_kws = frozenset(self.ctx.keywords())
+        kws = self._c.words_above(self._floor) | self._ctx_kws
         # error-looking lines matter until the first is found, and after a success marker
         # (a failure after it means the log did not end in success)
         self._fallback_on = self.fallback is None or self.ctx.success_line > 0
         if self._fallback_on:
             kws |= _FALLBACK_KEYWORDS
-        self.prefilter = _keyword_regex(frozenset(kws))
+        self._active = frozenset(kws)
+        if self._finder is None or not self._active <= self._finder.wordset:
+            self._finder = finder(self._active)
+        self._narrowed = self._active != self._finder.wordset
+        self._mark_words()
+
+    def _mark_words(self) -> None:
+        """Per word of the finder: whether it is looked for (``_live``; None: all are), and
+        whether a line holding it is looked at (``_trigger``: a keyword, not only a factor)."""
+        assert self._finder is not None
+        fw = self._finder.words
+        self._live = [w in self._active for w in fw] if self._narrowed else None
+        triggers = self._c.keywords_above(self._floor) | self._ctx_kws
+        if self._fallback_on:
+            triggers |= _FALLBACK_KEYWORDS
+        self._trigger = [w in triggers for w in fw]
+        self._alone: dict[str, bool] = {}
+        self._idle_words: dict[int, bool] = {}
 
     # -- the scan --------------------------------------------------------------------
 
@@ -196,27 +149,14 @@ class Scanner:
         base = self.lineno
         if self.pending:
             self._fill_pending(text, base)
-        search = self.prefilter.search
-        cur_no = base + 1
-        cur_pos = 0
-        m = search(text)
-        n = len(text)
-        while m is not None:
-            s = m.start()
-            ls = text.rfind("\n", 0, s) + 1
-            le = text.find("\n", s)
-            if le < 0:
-                le = n
-            cur_no += text.count("\n", cur_pos, ls)
-            cur_pos = ls
-            if self._line(text, ls, le, cur_no):
-                search = self.prefilter.search
-            if le >= n:
-                break
-            m = search(text, le + 1)
+        if self._narrowed:
+            self._finder = finder(self._active)
+            self._narrowed = False
+            self._mark_words()
+        self._scan(text.encode("utf-8", "surrogatepass"), base)
         self.lineno = base + text.count("\n") + 1
         # keep the last lines for the next block's "before" context
-        start = n
+        start = len(text)
         for _ in range(CONTEXT_BEFORE):
             j = text.rfind("\n", 0, start)
             if j < 0:
@@ -228,6 +168,54 @@ class Scanner:
         for i, t in enumerate(tail_lines):
             self.tail.append((first_no + i, t))
 
+    def _scan(self, data: bytes, base: int) -> None:
+        """Look at every line of ``data`` (a block, UTF-8) that holds an active keyword."""
+        fnd = self._finder
+        assert fnd is not None
+        occ: list[Occurrence] = fnd.find(data)
+        n, count, rfind, find = len(data), len(occ), data.rfind, data.find
+        no, pos, i = base + 1, 0, 0
+        words, trigger, live = fnd.words, self._trigger, self._live
+        while i < count:
+            idx, s, _ = occ[i]
+            i += 1
+            if not trigger[idx]:
+                continue  # a factor, or a word no longer looked for: alone it sends nowhere
+            if (
+                self._idle(idx)
+                and (i < 2 or find(b"\n", occ[i - 2][2], s) >= 0)
+                and (i >= count or find(b"\n", s, occ[i][1]) >= 0)
+            ):
+                continue  # the only word of its line, and alone it sends nowhere
+            ls = rfind(b"\n", 0, s) + 1
+            le = find(b"\n", s)
+            if le < 0:
+                le = n
+            kws = {words[idx]}
+            j = i - 2  # the line's occurrences are together: those before this one end in it
+            while j >= 0 and occ[j][2] > ls:
+                if live is None or live[occ[j][0]]:
+                    kws.add(words[occ[j][0]])
+                j -= 1
+            while i < count and occ[i][1] < le:
+                if live is None or live[occ[i][0]]:
+                    kws.add(words[occ[i][0]])
+                i += 1
+            if not self._fallback_on and kws.isdisjoint(self._ctx_kws) and not self._can_match(kws):
+                continue  # no rule can match it, and it says nothing about the build
+            no += data.count(b"\n", pos, ls)
+            pos = ls
+            if not self._line(data, ls, le, no, kws):
+                continue
+            trigger, live = self._trigger, self._live  # the words changed
+            if self._finder is not fnd:
+                # more words than the block was searched for: search its rest again
+                fnd = self._finder
+                assert fnd is not None
+                words = fnd.words
+                occ = fnd.find(data, le + 1) if le < n else []
+                count, i = len(occ), 0
+
     def _fill_pending(self, text: str, base: int) -> None:
         need = max(CONTEXT_AFTER - len(h.after) for h in self.pending)
         first = text.split("\n", need)[:need]
@@ -236,56 +224,37 @@ class Scanner:
             h.after.extend((base + 1 + i, t) for i, t in enumerate(first[:k]))
         self.pending = [h for h in self.pending if len(h.after) < CONTEXT_AFTER]
 
-    def _context(self, text: str, ls: int, le: int, no: int) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
-        before: list[tuple[int, str]] = []
-        p = ls
-        k = 0
-        while k < CONTEXT_BEFORE and p > 0:
-            q = text.rfind("\n", 0, p - 1) + 1
-            before.append((no - k - 1, text[q : p - 1]))
-            p = q
-            k += 1
-        if k < CONTEXT_BEFORE:
-            for item in reversed(self.tail):
-                if k >= CONTEXT_BEFORE:
-                    break
-                if item[0] < no - k:
-                    before.append(item)
-                    k += 1
-        before.reverse()
-        after: list[tuple[int, str]] = []
-        p = le
-        while len(after) < CONTEXT_AFTER and p < len(text):
-            q = text.find("\n", p + 1)
-            if q < 0:
-                q = len(text)
-            after.append((no + len(after) + 1, text[p + 1 : q]))
-            p = q
-        return before, after
+    def _context(self, data: bytes, ls: int, le: int, no: int) -> tuple[list[Numbered], list[Numbered]]:
+        return around(data, ls, le, no, self.tail)
 
-    def _line(self, text: str, ls: int, le: int, no: int) -> bool:
-        """Look at one line; True when the prefilter was rebuilt."""
-        line = text[ls:le] if le - ls <= MAX_LINE else text[ls : ls + MAX_LINE]
-        if line[:1] in "0123456789#[s\ufeff":
-            m = _CI_PREFIX.match(line)
-            if m:
-                line = line[m.end() :]
+    def _read_line(self, data: bytes, ls: int, le: int, kws: set[str]) -> tuple[str, set[str]]:
+        """The line as rules see it and the active keywords it holds."""
+        line, whole = rule_line(data, ls, le)
+        if not whole:
+            assert self._finder is not None
+            words = self._finder.words
+            kws = {words[i] for i, _, _ in self._finder.find(line.encode("utf-8", "surrogatepass"))} & self._active
+        return line, kws
+
+    def _line(self, data: bytes, ls: int, le: int, no: int, kws: set[str]) -> bool:
+        """Look at one line; True when the keywords were changed."""
+        line, kws = self._read_line(data, ls, le, kws)
         rebuilt = False
         had_success = self.ctx.success_line
-        if self.ctx.observe(line, no) or (self.ctx.success_line and not had_success and not self._fallback_on):
+        changed = not kws.isdisjoint(self._ctx_kws) and self.ctx.observe(line, no)
+        if changed or (self.ctx.success_line and not had_success and not self._fallback_on):
             self._rebuild_prefilter()
             rebuilt = True
-        found = self._candidates(line)
         step = self.ctx.step
         looks_failed = False
         if self._fallback_on:
-            looks_failed = _FALLBACK_RE.search(line) is not None
+            looks_failed = _looks_failed(line)
             if looks_failed or "Failed to build" in line or "Failed building" in line or "build failed" in line:
                 self.last_error = no  # noise or not: a log that says this after "Successfully" failed
         # rules are in trial order, highest priority first: once MAX_CAUSES are kept, a rule no
         # more important than the least of them cannot add a cause, nor can any rule after it
         floor = self.worst[0] if self.worst is not None else -1
-        for i in sorted(found):
+        for i in sorted(self._candidates(kws)):
             rule = self.rules[i]
             if rule.priority <= floor:
                 break
@@ -301,19 +270,18 @@ class Scanner:
             groups = {k: v for k, v in m.groupdict().items() if v is not None}
             self.last_error = no
             if rule.requested_file:
-                self._add_file_hit(rule, text, ls, le, no, line, groups)
+                self._add_file_hit(rule, data, ls, le, no, line, groups)
                 return rebuilt
-            self._add(rule, text, ls, le, no, line, groups)
+            self._add(rule, data, ls, le, no, line, groups)
             if self.worst is not None and self.worst[0] != self._floor:
                 # full: rules no more important than the least cause kept cannot add one, so
                 # lines only they could match are no longer looked at
                 self._floor = self.worst[0]
-                self._line_kw = _keyword_regex(self._c.keywords_above(self._floor))
                 self._rebuild_prefilter()
                 rebuilt = True
             return rebuilt
         if looks_failed and self.fallback is None and not self._is_noise(line):
-            before, after = self._context(text, ls, le, no)
+            before, after = self._context(data, ls, le, no)
             self.fallback = Hit(None, no, line, {}, before, after)
             if len(after) < CONTEXT_AFTER:
                 self.pending.append(self.fallback)
@@ -322,24 +290,47 @@ class Scanner:
                 rebuilt = True
         return rebuilt
 
-    def _candidates(self, line: str) -> set[int]:
-        """Indexes of the rules whose keywords ``line`` holds (once MAX_CAUSES are kept, only of
-        the rules that could still add a cause). The trie's match at a position is its longest
-        keyword there, which stands for its prefixes too; every position that starts one is
-        tried (search again from the next character), so overlapping keywords are all found."""
-        search = self._line_kw.search
+    def _idle(self, idx: int) -> bool:
+        """A line holding only the finder's word ``idx`` is not looked at (remembered until the
+        words change)."""
+        got = self._idle_words.get(idx)
+        if got is None:
+            assert self._finder is not None
+            word = self._finder.words[idx]
+            got = not self._fallback_on and word not in self._ctx_kws and not self._can_match({word})
+            self._idle_words[idx] = got
+        return got
+
+    def _can_match(self, kws: set[str]) -> bool:
+        """A rule can match a line holding ``kws`` (for one word, remembered until the words change)."""
+        if len(kws) != 1:
+            return bool(self._candidates(kws))
+        (word,) = kws
+        got = self._alone.get(word)
+        if got is None:
+            got = self._alone[word] = bool(self._candidates(kws))
+        return got
+
+    def _candidates(self, kws: set[str]) -> set[int]:
+        """Indexes of the rules that can still add a cause whose keywords the line holds, and
+        for one of whose patterns it holds what every match of it holds."""
         kw_rules = self._kw_rules
         found: set[int] = set()
-        km = search(line)
-        while km is not None:
-            found |= kw_rules[km.group()]
-            km = search(line, km.start() + 1)
-        return found
+        for kw in kws:
+            rules = kw_rules.get(kw)
+            if rules is not None:
+                found |= rules
+        if not found:
+            return found
+        factors = self._c.factors
+        priorities = self._c.priorities
+        floor = self._floor
+        return {i for i in found if priorities[i] > floor and ((f := factors[i]) is None or not f.isdisjoint(kws))}
 
     def _is_noise(self, line: str) -> bool:
         return self._noise.search(line) is not None
 
-    def _add(self, rule: Rule, text: str, ls: int, le: int, no: int, line: str, groups: dict[str, str]) -> None:
+    def _add(self, rule: Rule, data: bytes, ls: int, le: int, no: int, line: str, groups: dict[str, str]) -> None:
         if rule.refines == "previous":
             for h in reversed(self.hits):
                 if h.line < no - rule.window:
@@ -359,7 +350,7 @@ class Scanner:
         key = (rule.id, tuple(sorted(groups.items())))
         if key in self.seen:
             return
-        before, after = self._context(text, ls, le, no)
+        before, after = self._context(data, ls, le, no)
         hit = Hit(rule, no, line, groups, before, after, orphan=rule.refines is not None)
         self.seen.add(hit.key)
         self.hits.append(hit)
@@ -377,14 +368,14 @@ class Scanner:
             self.worst = (least.priority, -least.line)
 
     def _add_file_hit(
-        self, rule: Rule, text: str, ls: int, le: int, no: int, line: str, groups: dict[str, str]
+        self, rule: Rule, data: bytes, ls: int, le: int, no: int, line: str, groups: dict[str, str]
     ) -> None:
         """A line about one file of a release: kept aside (the first per file, a bounded number)
         until the log has said which release was asked for."""
         key = _file_key(groups["file"])
         if key in self.file_hits or len(self.file_hits) >= MAX_FILE_HITS:
             return
-        before, after = self._context(text, ls, le, no)
+        before, after = self._context(data, ls, le, no)
         hit = Hit(rule, no, line, groups, before, after)
         self.file_hits[key] = hit
         if len(after) < CONTEXT_AFTER:

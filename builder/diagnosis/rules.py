@@ -18,6 +18,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from .keywords import required_literal
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
@@ -141,10 +143,19 @@ class Rule:
     # lines about the other releases are not. Decided once the log has said what was asked for.
     requested_file: bool = False
     order: int = 0
+    # per pattern, text every match of it holds (keywords.required_literal): a line without it
+    # is not searched (most lines a rule's keywords send it are not its own)
+    literals: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if len(self.literals) != len(self.patterns):
+            object.__setattr__(self, "literals", tuple(required_literal(p) for p in self.patterns))
 
     def match(self, line: str) -> re.Match[str] | None:
         """The first pattern match on ``line``, unless an ``unless`` pattern matches."""
-        for pat in self.patterns:
+        for pat, literal in zip(self.patterns, self.literals, strict=True):
+            if literal not in line:
+                continue
             m = pat.search(line)
             if m is not None:
                 for neg in self.unless:
