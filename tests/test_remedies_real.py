@@ -119,3 +119,46 @@ def test_remedies_that_do_not_help_leave_every_attempt_and_its_diagnosis(stack: 
     # No remedy helped: the nearest newer release with a cp313 wheel upstream is named.
     newer = done["nearest_release"]["newer"]
     assert newer["source"] == "upstream-wheel" and Version(newer["version"]) > Version("0.2.8"), done["nearest_release"]
+
+
+def test_setup_requires_hidden_from_pep_517_are_added_to_the_build_requirements(stack: Stack) -> None:
+    # pesq 0.0.1 (2019) has no pyproject.toml; its setup.py imports numpy and Cython before it calls
+    # setup(setup_requires=['numpy', 'cython', 'pytest-runner']): a PEP 517 build never gets that far.
+    # With them the extension compiles for 3.13; the wheel then does not require numpy, which its
+    # module imports, so the proof refuses it (as a client without numpy would find it broken).
+    done = build(stack, "pesq==0.0.1")
+    first, second = done["attempts"][:2]
+    assert (first["remedy"], first["status"], first["diagnosis"]) == (None, "failed", "missing-build-dependency")
+    assert "No module named 'numpy'" in attempt_log(first)
+    log = attempt_log(second)
+    assert second["remedy"] == "setup-requires", log
+    assert "wheelyard: remedy: setup_requires read from the sdist: numpy, cython, pytest-runner" in log
+    assert "wheelyard: built pesq-0.0.1-cp313-cp313-linux_x86_64.whl" in log
+    assert (second["status"], second["diagnosis"]) == ("failed", "import-failed"), log
+    assert "No module named 'numpy'" in log.split("==> prove", 1)[1]
+    assert done["status"] == "failed"
+
+
+def test_a_build_requirement_released_later_is_taken_as_it_stood_at_upload(stack: Stack, tmp_path: Path) -> None:
+    # blosc 1.10.6 (October 2021) asks for "cmake" unpinned; its bundled c-blosc says
+    # cmake_minimum_required(VERSION 2.8.12), which CMake 4 (2025) refuses. As of the upload: cmake 3.21.
+    # For CPython 3.11: upstream has no cp311 wheel of it, and on 3.12+ its own code imports
+    # distutils (built as-of-upload for cp313 it compiles, and its proof refuses it for that).
+    target = "cp311-manylinux_x86_64"
+    stack.start_worker("worker-311", target)
+    response = stack.request("blosc==1.10.6", [target], from_source=True)
+    assert response.status_code == 202, response.text
+    done = stack.wait_done(response.json()["builds"][0]["id"], timeout=900)
+    assert done["status"] == "published", "\n".join(attempt_log(a) for a in done.get("attempts", []))
+    assert done["remedy"] == "build-requirements-as-of-upload"
+    first, second = done["attempts"]
+    assert (first["remedy"], first["status"], first["diagnosis"]) == (None, "failed", "incompatible-build-tool")
+    assert "Compatibility with CMake < 3.5 has been removed from CMake" in attempt_log(first)
+    log = attempt_log(second)
+    assert "--exclude-newer 2021-10-07T" in log and " + cmake==3.21." in log
+    assert " + setuptools==" in log and "--exclude-newer-package setuptools=" in log  # kept at its newest
+    python, urls = pip_install_from_index(stack.simple, "3.11", tmp_path, "blosc==1.10.6")
+    assert urls["blosc"].startswith(f"http://127.0.0.1:{stack.index_port}/")
+    code = "import blosc, blosc.blosc_extension; print(blosc.decompress(blosc.compress(b'w' * 64, 1)) == b'w' * 64)"
+    assert imports(python, code) == "True"
+    stack.stop("worker-311")
