@@ -13,11 +13,7 @@ and watchdog); and a plain static server (nginx with a bare ``root``) of wheelya
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import csv
-import hashlib
-import io
 import math
 import os
 import random
@@ -34,11 +30,12 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from tests.index_parts import dist_wheel  # noqa: E402
+
 CACHE = ROOT / "bench" / ".cache"
 CORPUS = CACHE / "index-corpus"
 BIG, BIG_FILES, PROJECTS, FILES = "big-project", 500, 300, 4500
 RESOLVE_SET = [f"dep-{i:03d}" for i in range(20)]
-WHEEL = b"Wheel-Version: 1.0\nGenerator: wheelyard-bench\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
 
 
 def free_port() -> int:
@@ -60,28 +57,15 @@ def requirements_of(name: str) -> list[str]:
 
 
 def write_wheel(directory: Path, name: str, version: str, size: int, rng: random.Random) -> Path:
-    module = name.replace("-", "_")
-    dist_info = f"{module}-{version}.dist-info"
-    metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\nRequires-Python: >=3.8\n"
-    metadata += "".join(f"Requires-Dist: {r}\n" for r in requirements_of(name))
-    members = {
-        f"{module}/__init__.py": f"VALUE = {version!r}\n".encode(),
-        f"{module}/payload.bin": rng.randbytes(size),
-        f"{dist_info}/METADATA": metadata.encode(),
-        f"{dist_info}/WHEEL": WHEEL,
-    }
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    for path, data in members.items():
-        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-        writer.writerow([path, f"sha256={digest}", str(len(data))])
-    writer.writerow([f"{dist_info}/RECORD", "", ""])
-    members[f"{dist_info}/RECORD"] = out.getvalue().encode()
-    wheel = directory / f"{module}-{version}-py3-none-any.whl"
-    with zipfile.ZipFile(wheel, "w", zipfile.ZIP_STORED) as zf:
-        for path, data in members.items():
-            zf.writestr(path, data)
-    return wheel
+    return dist_wheel(
+        directory,
+        name,
+        version,
+        requires_python=">=3.8",
+        requires=tuple(requirements_of(name)),
+        payload=rng.randbytes(size),
+        compression=zipfile.ZIP_STORED,
+    )
 
 
 def corpus() -> Path:

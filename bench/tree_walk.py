@@ -15,12 +15,16 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from builder.workdir import remove_tree, tree_usage
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from builder.workdir import remove_tree, tree_usage  # noqa: E402
+from tests.test_workdir import deep_tree  # noqa: E402
 
 
 def path_walk(root: Path) -> tuple[int, int]:
@@ -61,17 +65,6 @@ def wide_tree(root: Path, files: int) -> None:
         (d / f"f{i}").write_bytes(b"x" * (i % 7))
 
 
-def deep_chain(root: Path, depth: int) -> None:
-    root.mkdir(parents=True)
-    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
-    for _ in range(depth):
-        os.mkdir("dddd", dir_fd=fd)
-        child = os.open("dddd", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
-        os.close(fd)
-        fd = child
-    os.close(fd)
-
-
 def median_seconds(action: Callable[[], object], runs: int) -> list[float]:
     times = []
     for _ in range(runs):
@@ -101,7 +94,7 @@ def main() -> None:
         print(f"  fd walk (bytes + inodes):    median {new_m * 1000:.1f} ms ({new_m / entries * 1e6:.2f} us/entry)")
         print(f"  ratio fd/path: {new_m / old_m:.3f}")
         deep = Path(tmp) / "deep"
-        deep_chain(deep, 1200)
+        deep_tree(deep, 1200)
         usage = tree_usage(deep)
         print(f"1,200-level chain: fd walk sees {usage.inodes} entries (complete: {usage.complete});", end=" ")
         print(f"path walk sees {path_walk(deep)[1]}")

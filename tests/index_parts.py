@@ -32,8 +32,10 @@ def dist_wheel(
     requires_python: str | None = None,
     requires: tuple[str, ...] = (),
     payload: bytes = b"",
+    compression: int = zipfile.ZIP_DEFLATED,
 ) -> Path:
-    """A valid pure-Python wheel with the METADATA fields a resolver reads."""
+    """A valid pure-Python wheel with the METADATA fields a resolver reads (bench/index_corpus.py
+    makes its corpus with it too, stored: a random payload does not compress)."""
     module = re.sub(r"[-_.]+", "_", name).lower()
     dist_info = f"{module}-{version}.dist-info"
     metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
@@ -55,7 +57,7 @@ def dist_wheel(
     members[f"{dist_info}/RECORD"] = out.getvalue().encode()
     directory.mkdir(parents=True, exist_ok=True)
     wheel = directory / f"{module}-{version}-py3-none-any.whl"
-    with zipfile.ZipFile(wheel, "w", zipfile.ZIP_DEFLATED) as zf:
+    with zipfile.ZipFile(wheel, "w", compression) as zf:
         for path, data in members.items():
             zf.writestr(path, data)
     return wheel
