@@ -5,7 +5,8 @@ tests/conftest.py builds small sdists made here, served by a local upstream inde
 does in its build hook what breaks one of the sandbox's limits (time, memory, processes, log
 size, files, disk), and one builds a wheel whose module cannot be imported (the proof step).
 The log each build wrote (``GET /api/builds/ID/log``) is stored as
-``tests/corpus/own/<id>.log``, trimmed as the other logs there (make_own_logs.trim); labels are written afterwards by reading the logs.
+``tests/corpus/own/<id>.log``, trimmed as the other logs there (make_own_logs.trim); labels are
+written afterwards, by reading the logs.
 
 Run:  python tests/corpus/make_worker_logs.py [--start 701] [CASE ...]   (needs Redis and bwrap)
 """
@@ -53,7 +54,10 @@ BODIES = {
         "        time.sleep(0.05)\n"
     ),
     "log-size": "import sys\nline = 'x' * 1000 + '\\n'\nwhile True:\n    sys.stdout.write(line)\n",
-    "files": "import os\nos.makedirs('flood', exist_ok=True)\nfor i in range(300_000):\n    open(f'flood/{i}', 'w').close()\n",
+    "files": (
+        "import os\nos.makedirs('flood', exist_ok=True)\n"
+        "for i in range(300_000):\n    open(f'flood/{i}', 'w').close()\n"
+    ),
     "disk": "with open('big.bin', 'wb') as fh:\n    for _ in range(400):\n        fh.write(b'\\x01' * 1024**2)\n",
     "import": "",
 }
