@@ -63,10 +63,8 @@ def test_corpus_log(path: Path, label: dict[str, Any]) -> None:
 # without its shared library). Each still has a realistic snippet in test_diagnosis_rules.py.
 NO_REAL_LOG_YET = frozenset(
     {
-        "cython-py2-names-removed",  # real log: srsly 2.4.6 for cp313 (bench/remedies.py); not labelled yet
         # Its labelled real logs (own-263, own-305: Cython refusing a .pyx) are cython-compile-error now.
         "compile-error-generic",
-        "disk-no-space",
         "timeout-ci",
         "build-tool-too-old",
         "linker-python-missing",

@@ -411,6 +411,10 @@ CONDITIONS = [
     ("bad-index", 3),
 ]
 
+# ``tiny-tmpdir`` (a TMPDIR that fills up) is only run when asked for, not drawn: drawing it
+# would change the runs that the seeds above give.
+TINY_TMPDIR = 8 * 1024**2
+
 HIDE = {
     "no-cc": {"gcc", "cc", "c89", "c99", "gcc-12", "x86_64-linux-gnu-gcc", "x86_64-linux-gnu-gcc-12", "clang"},
     "no-cxx": {"g++", "c++", "g++-12", "x86_64-linux-gnu-g++", "x86_64-linux-gnu-g++-12", "clang++"},
@@ -595,6 +599,8 @@ def run_one(idx: int, req: str, fe: tuple[str, str, str], cond: str) -> dict[str
             return None
         limit = {"ulimit-v": "ulimit -v 900000; ", "ulimit-f": "ulimit -f 4000; "}.get(cond, "")
         shell = limit + " ".join(_quote(a) for a in argv)
+        if cond == "tiny-tmpdir":
+            shell = tiny_tmpdir(tmp, env, shell)
         try:
             proc = subprocess.run(
                 ["bash", "-c", shell],
@@ -629,6 +635,16 @@ def run_one(idx: int, req: str, fe: tuple[str, str, str], cond: str) -> dict[str
         fh.write(json.dumps(meta) + "\n")
     print(f"[{rid}] {req} {fe[0]} {cond}: exit {rc}, {len(lines)} lines", flush=True)
     return meta
+
+
+def tiny_tmpdir(tmp: Path, env: dict[str, str], shell: str) -> str:
+    """``shell`` with TMPDIR on a tmpfs of TINY_TMPDIR bytes: mounted by bubblewrap in a mount
+    namespace of the run's own (the machine's mounts are left as they are)."""
+    tiny = tmp / "tiny"
+    tiny.mkdir()
+    env["TMPDIR"] = str(tiny)
+    bwrap = ["bwrap", "--dev-bind", "/", "/", "--size", str(TINY_TMPDIR), "--tmpfs", str(tiny)]
+    return " ".join(bwrap) + " bash -c " + _quote(shell)
 
 
 def _quote(a: str) -> str:
