@@ -411,7 +411,8 @@ CONDITIONS = [
     ("bad-index", 3),
 ]
 
-# ``tiny-tmpdir`` (a TMPDIR that fills up) is only run when asked for, not drawn: drawing it
+# ``tiny-tmpdir`` (a TMPDIR that fills up) and ``no-libpython-so`` (the interpreter's library
+# without the name the linker looks for) are only run when asked for, not drawn: drawing them
 # would change the runs that the seeds above give.
 TINY_TMPDIR = 8 * 1024**2
 
@@ -601,6 +602,8 @@ def run_one(idx: int, req: str, fe: tuple[str, str, str], cond: str) -> dict[str
         shell = limit + " ".join(_quote(a) for a in argv)
         if cond == "tiny-tmpdir":
             shell = tiny_tmpdir(tmp, env, shell)
+        if cond == "no-libpython-so":
+            shell = without_libpython_link(fe[1], shell)
         try:
             proc = subprocess.run(
                 ["bash", "-c", shell],
@@ -645,6 +648,17 @@ def tiny_tmpdir(tmp: Path, env: dict[str, str], shell: str) -> str:
     env["TMPDIR"] = str(tiny)
     bwrap = ["bwrap", "--dev-bind", "/", "/", "--size", str(TINY_TMPDIR), "--tmpfs", str(tiny)]
     return " ".join(bwrap) + " bash -c " + _quote(shell)
+
+
+def without_libpython_link(py: str, shell: str) -> str:
+    """``shell`` with the interpreter's ``libpythonX.Y.so`` (the name the linker looks for)
+    hidden and its runtime library (``.so.1.0``) kept, as a distro's libpython without its -dev
+    package: bubblewrap lays a tmpfs over the lib directory, in a mount namespace of the run's
+    own, and binds the rest back."""
+    lib = PYENV / py / "lib"
+    link_name = f"libpython{'.'.join(py.split('.')[:2])}.so"
+    binds = [a for p in sorted(lib.iterdir()) if p.name != link_name for a in ("--ro-bind", str(p), str(p))]
+    return " ".join(["bwrap", "--dev-bind", "/", "/", "--tmpfs", str(lib), *binds]) + " bash -c " + _quote(shell)
 
 
 def _quote(a: str) -> str:
