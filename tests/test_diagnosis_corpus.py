@@ -56,27 +56,20 @@ def test_corpus_log(path: Path, label: dict[str, Any]) -> None:
     assert d.to_dict()["primary"]["line"] == d.primary.line
 
 
-# Rules for which no real log could be made on this machine yet: the sandbox's own markers and
-# wheelyard's proof step are written by a wheelyard worker, not by a front end (their logs come
-# from the worker's tests); the others need a condition this machine cannot make without
-# changing its system (a full disk, a CI service's time limit, a too-old CMake, a Python built
-# without its shared library). Each still has a realistic snippet in test_diagnosis_rules.py.
+# Rules for which no real log has been made on this machine yet (the sandbox's markers, the proof
+# step, Cython 3.1's missing Python 2 names, a full TMPDIR and a missing libpythonX.Y.so have
+# theirs: own-701 to own-707, own-801 to own-803). These need a condition this machine does not
+# give by itself: a CI service's time limit, a CMake older than the one an sdist calls directly
+# (3.25 here; scikit-build-core sdists fetch a newer one), an sdist that includes numpy's headers
+# without importing numpy first, a build script's own words for a missing program, or a compile
+# error that no more precise rule explains. Each still has a realistic snippet in
+# test_diagnosis_rules.py.
 NO_REAL_LOG_YET = frozenset(
     {
-        "sandbox-timeout",
-        "sandbox-memory",
-        "sandbox-processes",
-        "sandbox-log-size",
-        "sandbox-files",
-        "sandbox-disk",
-        "import-failed",
-        "cython-py2-names-removed",  # real log: srsly 2.4.6 for cp313 (bench/remedies.py); not labelled yet
         # Its labelled real logs (own-263, own-305: Cython refusing a .pyx) are cython-compile-error now.
         "compile-error-generic",
-        "disk-no-space",
         "timeout-ci",
         "build-tool-too-old",
-        "linker-python-missing",
         "build-dep-header-missing",
         "tool-missing-prose",
     }

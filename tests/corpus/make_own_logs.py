@@ -411,6 +411,11 @@ CONDITIONS = [
     ("bad-index", 3),
 ]
 
+# ``tiny-tmpdir`` (a TMPDIR that fills up) and ``no-libpython-so`` (the interpreter's library
+# without the name the linker looks for) are only run when asked for, not drawn: drawing them
+# would change the runs that the seeds above give.
+TINY_TMPDIR = 8 * 1024**2
+
 HIDE = {
     "no-cc": {"gcc", "cc", "c89", "c99", "gcc-12", "x86_64-linux-gnu-gcc", "x86_64-linux-gnu-gcc-12", "clang"},
     "no-cxx": {"g++", "c++", "g++-12", "x86_64-linux-gnu-g++", "x86_64-linux-gnu-g++-12", "clang++"},
@@ -595,6 +600,10 @@ def run_one(idx: int, req: str, fe: tuple[str, str, str], cond: str) -> dict[str
             return None
         limit = {"ulimit-v": "ulimit -v 900000; ", "ulimit-f": "ulimit -f 4000; "}.get(cond, "")
         shell = limit + " ".join(_quote(a) for a in argv)
+        if cond == "tiny-tmpdir":
+            shell = tiny_tmpdir(tmp, env, shell)
+        if cond == "no-libpython-so":
+            shell = without_libpython_link(fe[1], shell)
         try:
             proc = subprocess.run(
                 ["bash", "-c", shell],
@@ -629,6 +638,27 @@ def run_one(idx: int, req: str, fe: tuple[str, str, str], cond: str) -> dict[str
         fh.write(json.dumps(meta) + "\n")
     print(f"[{rid}] {req} {fe[0]} {cond}: exit {rc}, {len(lines)} lines", flush=True)
     return meta
+
+
+def tiny_tmpdir(tmp: Path, env: dict[str, str], shell: str) -> str:
+    """``shell`` with TMPDIR on a tmpfs of TINY_TMPDIR bytes: mounted by bubblewrap in a mount
+    namespace of the run's own (the machine's mounts are left as they are)."""
+    tiny = tmp / "tiny"
+    tiny.mkdir()
+    env["TMPDIR"] = str(tiny)
+    bwrap = ["bwrap", "--dev-bind", "/", "/", "--size", str(TINY_TMPDIR), "--tmpfs", str(tiny)]
+    return " ".join(bwrap) + " bash -c " + _quote(shell)
+
+
+def without_libpython_link(py: str, shell: str) -> str:
+    """``shell`` with the interpreter's ``libpythonX.Y.so`` (the name the linker looks for)
+    hidden and its runtime library (``.so.1.0``) kept, as a distro's libpython without its -dev
+    package: bubblewrap lays a tmpfs over the lib directory, in a mount namespace of the run's
+    own, and binds the rest back."""
+    lib = PYENV / py / "lib"
+    link_name = f"libpython{'.'.join(py.split('.')[:2])}.so"
+    binds = [a for p in sorted(lib.iterdir()) if p.name != link_name for a in ("--ro-bind", str(p), str(p))]
+    return " ".join(["bwrap", "--dev-bind", "/", "/", "--tmpfs", str(lib), *binds]) + " bash -c " + _quote(shell)
 
 
 def _quote(a: str) -> str:
