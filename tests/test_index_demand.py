@@ -73,3 +73,42 @@ def test_the_upload_endpoint_alone_reports_nginx_demand_datagrams_counted(tmp_pa
             process.terminate()
             process.wait(timeout=30)
             log.close()
+
+
+def test_a_report_on_a_connection_the_api_closed_meanwhile_goes_on_a_new_one() -> None:
+    # An API that closes each kept-alive connection after its answer, without saying so, as
+    # uvicorn does with idle ones after 5 s: the second report finds its connection closed.
+    import http.server
+    import threading
+
+    from server.index.demand import Sender
+
+    got: list[str] = []
+
+    class Closing(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:  # noqa: N802 - the handler's name
+            got.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            self.close_connection = True
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Closing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        sender = Sender(f"http://127.0.0.1:{server.server_address[1]}", "token")
+        sender.send("/simple/first/", "pip/24.0")
+        wait_until(lambda: len(got) == 1, 10, "the first report")
+        sender.send("/simple/second/", "pip/24.0")
+        assert [urllib.parse.unquote(p.split("path=")[1].split("&")[0]) for p in got] == [
+            "/simple/first/",
+            "/simple/second/",
+        ]
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -146,16 +146,23 @@ class Sender:
         url = f"{self.prefix}/api/index-requests?path={quote(path, safe='')}&count={count}"
         headers = {"User-Agent": user_agent} if user_agent else {}
         headers.update(self.auth)
-        try:
-            if self.conn is None:
-                kind = http.client.HTTPSConnection if self.https else http.client.HTTPConnection
-                self.conn = kind(self.host, self.port, timeout=TIMEOUT_SECONDS)
-            self.conn.request("GET", url, headers=headers)
-            self.conn.getresponse().read()
-        except (OSError, http.client.HTTPException):
-            if self.conn is not None:
-                self.conn.close()
-            self.conn = None
+        while True:
+            reused = self.conn is not None
+            try:
+                if self.conn is None:
+                    kind = http.client.HTTPSConnection if self.https else http.client.HTTPConnection
+                    self.conn = kind(self.host, self.port, timeout=TIMEOUT_SECONDS)
+                self.conn.request("GET", url, headers=headers)
+                self.conn.getresponse().read()
+                return
+            except (OSError, http.client.HTTPException):
+                if self.conn is not None:
+                    self.conn.close()
+                self.conn = None
+                # A kept-alive connection the API has closed meanwhile (uvicorn closes idle ones
+                # after 5 s) fails on first use: once more on a new one. A new one that fails: dropped.
+                if not reused:
+                    return
 
 
 def main(argv: list[str]) -> int:
