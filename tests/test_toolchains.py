@@ -127,8 +127,11 @@ def test_rust_extension_builds_on_a_worker_whose_home_is_not_where_rustup_is(
     build_rust_demo(s, packages, tmp_path, "worker-rust-home", home=home)
     workers = requests.get(f"{s.api}/api/workers", timeout=10).json()["workers"]
     (info,) = [w for name, w in workers.items() if name.startswith("worker-rust-home-")]
-    tools = info["capabilities"]["tools"]
+    tools = info["probe"]["tools"]
     assert tools["cargo"].startswith("cargo 1.") and tools["rustc"].startswith("rustc 1."), tools
+    # What routing reads: the same toolchain, by name and version.
+    assert any(c.startswith("tool:rustc==1.") for c in info["capabilities"]), info["capabilities"]
+    assert "tool:cargo" in info["capabilities"] and "tool:rust" in info["capabilities"], info["capabilities"]
 
 
 def test_cxx_extension_builds_from_source(make_stack: Any, tmp_path: Path) -> None:
