@@ -45,6 +45,23 @@ def die_with_parent() -> None:
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+def start_up(
+    config: Path, *args: str, log: Path, err: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """`wheelyard up` with ``config`` and ``args``, from the repository root, with pip isolated from
+    this machine's configuration; its output to ``log`` (stderr to ``err`` if given, else to
+    ``log`` too). It dies with the test process."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "server.cli", "--config", str(config), "up", *args],
+        env=isolated_pip_env() if env is None else env,
+        cwd=Path(__file__).resolve().parent.parent,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT if err is None else err.open("wb"),
+        stdin=subprocess.DEVNULL,
+        preexec_fn=die_with_parent,
+    )
+
+
 _HANDED_OUT: set[int] = set()
 
 

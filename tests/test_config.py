@@ -19,7 +19,13 @@ from builder.config_table import Setting
 from builder.errors import ConfigurationError
 from builder.rust_toolchain import find_rust_toolchain
 from server.cli import main
-from tests.conftest import REDIS_SERVER, RedisDatabases, die_with_parent, free_port, isolated_pip_env, wait_until
+from tests.conftest import (
+    REDIS_SERVER,
+    RedisDatabases,
+    free_port,
+    start_up,
+    wait_until,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -221,15 +227,7 @@ def test_up_gives_each_child_every_setting_only_the_file_sets(tmp_path: Path, le
     values = {k: v for k, v in values.items() if v is not None}
     (tmp_path / "overrides").mkdir()  # a worker refuses to start with overrides that do not exist
     config = write_toml(tmp_path / "wheelyard.toml", values)
-    log = (tmp_path / "up.log").open("wb")
-    up = subprocess.Popen(
-        [sys.executable, "-m", "server.cli", "--config", str(config), "up"],
-        env=isolated_pip_env(),
-        cwd=ROOT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        preexec_fn=die_with_parent,
-    )
+    up = start_up(config, log=tmp_path / "up.log")
     try:
 
         def all_children() -> dict[str, int] | None:

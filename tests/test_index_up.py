@@ -19,7 +19,7 @@ import pytest
 import requests
 
 from builder.publish import publish_wheel
-from tests.conftest import die_with_parent, free_port, isolated_pip_env, wait_until
+from tests.conftest import free_port, isolated_pip_env, start_up, wait_until
 from tests.index_parts import dist_wheel
 from tests.test_config import write_toml
 from tests.test_stack import short_data_dir  # noqa: F401 - a fixture
@@ -95,14 +95,7 @@ def test_up_serves_the_index_with_nginx_when_on_path_else_embedded(
         env["PATH"] = path_without_nginx(tmp_path)
         assert shutil.which("nginx", path=env["PATH"]) is None
     log_path = tmp_path / "up.log"
-    up = subprocess.Popen(
-        [sys.executable, "-m", "server.cli", "--config", str(config), "up", "--no-worker"],
-        env=env,
-        cwd=ROOT,
-        stdout=log_path.open("wb"),
-        stderr=subprocess.STDOUT,
-        preexec_fn=die_with_parent,
-    )
+    up = start_up(config, "--no-worker", log=log_path, env=env)
 
     def up_log() -> str:
         return log_path.read_text(errors="replace")

@@ -13,7 +13,6 @@ import logging
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,13 @@ import pytest
 import requests
 
 from builder.logs import BuildContextFilter, JsonFormatter, TextFormatter, build_context, set_step
-from tests.conftest import REDIS_SERVER, RedisDatabases, die_with_parent, free_port, isolated_pip_env, wait_until
+from tests.conftest import (
+    REDIS_SERVER,
+    RedisDatabases,
+    free_port,
+    start_up,
+    wait_until,
+)
 from tests.test_config import write_toml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,15 +80,7 @@ def _up(tmp_path: Path, redis_url: str, *args: str) -> tuple[subprocess.Popen[by
         {"data_dir": tmp_path / "data", "redis_url": redis_url, "api_port": api_port, "index_port": index_port},
     )
     out, err = tmp_path / "up.out", tmp_path / "up.err"
-    up = subprocess.Popen(
-        [sys.executable, "-m", "server.cli", "--config", str(config), "up", *args],
-        env=isolated_pip_env(),
-        cwd=ROOT,
-        stdout=out.open("wb"),
-        stderr=err.open("wb"),
-        stdin=subprocess.DEVNULL,
-        preexec_fn=die_with_parent,
-    )
+    up = start_up(config, *args, log=out, err=err)
     return up, f"http://127.0.0.1:{api_port}", out, err
 
 

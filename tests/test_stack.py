@@ -10,7 +10,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ import pytest
 import requests
 
 from server.supervise import Backoff, Supervised
-from tests.conftest import die_with_parent, free_port, isolated_pip_env, wait_until
+from tests.conftest import die_with_parent, free_port, start_up, wait_until
 from tests.test_config import write_toml
 from tests.test_resilience import (  # noqa: F401 - slow_upstream is a fixture
     MARKER,
@@ -198,14 +197,7 @@ def test_up_starts_again_each_child_killed_and_publishes_the_build_in_flight_onc
         | {"limits.wall_seconds": 20},
     )
     log_path = tmp_path / "up.log"
-    up = subprocess.Popen(
-        [sys.executable, "-m", "server.cli", "--config", str(config), "up", "--targets", TARGET],
-        env=isolated_pip_env(),
-        cwd=ROOT,
-        stdout=log_path.open("wb"),
-        stderr=subprocess.STDOUT,
-        preexec_fn=die_with_parent,
-    )
+    up = start_up(config, "--targets", TARGET, log=log_path)
 
     def up_log() -> str:
         return log_path.read_text(errors="replace")
