@@ -639,6 +639,12 @@ WORDINGS: list[tuple[str, str]] = [
     ),
     ("Too long with no output (exceeded 10m0s): context deadline exceeded", "timeout"),
     ("Build timed out (after 30 minutes). Marking the build as failed.", "timeout"),
+    (
+        'autopkgtest [10:02:03]: ERROR: timed out on command "su -s /bin/bash root -c set -e; '
+        'buildtree="/tmp/autopkgtest.D6ie3x/build.PZ7/real-tree"; cd "$buildtree"; debian/tests/build-wheel" (kind: test)',
+        "timeout",
+    ),
+    ("build-wheel          FAIL timed out", "timeout"),
 ]
 
 
@@ -660,6 +666,8 @@ NOT_A_CI_TIME_LIMIT = [
     "  curl: (28) Operation timed out after 30001 milliseconds with 0 out of 0 bytes received",
     "  warning: spurious network error (2 tries remaining): [28] Timeout was reached (Connection timed out after 30001 milliseconds)",
     "  Test command timed out: 60 seconds",
+    "command1             FAIL non-zero exit status 1",
+    "  FAIL: test_read (tests.test_client.ClientTests) timed out",
 ]
 
 

@@ -10,6 +10,11 @@ worker's header lines and its own words for the limit. It is stored as
 ``tests/corpus/own/<id>.log``, trimmed as the other logs there (make_own_logs.trim); labels are
 written afterwards, by reading the log.
 
+The case ``autopkgtest`` is a second CI system: Debian's autopkgtest (the runner of Debian's CI;
+``apt-get install autopkgtest``) runs the test of a source tree made here, whose one test is a
+``pip wheel`` of numpy, on this machine (its ``null`` testbed, no binaries built or installed),
+with its time limit for a test (``--timeout-test``). Its output (stdout and stderr) is kept.
+
 Run:  python tests/corpus/make_ci_logs.py CASE ID   (e.g. max-time own-951)
 Not run by the tests.
 """
@@ -42,6 +47,22 @@ REQ = "numpy==1.24.4"
 # The step's limit, in the words of ShellCommand's arguments.
 CASES: dict[str, dict[str, int]] = {"max-time": {"maxTime": 120}, "no-output": {"timeout": 40}}
 VERBOSE = {"max-time": True, "no-output": False}  # pip without -v is silent while it compiles
+# autopkgtest's case: numpy by pip 23.0.1 on 3.10, with a time limit for the test
+DEBIAN_REQ, DEBIAN_PY, DEBIAN_TIMEOUT = "numpy==1.24.4", "3.10.13", 90
+DEBIAN_FILES = {
+    "control": (
+        "Source: numpy-wheel\nSection: python\nPriority: optional\n"
+        "Maintainer: wheelyard <wheelyard@localhost>\nStandards-Version: 4.6.2\n\n"
+        "Package: numpy-wheel\nArchitecture: all\nDescription: builds a wheel of numpy from its sdist\n"
+        " The test builds the wheel.\n"
+    ),
+    "changelog": (
+        "numpy-wheel (1.24.4-1) unstable; urgency=medium\n\n  * Build numpy 1.24.4's wheel from its sdist.\n\n"
+        " -- wheelyard <wheelyard@localhost>  Tue, 01 Dec 2026 19:00:00 +0000\n"
+    ),
+    "source/format": "3.0 (native)\n",
+    "tests/control": "Test-Command: {command}\nDepends:\nRestrictions: allow-stderr, needs-internet\n",
+}
 
 MASTER_CFG = """\
 from buildbot.plugins import schedulers, steps, util, worker
@@ -142,17 +163,66 @@ def run_build(case: str, tmp: Path) -> tuple[str, dict[str, Any]]:
             proc.wait(60)
 
 
+def debian_command() -> str:
+    name = DEBIAN_REQ.split("==")[0]
+    python = PYENV / DEBIAN_PY / "bin" / "python"
+    return f'{python} -m pip wheel -v --no-deps --no-binary {name} -w "$AUTOPKGTEST_TMP" {DEBIAN_REQ}'
+
+
+def run_autopkgtest(tmp: Path) -> tuple[str, int]:
+    """autopkgtest runs the test of a source tree made in ``tmp``; its output and exit status."""
+    src = tmp / "src" / "debian"
+    for rel, text in DEBIAN_FILES.items():
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_text(text.format(command=debian_command()), encoding="utf-8")
+    (tmp / "tmp").mkdir()
+    env = worker_env(tmp)
+    # dpkg wants the sbin directories on root's PATH
+    host = {
+        "HOME": env.pop("HOME"),
+        "LC_ALL": env.pop("LC_ALL"),
+        "PATH": "/usr/local/sbin:/usr/sbin:/sbin:" + env.pop("PATH"),
+    }
+    argv = ["autopkgtest", "--no-built-binaries", f"--timeout-test={DEBIAN_TIMEOUT}"]
+    argv += [f"--env={k}={v}" for k, v in env.items()] + [f"{src.parent}/", "--", "null"]
+    proc = subprocess.run(argv, env=host, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=1800, check=False)
+    return proc.stdout.decode("utf-8", "replace"), proc.returncode
+
+
+def debian_run(run_id: str, text: str, rc: int) -> dict[str, Any]:
+    version = subprocess.run(
+        ["dpkg-query", "-W", "-f", "${Version}", "autopkgtest"], capture_output=True, text=True, check=True
+    ).stdout
+    return {
+        "id": run_id,
+        "req": DEBIAN_REQ,
+        "front_end": "pip23-py310",
+        "condition": "ci-autopkgtest",
+        "exit": rc,
+        "command": debian_command(),
+        "ci": f"autopkgtest {version} (Debian 12), null testbed, --timeout-test={DEBIAN_TIMEOUT}",
+        "lines": len(text.splitlines()),
+        "trimmed": trim(text) != text,
+    }
+
+
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("case", choices=sorted(CASES))
+    ap.add_argument("case", choices=[*sorted(CASES), "autopkgtest"])
     ap.add_argument("id", help="the log's name, e.g. own-951")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="corpus-") as d:
-        text, build = run_build(args.case, Path(d))
+        if args.case == "autopkgtest":
+            text, rc = run_autopkgtest(Path(d))
+        else:
+            text, build = run_build(args.case, Path(d))
         text = text.replace(d, "/tmp/corpus-XXXX")
     (OWN / "raw").mkdir(exist_ok=True)
     (OWN / "raw" / f"{args.id}.log").write_text(text, encoding="utf-8")
     (OWN / f"{args.id}.log").write_text(trim(text), encoding="utf-8")
+    if args.case == "autopkgtest":
+        print(json.dumps(debian_run(args.id, text, rc), indent=1))
+        return 0
     limit = ", ".join(f"{k}={v}" for k, v in CASES[args.case].items())
     run = {
         "id": args.id,
