@@ -80,6 +80,15 @@ CASES: list[tuple[str, str, int, str]] = [
     ),
     ("timeout-ci", "Step 4/9\nERROR: Build timed out after 60 minutes\n", 2, "timeout"),
     (
+        "timeout-ci",
+        "  INFO:   libraries openblas not found in ['/usr/local/lib', '/usr/lib']\n"
+        "  INFO: gcc: numpy/core/src/multiarray/ctors.c\n\n"
+        "command timed out: 120 seconds elapsed running [b'python', b'-m', b'pip', b'wheel', b'numpy==1.24.4'], attempting to kill\n"
+        "process killed by signal 9\nprogram finished with exit code -1\n",
+        4,
+        "timeout",
+    ),
+    (
         "py-capi-removed",
         "      multidict/_multidict.c:1:1: warning: unused\n"
         "      multidict/_multidict.c:5:23: error: 'PyLongObject' {aka 'struct _longobject'} has no "
@@ -610,6 +619,32 @@ WORDINGS: list[tuple[str, str]] = [
     ("2024-03-01T10:22:33.1234567Z   error: [Errno 2] No such file or directory: 'gcc'", "missing-c-compiler"),
     ("##[error]  a.c:1:10: fatal error: ffi.h: No such file or directory", "missing-library-header"),
     ("\x1b[31m  a.c:1:10: \x1b[1mfatal error: \x1b[0mffi.h: No such file or directory", "missing-library-header"),
+    # a CI service's time limit, in the words of each service
+    ("command timed out: 1200 seconds without output running [b'make', b'all'], attempting to kill", "timeout"),
+    ("ERROR: Job failed: execution took longer than 1h0m0s seconds", "timeout"),
+    (
+        "##[error]The job running on agent Hosted Agent ran longer than the maximum time of 60 minutes. "
+        "For more information, see https://go.microsoft.com/fwlink/?linkid=2077134",
+        "timeout",
+    ),
+    (
+        "##[error]The job running on runner GitHub Actions 2 has exceeded the maximum execution time of 360 minutes.",
+        "timeout",
+    ),
+    ("The job exceeded the maximum time limit for jobs, and has been terminated.", "timeout"),
+    (
+        "No output has been received in the last 10m0s, this potentially indicates a stalled build or "
+        "something wrong with the build itself.",
+        "timeout",
+    ),
+    ("Too long with no output (exceeded 10m0s): context deadline exceeded", "timeout"),
+    ("Build timed out (after 30 minutes). Marking the build as failed.", "timeout"),
+    (
+        'autopkgtest [10:02:03]: ERROR: timed out on command "su -s /bin/bash root -c set -e; '
+        'buildtree="/tmp/autopkgtest.D6ie3x/build.PZ7/real-tree"; cd "$buildtree"; debian/tests/build-wheel" (kind: test)',
+        "timeout",
+    ),
+    ("build-wheel          FAIL timed out", "timeout"),
 ]
 
 
@@ -618,6 +653,29 @@ def test_wordings(line: str, category: str) -> None:
     d = diagnose([line])
     assert d.primary.category == category, d.primary
     assert d.primary.line == 1
+
+
+# Timeouts that are not a CI service's time limit: the network's, or a tool's own.
+NOT_A_CI_TIME_LIMIT = [
+    "  WARNING: Retrying (Retry(total=4, connect=None, read=None, redirect=None, status=None)) after connection "
+    "broken by 'ReadTimeoutError(\"HTTPSConnectionPool(host='pypi.org', port=443): Read timed out. (read timeout=15)\")': /simple/numpy/",
+    "pip._vendor.urllib3.exceptions.ReadTimeoutError: HTTPSConnectionPool(host='files.pythonhosted.org', port=443): Read timed out.",
+    "TimeoutError: The read operation timed out",
+    "  socket.timeout: timed out",
+    "  subprocess.TimeoutExpired: Command '['git', 'fetch', 'origin']' timed out after 30 seconds",
+    "  curl: (28) Operation timed out after 30001 milliseconds with 0 out of 0 bytes received",
+    "  warning: spurious network error (2 tries remaining): [28] Timeout was reached (Connection timed out after 30001 milliseconds)",
+    "  Test command timed out: 60 seconds",
+    "command1             FAIL non-zero exit status 1",
+    "  FAIL: test_read (tests.test_client.ClientTests) timed out",
+]
+
+
+@pytest.mark.parametrize("line", NOT_A_CI_TIME_LIMIT)
+def test_other_timeouts_are_not_a_ci_time_limit(line: str) -> None:
+    d = diagnose([line])
+    assert all(c.rule != "timeout-ci" for c in d.causes), d.causes
+    assert d.primary.category != "timeout"
 
 
 # -- what is NOT a cause ----------------------------------------------------------------
