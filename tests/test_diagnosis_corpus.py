@@ -57,21 +57,14 @@ def test_corpus_log(path: Path, label: dict[str, Any]) -> None:
 
 
 # Rules for which no real log has been made on this machine yet (the sandbox's markers, the proof
-# step, Cython 3.1's missing Python 2 names, a full TMPDIR and a missing libpythonX.Y.so have
-# theirs: own-701 to own-707, own-801 to own-803). These need a condition this machine does not
-# give by itself: a CI service's time limit, a CMake older than the one an sdist calls directly
-# (3.25 here; scikit-build-core sdists fetch a newer one), an sdist that includes numpy's headers
-# without importing numpy first, a build script's own words for a missing program, or a compile
-# error that no more precise rule explains. Each still has a realistic snippet in
+# step, Cython 3.1's missing Python 2 names, a full TMPDIR, a missing libpythonX.Y.so, an old
+# meson, numpy's headers missing, javac missing and a symbol defined twice have theirs: own-701 to
+# own-707, own-801 to own-803, own-901 to own-904). This one needs a condition this machine does
+# not give by itself: a CI service's time limit. It still has a realistic snippet in
 # test_diagnosis_rules.py.
 NO_REAL_LOG_YET = frozenset(
     {
-        # Its labelled real logs (own-263, own-305: Cython refusing a .pyx) are cython-compile-error now.
-        "compile-error-generic",
         "timeout-ci",
-        "build-tool-too-old",
-        "build-dep-header-missing",
-        "tool-missing-prose",
     }
 )
 
