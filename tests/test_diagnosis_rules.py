@@ -431,6 +431,14 @@ CASES += [
         "missing-build-tool",
     ),
     (
+        "build-tool-too-old",
+        "  2026-12-01 19:50:46,990 - scikit_build_core - INFO - CMake version: 3.25.1\n"
+        "  Traceback (most recent call last):\n"
+        "  scikit_build_core.errors.CMakeNotFoundError: Could not find CMake with version >=3.28\n",
+        3,
+        "missing-build-tool",
+    ),
+    (
         "tool-missing-prose",
         "      raise Exception('Unable to find javac')\n  Exception: Unable to find javac\n  error: subprocess-exited-with-error\n",
         2,
@@ -1056,6 +1064,14 @@ def test_pip_failing_to_fetch_the_package_gets_no_sdist_advice() -> None:
         ("    CMake 3.26 or higher is required.  You are running version 3.25.1", "tool:cmake>=3.26"),
         ("  ../../meson.build:1:0: ERROR: Meson version is 0.64.1 but project requires >= 1.1.0", "tool:meson>=1.1.0"),
         ("  meson.build:2:0: ERROR: Meson version is 1.0.1 but project requires >=1.2.1", "tool:meson>=1.2.1"),
+        (
+            "  scikit_build_core.errors.CMakeNotFoundError: Could not find CMake with version >=3.28",
+            "tool:cmake>=3.28",
+        ),
+        (
+            "  meson-python: error: Could not find meson version 0.63.3 or newer, found 0.62.2.",
+            "tool:meson>=0.63.3",
+        ),
     ],
 )
 def test_a_build_tool_too_old_names_the_tool_and_its_bound(line: str, capability: str) -> None:
