@@ -58,9 +58,9 @@ def test_corpus_log(path: Path, label: dict[str, Any]) -> None:
 
 # Rules for which no real log has been made on this machine yet (the sandbox's markers, the proof
 # step, Cython 3.1's missing Python 2 names, a full TMPDIR, a missing libpythonX.Y.so, an old
-# meson, numpy's headers missing, javac missing and a symbol defined twice have theirs: own-701 to
-# own-707, own-801 to own-803, own-901 to own-904). This one needs a condition this machine does
-# not give by itself: a CI service's time limit. It still has a realistic snippet in
+# meson or CMake, numpy's headers missing, javac missing and a symbol defined twice have theirs:
+# own-701 to own-707, own-801 to own-803, own-901 to own-905). This one needs a condition this
+# machine does not give by itself: a CI service's time limit. It still has a realistic snippet in
 # test_diagnosis_rules.py.
 NO_REAL_LOG_YET = frozenset(
     {

@@ -430,8 +430,11 @@ HIDE["no-compilers"] = HIDE["no-cc"] | HIDE["no-cxx"]
 # that holds these build packages (its bin first on PATH, as when it is activated), as users do
 # to build against what they installed themselves. ``old-meson``: a meson older than a
 # meson-python sdist asks for (meson-python 0.13.1 accepts it: it asks for meson >= 0.63.3).
+# ``system-cmake``: scikit-build-core without the cmake package, so it has the system's CMake
+# (3.25.1 here) and nothing newer.
 NO_ISOLATION = {
     "old-meson": ["meson==0.64.1", "meson-python==0.13.1"],
+    "system-cmake": ["scikit-build-core==1.1.2"],
 }
 
 
