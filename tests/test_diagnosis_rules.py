@@ -430,6 +430,30 @@ CASES += [
         "incompatible-build-tool",
     ),
 ]
+CASES += [
+    (
+        "build-tool-too-old",
+        "  Build type: native build\n"
+        "\n"
+        "  ../../meson.build:1:0: ERROR: Meson version is 0.64.1 but project requires >= 1.1.0\n",
+        3,
+        "missing-build-tool",
+    ),
+    (
+        "build-tool-too-old",
+        "  2026-12-01 19:50:46,990 - scikit_build_core - INFO - CMake version: 3.25.1\n"
+        "  Traceback (most recent call last):\n"
+        "  scikit_build_core.errors.CMakeNotFoundError: Could not find CMake with version >=3.28\n",
+        3,
+        "missing-build-tool",
+    ),
+    (
+        "tool-missing-prose",
+        "      raise Exception('Unable to find javac')\n  Exception: Unable to find javac\n  error: subprocess-exited-with-error\n",
+        2,
+        "missing-build-tool",
+    ),
+]
 CASES.append(
     (
         "build-missing-dependencies",
@@ -568,6 +592,13 @@ WORDINGS: list[tuple[str, str]] = [
     ),
     ("  ERROR: No matching distribution found for tensorflow==1.15", "no-distribution"),
     ("error[E0425]: cannot find value `x` in this scope", "compile-error"),
+    (
+        "  /usr/bin/ld: b.o:/src/common.h:41: multiple definition of `module_setup'; a.o:/src/common.h:41: first defined here",
+        "compile-error",
+    ),
+    ("  ld.lld: error: duplicate symbol: module_setup", "compile-error"),
+    ("duplicate symbol '_module_setup' in:", "compile-error"),
+    ("  b.obj : error LNK2005: module_setup already defined in a.obj", "compile-error"),
     ("  x.c(10): error C2065: 'ssize_t': undeclared identifier", "compile-error"),
     # the wording classes of issue 13, each said by other tools
     ("  g++: fatal error: cannot execute 'cc1plus': execvp: No such file or directory", "missing-cxx-compiler"),
@@ -1083,3 +1114,43 @@ def test_pip_failing_to_fetch_the_package_gets_no_sdist_advice() -> None:
     d = diagnose(log)
     assert d.primary is not None and d.primary.category == "network-failure"
     assert not any("from source" in a for a in d.advice)
+
+
+@pytest.mark.parametrize(
+    ("line", "capability"),
+    [
+        ("    CMake 3.26 or higher is required.  You are running version 3.25.1", "tool:cmake>=3.26"),
+        ("  ../../meson.build:1:0: ERROR: Meson version is 0.64.1 but project requires >= 1.1.0", "tool:meson>=1.1.0"),
+        ("  meson.build:2:0: ERROR: Meson version is 1.0.1 but project requires >=1.2.1", "tool:meson>=1.2.1"),
+        (
+            "  scikit_build_core.errors.CMakeNotFoundError: Could not find CMake with version >=3.28",
+            "tool:cmake>=3.28",
+        ),
+        (
+            "  meson-python: error: Could not find meson version 0.63.3 or newer, found 0.62.2.",
+            "tool:meson>=0.63.3",
+        ),
+    ],
+)
+def test_a_build_tool_too_old_names_the_tool_and_its_bound(line: str, capability: str) -> None:
+    d = diagnose([line])
+    assert (d.primary.rule, d.primary.capability) == ("build-tool-too-old", capability)
+
+
+@pytest.mark.parametrize(
+    ("line", "rule"),
+    [
+        ("  Exception: Unable to find javac", "tool-missing-prose"),
+        ("  RuntimeError: Could not find nvcc.", "tool-missing-prose"),
+        ("  error: cannot find 'node'", "tool-missing-prose"),
+        # a library, a compiler, a config tool, MSVC, a warning that goes on: not this rule
+        ("  OSError: Could not find libgeos_c", "unknown"),
+        ("  RuntimeError: Could not find gcc", "unknown"),
+        ("  Exception: Could not find pg_config", "config-tool-missing"),
+        ("  error: Unable to find vcvarsall.bat", "msvc-missing"),
+        ("  Unable to find pgen, not compiling formal grammar.", "unknown"),
+        ("  ERROR: Could not find python3.11", "unknown"),
+    ],
+)
+def test_a_program_named_alone_in_a_build_error(line: str, rule: str) -> None:
+    assert diagnose([line]).primary.rule == rule

@@ -421,8 +421,21 @@ HIDE = {
     "no-cxx": {"g++", "c++", "g++-12", "x86_64-linux-gnu-g++", "x86_64-linux-gnu-g++-12", "clang++"},
     "no-pkg-config": {"pkg-config", "x86_64-linux-gnu-pkg-config", "pkgconf"},
     "no-cmake": {"cmake", "ctest", "cpack"},
+    # asked for by name only, like tiny-tmpdir: the JDK's programs (JAVA_HOME is not set here)
+    "no-java": {"java", "javac", "jar", "javadoc", "javap", "jshell", "jlink", "keytool", "jarsigner"},
 }
 HIDE["no-compilers"] = HIDE["no-cc"] | HIDE["no-cxx"]
+
+# Conditions asked for by name, never drawn: pip builds with ``--no-build-isolation`` in a venv
+# that holds these build packages (its bin first on PATH, as when it is activated), as users do
+# to build against what they installed themselves. ``old-meson``: a meson older than a
+# meson-python sdist asks for (meson-python 0.13.1 accepts it: it asks for meson >= 0.63.3).
+# ``system-cmake``: scikit-build-core without the cmake package, so it has the system's CMake
+# (3.25.1 here) and nothing newer.
+NO_ISOLATION = {
+    "old-meson": ["meson==0.64.1", "meson-python==0.13.1"],
+    "system-cmake": ["scikit-build-core==1.1.2"],
+}
 
 
 def popular(rng: random.Random, n: int) -> list[str]:
@@ -472,6 +485,20 @@ def scratch_venv(kind: str, py: str) -> Path:
                     check=True,
                     env=base_env(),
                 )
+    return venv
+
+
+def condition_venv(cond: str, py: str) -> Path:
+    """A cached venv holding NO_ISOLATION[cond] (and pip), for builds without isolation."""
+    venv = CACHE / "fe" / f"{cond}-{py}"
+    with _lock:
+        if not (venv / "bin" / "python").exists():
+            subprocess.run([str(PYENV / py / "bin" / "python"), "-m", "venv", str(venv)], check=True)
+            subprocess.run(
+                [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", *NO_ISOLATION[cond]],
+                check=True,
+                env=base_env(),
+            )
     return venv
 
 
@@ -559,6 +586,11 @@ def command(
     python = str(PYENV / py / "bin" / "python") if how == "pip" else str(scratch_venv(how, py) / "bin" / "python")
     # two runs in three build in an isolated environment even where pip would not (setup.py only)
     pep517 = ["--use-pep517"] if pep517_seed % 3 and fe_id != "pip18-py36" else []
+    if cond in NO_ISOLATION:
+        venv = condition_venv(cond, py)
+        python = str(venv / "bin" / "python")
+        env["PATH"] = f"{venv / 'bin'}:{env['PATH']}"
+        pep517 = ["--no-build-isolation"]
     return [
         python,
         "-m",
