@@ -286,6 +286,15 @@ CASES: list[tuple[str, str, int, str]] = [
         "compile-error",
     ),
     (
+        "sdist-file-missing",
+        '        File "<string>", line 58, in <module>\n'
+        "          with open('requirements-docs.txt') as f:\n"
+        "      FileNotFoundError: [Errno 2] No such file or directory: "
+        "'/tmp/pip-install-x/tensorflow-transform/src/requirements-docs.txt'\n",
+        3,
+        "compile-error",
+    ),
+    (
         "compile-error-generic",
         "  src/a.cpp:12:5: error: 'string_view' is not a member of 'std'\n"
         "  error: command '/usr/bin/g++' failed with exit code 1\n",
@@ -645,6 +654,10 @@ WORDINGS: list[tuple[str, str]] = [
         "timeout",
     ),
     ("build-wheel          FAIL timed out", "timeout"),
+    # a file of the source tree that the sdist does not ship, read by the build's own code
+    ("  IOError: [Errno 2] No such file or directory: 'README.rst'", "compile-error"),
+    ('  FileNotFoundError: [Errno 2] No such file or directory: "src/VERSION"', "compile-error"),
+    ("  OSError: [Errno 2] No such file or directory: 'requirements/base.txt'", "compile-error"),
 ]
 
 
@@ -710,6 +723,23 @@ def test_generic_gcc_exit_is_not_missing_compiler() -> None:
     )
     assert d.primary.category == "compile-error"
     assert d.primary.line == 1
+
+
+# A program that is not found is said the same way as a file the sdist lacks: it is not one.
+PROGRAMS_NOT_FOUND = [
+    ("  error: [Errno 2] No such file or directory: 'gcc'", "missing-c-compiler"),
+    ("  FileNotFoundError: [Errno 2] No such file or directory: 'gdal-config'", "missing-config-tool"),
+    ("    FileNotFoundError: [Errno 2] No such file or directory: 'curl-config': 'curl-config'", "missing-config-tool"),
+    ("  FileNotFoundError: [Errno 2] No such file or directory: 'cmake'", None),
+]
+
+
+@pytest.mark.parametrize(("line", "category"), PROGRAMS_NOT_FOUND)
+def test_program_not_found_is_not_a_file_missing_from_the_sdist(line: str, category: str | None) -> None:
+    d = diagnose([line])
+    assert all(c.rule != "sdist-file-missing" for c in d.causes), d.causes
+    if category:
+        assert d.primary.category == category
 
 
 # cargo ran but could not get a crate (offline, or the vendored crates lack it): not a
