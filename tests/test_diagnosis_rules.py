@@ -393,6 +393,17 @@ CASES: list[tuple[str, str, int, str]] = [
         "python-version-incompat",
     ),
     (
+        "pip-too-old-for-pyproject",
+        "  Running setup.py (path:/tmp/pip-wheel-x/unittest-parallel/setup.py) egg_info for package unittest-parallel\n"
+        "    Running command python setup.py egg_info\n"
+        "    Traceback (most recent call last):\n"
+        '      File "<string>", line 1, in <module>\n'
+        "    FileNotFoundError: [Errno 2] No such file or directory: '/tmp/pip-wheel-x/unittest-parallel/setup.py'\n"
+        'Command "python setup.py egg_info" failed with error code 1 in /tmp/pip-wheel-x/unittest-parallel/\n',
+        5,
+        "missing-build-tool",
+    ),
+    (
         "py-requires-python-link",
         "Collecting pandas==1.5.3\n"
         "  Link requires a different Python (3.7.16 not in: '>=3.8'): https://files.pythonhosted.org/packages/4d/aa/e7/pandas-1.5.2.tar.gz#sha256=1 (from https://pypi.org/simple/pandas/) (requires-python:>=3.8)\n"
@@ -723,6 +734,37 @@ def test_generic_gcc_exit_is_not_missing_compiler() -> None:
     )
     assert d.primary.category == "compile-error"
     assert d.primary.line == 1
+
+
+# pip's whole list of the releases it skipped for their Requires-Python explains a "no matching
+# distribution" only when it holds the release asked for: else that release has no file at all.
+def _skipped(listed: str) -> list[str]:
+    return [
+        "Collecting pytorch-tokenizers==1.5.0",
+        f"ERROR: Ignored the following versions that require a different python version: {listed}",
+        "ERROR: Could not find a version that satisfies the requirement pytorch-tokenizers==1.5.0 (from versions: none)",
+        "ERROR: No matching distribution found for pytorch-tokenizers==1.5.0",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("listed", "category", "line"),
+    [
+        ("1.0.1 Requires-Python >=3.10", "no-distribution", 3),
+        ("1.0.1 Requires-Python >=3.10; 1.5.0 Requires-Python >=3.10", "python-version-incompat", 2),
+        ("1.0.1 Requires-Python >=3.10; 1.5.0 Requires-Python >=3.10, <4", "python-version-incompat", 2),
+        ("1.0.1 Requires-Python >=3.10; 1.4.0 Requires-Pyth [... 300 characters cut]", "python-version-incompat", 2),
+    ],
+)
+def test_skipped_releases_explain_only_the_one_asked_for(listed: str, category: str, line: int) -> None:
+    d = diagnose(_skipped(listed))
+    assert (d.primary.category, d.primary.line) == (category, line), d.primary
+
+
+def test_a_missing_setup_py_is_not_a_file_missing_from_the_sdist() -> None:
+    d = diagnose(["  FileNotFoundError: [Errno 2] No such file or directory: '/tmp/pip-wheel-x/pkg/setup.py'"])
+    assert all(c.rule != "sdist-file-missing" for c in d.causes), d.causes
+    assert d.primary.rule == "pip-too-old-for-pyproject"
 
 
 # A program that is not found is said the same way as a file the sdist lacks: it is not one.
