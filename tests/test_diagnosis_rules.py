@@ -286,6 +286,15 @@ CASES: list[tuple[str, str, int, str]] = [
         "compile-error",
     ),
     (
+        "sdist-file-missing",
+        '        File "<string>", line 58, in <module>\n'
+        "          with open('requirements-docs.txt') as f:\n"
+        "      FileNotFoundError: [Errno 2] No such file or directory: "
+        "'/tmp/pip-install-x/tensorflow-transform/src/requirements-docs.txt'\n",
+        3,
+        "compile-error",
+    ),
+    (
         "compile-error-generic",
         "  src/a.cpp:12:5: error: 'string_view' is not a member of 'std'\n"
         "  error: command '/usr/bin/g++' failed with exit code 1\n",
@@ -382,6 +391,17 @@ CASES: list[tuple[str, str, int, str]] = [
         "ERROR: No matching distribution found for numba==0.54.1\n",
         2,
         "python-version-incompat",
+    ),
+    (
+        "pip-too-old-for-pyproject",
+        "  Running setup.py (path:/tmp/pip-wheel-x/unittest-parallel/setup.py) egg_info for package unittest-parallel\n"
+        "    Running command python setup.py egg_info\n"
+        "    Traceback (most recent call last):\n"
+        '      File "<string>", line 1, in <module>\n'
+        "    FileNotFoundError: [Errno 2] No such file or directory: '/tmp/pip-wheel-x/unittest-parallel/setup.py'\n"
+        'Command "python setup.py egg_info" failed with error code 1 in /tmp/pip-wheel-x/unittest-parallel/\n',
+        5,
+        "missing-build-tool",
     ),
     (
         "py-requires-python-link",
@@ -676,6 +696,10 @@ WORDINGS: list[tuple[str, str]] = [
         "timeout",
     ),
     ("build-wheel          FAIL timed out", "timeout"),
+    # a file of the source tree that the sdist does not ship, read by the build's own code
+    ("  IOError: [Errno 2] No such file or directory: 'README.rst'", "compile-error"),
+    ('  FileNotFoundError: [Errno 2] No such file or directory: "src/VERSION"', "compile-error"),
+    ("  OSError: [Errno 2] No such file or directory: 'requirements/base.txt'", "compile-error"),
 ]
 
 
@@ -741,6 +765,54 @@ def test_generic_gcc_exit_is_not_missing_compiler() -> None:
     )
     assert d.primary.category == "compile-error"
     assert d.primary.line == 1
+
+
+# pip's whole list of the releases it skipped for their Requires-Python explains a "no matching
+# distribution" only when it holds the release asked for: else that release has no file at all.
+def _skipped(listed: str) -> list[str]:
+    return [
+        "Collecting pytorch-tokenizers==1.5.0",
+        f"ERROR: Ignored the following versions that require a different python version: {listed}",
+        "ERROR: Could not find a version that satisfies the requirement pytorch-tokenizers==1.5.0 (from versions: none)",
+        "ERROR: No matching distribution found for pytorch-tokenizers==1.5.0",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("listed", "category", "line"),
+    [
+        ("1.0.1 Requires-Python >=3.10", "no-distribution", 3),
+        ("1.0.1 Requires-Python >=3.10; 1.5.0 Requires-Python >=3.10", "python-version-incompat", 2),
+        ("1.0.1 Requires-Python >=3.10; 1.5.0 Requires-Python >=3.10, <4", "python-version-incompat", 2),
+        ("1.0.1 Requires-Python >=3.10; 1.4.0 Requires-Pyth [... 300 characters cut]", "python-version-incompat", 2),
+    ],
+)
+def test_skipped_releases_explain_only_the_one_asked_for(listed: str, category: str, line: int) -> None:
+    d = diagnose(_skipped(listed))
+    assert (d.primary.category, d.primary.line) == (category, line), d.primary
+
+
+def test_a_missing_setup_py_is_not_a_file_missing_from_the_sdist() -> None:
+    d = diagnose(["  FileNotFoundError: [Errno 2] No such file or directory: '/tmp/pip-wheel-x/pkg/setup.py'"])
+    assert all(c.rule != "sdist-file-missing" for c in d.causes), d.causes
+    assert d.primary.rule == "pip-too-old-for-pyproject"
+
+
+# A program that is not found is said the same way as a file the sdist lacks: it is not one.
+PROGRAMS_NOT_FOUND = [
+    ("  error: [Errno 2] No such file or directory: 'gcc'", "missing-c-compiler"),
+    ("  FileNotFoundError: [Errno 2] No such file or directory: 'gdal-config'", "missing-config-tool"),
+    ("    FileNotFoundError: [Errno 2] No such file or directory: 'curl-config': 'curl-config'", "missing-config-tool"),
+    ("  FileNotFoundError: [Errno 2] No such file or directory: 'cmake'", None),
+]
+
+
+@pytest.mark.parametrize(("line", "category"), PROGRAMS_NOT_FOUND)
+def test_program_not_found_is_not_a_file_missing_from_the_sdist(line: str, category: str | None) -> None:
+    d = diagnose([line])
+    assert all(c.rule != "sdist-file-missing" for c in d.causes), d.causes
+    if category:
+        assert d.primary.category == category
 
 
 # cargo ran but could not get a crate (offline, or the vendored crates lack it): not a

@@ -88,6 +88,12 @@ def _file_key(name: str) -> str:
     return name.lower().replace("_", "-").replace(".", "-")
 
 
+def _lists_other_releases(hit: Hit, version: str | None) -> bool:
+    """A whole list of releases pip skipped (``versions`` group) without the one asked for."""
+    listed = re.findall(r"(?:^|; )(\S+) Requires-Python", hit.groups.get("versions", ""))
+    return bool(listed and version) and _file_key(str(version)) not in {_file_key(v) for v in listed}
+
+
 class Scanner:
     """Feed blocks of text (whole lines joined by newlines); then :meth:`result`."""
 
@@ -381,15 +387,19 @@ class Scanner:
         if len(after) < CONTEXT_AFTER:
             self.pending.append(hit)
 
+    def _asked(self) -> tuple[str | None, str | None]:
+        """The release asked for: the log's, or pip's "No matching distribution found for NAME==VERSION"."""
+        package, version = self.ctx.package()
+        asked = [h.groups["requirement"] for h in self.hits if "==" in h.groups.get("requirement", "")]
+        if not version and asked:
+            package, version = asked[0].split("==", 1)
+        return package, version
+
     def _requested_file_hits(self) -> list[Hit]:
         """The kept file line that names the release asked for (NAME-VERSION, normalised); none
         when no line names it (that release does not exist: pip's other lines are not the cause);
         the first one when the log does not say which release was asked for."""
-        package, version = self.ctx.package()
-        if not version:  # pip's "No matching distribution found for NAME==VERSION" says it too
-            asked = [h.groups["requirement"] for h in self.hits if "==" in h.groups.get("requirement", "")]
-            if asked:
-                package, version = asked[0].split("==", 1)
+        package, version = self._asked()
         if package and version:
             want = _file_key(f"{package}-{version}-")
             return [h for k, h in self.file_hits.items() if k.startswith(want)][:1]
@@ -415,7 +425,8 @@ class Scanner:
             "pyver_nodot": python.replace(".", "") if python else "3",
             "package": package or "<package>",
         }
-        found = [*self.hits, *self._requested_file_hits()]
+        asked = self._asked()[1]  # a list of skipped releases without it says nothing about it
+        found = [h for h in [*self.hits, *self._requested_file_hits()] if not _lists_other_releases(h, asked)]
         matched = {h.rule.id for h in found if h.rule is not None}
         hits = [h for h in found if h.rule is not None and (not h.rule.only_with or h.rule.only_with & matched)]
         hits.sort(key=lambda h: (-h.priority, h.line))
