@@ -982,6 +982,22 @@ def test_package_version_and_rerun_advice() -> None:
     assert any("from source" in a for a in d.advice)
 
 
+def test_uv_names_the_package_it_failed_to_build() -> None:
+    # uv says the requirement once, in backticks, on its last line (own-057 is such a real log).
+    log = [
+        "Resolved 1 package in 310ms",
+        "   Building grpcio==1.43.0",
+        "  × Failed to build `grpcio==1.43.0`",
+        "  ├─▶ The build backend returned an error",
+        "      src/core/lib/a.c:1:10: fatal error: Python.h: No such file or directory",
+    ]
+    d = diagnose(log)
+    assert (d.package, d.version) == ("grpcio", "1.43.0")
+    assert d.advice[-1].endswith(" grpcio==1.43.0")
+    path = diagnose(["error: Failed to build `./vendored/thing-1.0.tar.gz`", "fatal error: ffi.h: No such file"])
+    assert path.package is None  # a path in the backticks is not a name
+
+
 def test_wheel_lookup_finds_fitting_wheel() -> None:
     log = [
         "Collecting markupsafe==2.1.5",

@@ -55,6 +55,8 @@ _PY_FREEZE = 40
 
 _PKG_RES: tuple[tuple[int, re.Pattern[str]], ...] = (
     (4, re.compile(r"Failed building wheel for (?P<name>[\w.-]+)")),
+    # uv: "error: Failed to build `grpcio==1.43.0`" (a path or URL in the backticks is no name)
+    (4, re.compile(r"Failed to build `(?P<name>[A-Za-z0-9][\w.-]*?)(?:\[[^\]]*\])?(?:==(?P<version>[\w.!+]+))?`")),
     (4, re.compile(r"Running setup\.py install for (?P<name>[\w.-]+)")),
     (3, re.compile(r"Building wheel for (?P<name>[\w.-]+) \(")),
     (3, re.compile(r"Running setup\.py bdist_wheel for (?P<name>[\w.-]+)")),
@@ -79,6 +81,7 @@ _BUILT_OK_RE = re.compile(
 _PKG_KEYWORDS = (
     "Created wheel for",
     "Failed building wheel for",
+    "Failed to build `",
     "Running setup.py",
     "Building wheel for",
     "Collecting ",
