@@ -798,6 +798,34 @@ def test_a_missing_setup_py_is_not_a_file_missing_from_the_sdist() -> None:
     assert d.primary.rule == "pip-too-old-for-pyproject"
 
 
+@pytest.mark.parametrize(
+    ("path", "file"),
+    [
+        ("libstemmer_c-2.2.0/mkinc_utf8.mak", "mkinc_utf8.mak"),  # PyStemmer 2.2.0's sdist, a real build
+        ("/tmp/pip-install-x/pkg/requirements-docs.txt", "requirements-docs.txt"),
+        ("C:\\Users\\me\\AppData\\Local\\Temp\\pip-install-x\\pkg\\VERSION", "VERSION"),
+        ("src/data/table.json", "table.json"),
+    ],
+)
+def test_a_data_file_the_build_reads_and_the_sdist_lacks(path: str, file: str) -> None:
+    d = diagnose(
+        [
+            '  File "<string>", line 74, in iter_manifest_lines',
+            f"FileNotFoundError: [Errno 2] No such file or directory: '{path}'",
+        ]
+    )
+    assert (d.primary.rule, d.primary.detail) == ("sdist-file-missing", f"{file} missing from the sdist")
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["cl.exe", "/usr/lib/x86_64-linux-gnu/libfoo.so.1", "src/include/x.h", "/etc/os-release", "build/lib/_x.so"],
+)
+def test_programs_headers_libraries_and_system_files_are_not_the_sdists(path: str) -> None:
+    d = diagnose([f"  FileNotFoundError: [Errno 2] No such file or directory: '{path}'"])
+    assert all(c.rule != "sdist-file-missing" for c in d.causes), d.causes
+
+
 # A program that is not found is said the same way as a file the sdist lacks: it is not one.
 PROGRAMS_NOT_FOUND = [
     ("  error: [Errno 2] No such file or directory: 'gcc'", "missing-c-compiler"),
