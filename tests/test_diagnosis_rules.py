@@ -826,6 +826,22 @@ def test_programs_headers_libraries_and_system_files_are_not_the_sdists(path: st
     assert all(c.rule != "sdist-file-missing" for c in d.causes), d.causes
 
 
+@pytest.mark.parametrize(
+    ("line", "rule", "tool"),
+    [
+        ("RuntimeError: Could not find gcc", "c-compiler-missing", "gcc"),
+        ("Exception: Unable to find the C compiler 'cc'.", "c-compiler-missing", "cc"),
+        ("error: could not find clang-14", "c-compiler-missing", "clang-14"),
+        ("RuntimeError: Could not find g++", "cxx-compiler-missing", "g++"),
+        ("Exception: Unable to find the C++ compiler clang++", "cxx-compiler-missing", "clang++"),
+        ("Exception: Unable to find javac", "tool-missing-prose", "javac"),
+    ],
+)
+def test_a_build_scripts_exception_naming_a_missing_compiler(line: str, rule: str, tool: str) -> None:
+    d = diagnose(["Traceback (most recent call last):", '  File "setup.py", line 40, in <module>', line])
+    assert (d.primary.rule, d.primary.detail) == (rule, tool)
+
+
 # A program that is not found is said the same way as a file the sdist lacks: it is not one.
 PROGRAMS_NOT_FOUND = [
     ("  error: [Errno 2] No such file or directory: 'gcc'", "missing-c-compiler"),
@@ -1261,7 +1277,7 @@ def test_a_build_tool_too_old_names_the_tool_and_its_bound(line: str, capability
         ("  error: cannot find 'node'", "tool-missing-prose"),
         # a library, a compiler, a config tool, MSVC, a warning that goes on: not this rule
         ("  OSError: Could not find libgeos_c", "unknown"),
-        ("  RuntimeError: Could not find gcc", "unknown"),
+        ("  RuntimeError: Could not find gcc", "c-compiler-missing"),  # the C compiler's own rule
         ("  Exception: Could not find pg_config", "config-tool-missing"),
         ("  error: Unable to find vcvarsall.bat", "msvc-missing"),
         ("  Unable to find pgen, not compiling formal grammar.", "unknown"),
