@@ -842,6 +842,22 @@ def test_a_build_scripts_exception_naming_a_missing_compiler(line: str, rule: st
     assert (d.primary.rule, d.primary.detail) == (rule, tool)
 
 
+@pytest.mark.parametrize(
+    ("line", "category", "capability"),
+    [
+        ("  Could NOT find SWIG (missing: SWIG_EXECUTABLE SWIG_DIR)", "missing-build-tool", "tool:swig"),
+        ("  Could NOT find Git (missing: GIT_EXECUTABLE)", "missing-build-tool", "tool:git"),
+        ("  Could NOT find ZLIB (missing: ZLIB_LIBRARY ZLIB_INCLUDE_DIR)", "missing-library-header", "lib:zlib"),
+        ("  Could NOT find PkgConfig (missing: PKG_CONFIG_EXECUTABLE)", "missing-config-tool", "tool:pkg-config"),
+    ],
+)
+def test_cmake_tells_a_missing_program_from_a_missing_library(line: str, category: str, capability: str) -> None:
+    # FindPackageHandleStandardArgs names what it misses: a program's *_EXECUTABLE, or a library's files.
+    cmake = "CMake Error at /usr/share/cmake-3.25/Modules/FindPackageHandleStandardArgs.cmake:230 (message):"
+    d = diagnose([cmake, line, "Call Stack (most recent call first):"])
+    assert (d.primary.category, d.primary.capability, d.primary.line) == (category, capability, 2)
+
+
 # A program that is not found is said the same way as a file the sdist lacks: it is not one.
 PROGRAMS_NOT_FOUND = [
     ("  error: [Errno 2] No such file or directory: 'gcc'", "missing-c-compiler"),

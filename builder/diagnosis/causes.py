@@ -97,6 +97,8 @@ class CauseWriter:
         rule = h.rule
         assert rule is not None
         values: dict[str, str] = {**ctx, **rule.defaults, **h.groups}
+        if "tool" in h.groups:  # a program by the name it is installed and advertised under (CMake's FindSWIG: swig)
+            values["tool"] = values["tool"].lower()
         lib: Library | None = None
         if rule.lookup:
             for g in LOOKUP_GROUPS:
