@@ -35,9 +35,10 @@ class BuildChanges:
     notes: tuple[str, ...] = ()
 
     def __add__(self, other: BuildChanges) -> BuildChanges:
-        """Both sets of changes; where both set a variable, ``other``'s value wins."""
+        """Both sets of changes; where both set a variable, ``other``'s value wins, but for the
+        compiler and linker flags, which take both (``other``'s last)."""
         return BuildChanges(
-            environment={**self.environment, **other.environment},
+            environment=combined_environment(self.environment, other.environment),
             constraints=(*self.constraints, *other.constraints),
             requirements=(*self.requirements, *other.requirements),
             patches=(*self.patches, *other.patches),
@@ -54,6 +55,19 @@ class BuildChanges:
     @property
     def empty(self) -> bool:
         return self == BuildChanges(notes=self.notes)
+
+
+# Flags that add up: an override's -O1 and a remedy's -fcommon both apply (the later flag wins
+# where two of them contradict each other, as in a compiler's command line).
+FLAG_VARIABLES = frozenset({"CFLAGS", "CXXFLAGS", "CPPFLAGS", "LDFLAGS"})
+
+
+def combined_environment(first: Mapping[str, str], then: Mapping[str, str]) -> dict[str, str]:
+    """Both environments: ``then``'s variables replace ``first``'s, but flags are appended."""
+    combined = {**first, **then}
+    for name in FLAG_VARIABLES.intersection(first, then):
+        combined[name] = " ".join(v for v in (first[name], then[name]) if v)
+    return combined
 
 
 def skipped(module: str, skip: tuple[str, ...]) -> bool:

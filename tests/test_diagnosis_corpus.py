@@ -59,7 +59,7 @@ def test_corpus_log(path: Path, label: dict[str, Any]) -> None:
 # Every rule has a real log in the development part (the sandbox's markers and the proof step:
 # own-701 to own-707; Cython 3.1's missing Python 2 names, a full TMPDIR, a missing
 # libpythonX.Y.so: own-801 to own-803; an old meson or CMake, numpy's headers missing, javac
-# missing, a symbol defined twice: own-901 to own-905; a CI service's time limit: own-951 to
+# missing, a symbol defined twice, a generic compile error: own-901 to own-906; a CI service's time limit: own-951 to
 # own-953). A new rule without one is listed here until it has, with a realistic snippet in
 # test_diagnosis_rules.py.
 NO_REAL_LOG_YET: frozenset[str] = frozenset()

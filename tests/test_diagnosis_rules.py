@@ -476,6 +476,17 @@ CASES += [
 ]
 CASES.append(
     (
+        "link-multiple-definition",
+        "  gcc -shared build/source/py_gpio.o build/source/common.o -o build/RPi/_GPIO.so\n"
+        "  /usr/bin/ld: build/source/common.o:/src/source/common.h:41: multiple definition of `module_setup'; "
+        "build/source/py_gpio.o:/src/source/common.h:41: first defined here\n"
+        "  collect2: error: ld returned 1 exit status\n",
+        2,
+        "compile-error",
+    )
+)
+CASES.append(
+    (
         "build-missing-dependencies",
         "* Getting build dependencies for wheel...\nERROR Missing dependencies:\n\tcython>=3\n",
         2,
@@ -708,6 +719,31 @@ def test_wordings(line: str, category: str) -> None:
     d = diagnose([line])
     assert d.primary.category == category, d.primary
     assert d.primary.line == 1
+
+
+@pytest.mark.parametrize(
+    ("line", "symbol"),
+    [
+        (
+            "  /usr/bin/ld: b.o:/src/common.h:41: multiple definition of `module_setup'; a.o:/src/common.h:41: first defined here",
+            "module_setup",
+        ),
+        ("  /usr/bin/ld: b.o: multiple definition of ‘setup_error’; a.o: first defined here", "setup_error"),
+        ("  ld.lld: error: duplicate symbol: module_setup", "module_setup"),
+        ("duplicate symbol '_module_setup' in:", "_module_setup"),
+        ("  b.obj : error LNK2005: module_setup already defined in a.obj", "module_setup"),
+    ],
+)
+def test_a_symbol_defined_twice_is_retried_with_fcommon_whichever_linker_says_it(line: str, symbol: str) -> None:
+    primary = diagnose([line, "  collect2: error: ld returned 1 exit status"]).primary
+    assert primary.rule == "link-multiple-definition" and primary.category == "compile-error"
+    assert primary.detail == f"{symbol} defined twice"
+    assert load_rules().rule("link-multiple-definition").retry == ("fcommon",)
+
+
+def test_an_undefined_reference_stays_a_generic_compile_error() -> None:
+    primary = diagnose(["  a.c:(.text+0x1d): undefined reference to `module_setup'"]).primary
+    assert primary.rule == "compile-error-generic"
 
 
 # Timeouts that are not a CI service's time limit: the network's, or a tool's own.

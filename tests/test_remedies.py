@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from builder.applying import RemedyNotApplicable, install_options, prepare, regenerate
+from builder.applying import RemedyNotApplicable, forced_includes, install_options, prepare, regenerate
 from builder.build_changes import BuildChanges
 from builder.cython_output import generated_sources
 from builder.diagnosis.rules import load_rules
@@ -225,8 +225,23 @@ def test_an_environment_remedy_sets_the_builds_variables() -> None:
     changes = load_remedies().get("permissive-c").changes()
     assert "-Wno-error=incompatible-pointer-types" in changes.environment["CFLAGS"]
     assert changes.notes == ("wheelyard: remedy permissive-c: " + load_remedies().get("permissive-c").summary,)
-    combined = BuildChanges(environment={"CFLAGS": "-O1", "A": "1"}) + changes
-    assert combined.environment["A"] == "1" and combined.environment["CFLAGS"] == changes.environment["CFLAGS"]
+    # Flags add up (an override's, then the remedy's); any other variable is replaced.
+    combined = BuildChanges(environment={"CFLAGS": "-O1", "A": "1", "B": "x"}) + changes
+    assert combined.environment["CFLAGS"] == "-O1 " + changes.environment["CFLAGS"]
+    assert combined.environment["A"] == "1"
+    assert (combined + BuildChanges(environment={"B": "y"})).environment["B"] == "y"
+
+
+def test_fcommon_appends_to_the_overrides_cflags_and_follows_a_forced_header(tmp_path: Path) -> None:
+    fcommon = load_remedies().get("fcommon")
+    assert fcommon.kind == "environment" and fcommon.environment == {"CFLAGS": "-fcommon"}
+    override = BuildChanges(environment={"CFLAGS": "-O1 -DNDEBUG", "LDFLAGS": "-s"}, headers=("py313-compat.h",))
+    changes = override + fcommon.changes()
+    assert changes.environment == {"CFLAGS": "-O1 -DNDEBUG -fcommon", "LDFLAGS": "-s"}
+    forced = forced_includes(changes, tmp_path, lambda line: None)
+    header = str(tmp_path / "compat-py313-compat.h")
+    assert forced["CFLAGS"] == f"-include {header} -O1 -DNDEBUG -fcommon"
+    assert forced["CXXFLAGS"] == f"-include {header}"
 
 
 # -- the attempts of a build -----------------------------------------------------------------------
@@ -347,7 +362,6 @@ def compile_extension(python: str, source: Path, flags: list[str]) -> subprocess
 def test_the_compat_header_is_forced_into_every_compile_and_an_old_extension_builds_and_runs_on_313(
     tmp_path: Path,
 ) -> None:
-    from builder.applying import forced_includes
     from tests.conftest import interpreter
 
     changes = load_remedies().get("regenerate-cython-py313-compat").changes() + BuildChanges(

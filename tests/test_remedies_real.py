@@ -192,3 +192,23 @@ def test_a_build_requirement_released_later_is_taken_as_it_stood_at_upload(stack
     assert urls["blosc"].startswith(f"http://127.0.0.1:{stack.index_port}/")
     code = "import blosc, blosc.blosc_extension; print(blosc.decompress(blosc.compress(b'w' * 64, 1)) == b'w' * 64)"
     assert imports(python, code) == "True"
+
+
+def test_a_variable_defined_in_a_header_links_with_fcommon_and_the_wheel_imports(stack: Stack, tmp_path: Path) -> None:
+    # OrangePi.GPIO 0.6.3 (2019, sdist only) defines gpio_mode, board_type... in source/common.h,
+    # which eight C files include: gcc 10's -fno-common default refuses the link. With -fcommon
+    # it links; its module init touches no hardware (the GPIO registers are mapped by setup()).
+    done = build(stack, "OrangePi.GPIO==0.6.3")
+    assert done["status"] == "published", "\n".join(attempt_log(a) for a in done.get("attempts", []))
+    assert done["remedy"] == "fcommon"
+    first, second = done["attempts"]
+    assert (first["remedy"], first["status"], first["diagnosis"]) == (None, "failed", "compile-error")
+    assert "multiple definition of `gpio_mode'" in attempt_log(first)
+    log = attempt_log(second)
+    assert (second["remedy"], second["status"]) == ("fcommon", "published")
+    assert "with the remedy fcommon (attempt 1 failed: compile-error)" in log
+    assert "wheelyard: remedy fcommon: the C compiler puts variables defined without extern" in log, log
+    assert "multiple definition" not in log
+    python, urls = pip_install_from_index(stack.simple, "3.13", tmp_path, "OrangePi.GPIO==0.6.3")
+    assert urls["orangepi.gpio"].startswith(f"http://127.0.0.1:{stack.index_port}/")
+    assert imports(python, "import OPi.GPIO as GPIO; print(GPIO.VERSION, GPIO.BOARD)") == "0.6.3 10"
