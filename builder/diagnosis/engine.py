@@ -395,11 +395,10 @@ class Scanner:
             package, version = asked[0].split("==", 1)
         return package, version
 
-    def _requested_file_hits(self) -> list[Hit]:
+    def _requested_file_hits(self, package: str | None, version: str | None) -> list[Hit]:
         """The kept file line that names the release asked for (NAME-VERSION, normalised); none
         when no line names it (that release does not exist: pip's other lines are not the cause);
         the first one when the log does not say which release was asked for."""
-        package, version = self._asked()
         if package and version:
             want = _file_key(f"{package}-{version}-")
             return [h for k, h in self.file_hits.items() if k.startswith(want)][:1]
@@ -425,8 +424,8 @@ class Scanner:
             "pyver_nodot": python.replace(".", "") if python else "3",
             "package": package or "<package>",
         }
-        asked = self._asked()[1]  # a list of skipped releases without it says nothing about it
-        found = [h for h in [*self.hits, *self._requested_file_hits()] if not _lists_other_releases(h, asked)]
+        pkg, asked = self._asked()  # a list of skipped releases without the one asked says nothing of it
+        found = [h for h in [*self.hits, *self._requested_file_hits(pkg, asked)] if not _lists_other_releases(h, asked)]
         matched = {h.rule.id for h in found if h.rule is not None}
         hits = [h for h in found if h.rule is not None and (not h.rule.only_with or h.rule.only_with & matched)]
         hits.sort(key=lambda h: (-h.priority, h.line))
